@@ -1,0 +1,301 @@
+//! Downloads with checksums, resume and progress, and archive extraction.
+//!
+//! A file is downloaded to `<name>.part`; an interrupted download resumes from the bytes
+//! already there (HTTP `Range`); only after its checksum matches is it renamed to `<name>`,
+//! so a partial download is never mistaken for a complete file.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::error::{DataError, IoContext, Result};
+
+/// A published checksum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checksum {
+    /// MD5, lowercase hex.
+    Md5(String),
+    /// SHA-256, lowercase hex.
+    Sha256(String),
+}
+
+impl Checksum {
+    fn algo(&self) -> &'static str {
+        match self {
+            Checksum::Md5(_) => "md5",
+            Checksum::Sha256(_) => "sha256",
+        }
+    }
+
+    fn expected(&self) -> &str {
+        match self {
+            Checksum::Md5(h) | Checksum::Sha256(h) => h,
+        }
+    }
+}
+
+/// A file to download: mirrors tried in order, the local name, its checksum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// URLs, tried in order.
+    pub urls: Vec<String>,
+    /// File name in the destination folder.
+    pub file_name: String,
+    /// Published checksum.
+    pub checksum: Checksum,
+}
+
+/// How to download.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Replace every URL by `<mirror>/<file name>` (a local mirror, or a proxy).
+    pub mirror: Option<String>,
+    /// Show a progress bar (on a terminal) or log lines (otherwise).
+    pub progress: bool,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            mirror: None,
+            progress: true,
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Hex digest of a file.
+pub fn file_digest(path: &Path, checksum: &Checksum) -> Result<String> {
+    let mut f = std::fs::File::open(path).at(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut md5 = Md5::new();
+    let mut sha = Sha256::new();
+    loop {
+        let n = f.read(&mut buf).at(path)?;
+        if n == 0 {
+            break;
+        }
+        match checksum {
+            Checksum::Md5(_) => md5.update(&buf[..n]),
+            Checksum::Sha256(_) => sha.update(&buf[..n]),
+        }
+    }
+    let digest: Vec<u8> = match checksum {
+        Checksum::Md5(_) => md5.finalize().to_vec(),
+        Checksum::Sha256(_) => sha.finalize().to_vec(),
+    };
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks `path` against `checksum`; `note` is appended to the mismatch message.
+pub fn verify(path: &Path, checksum: &Checksum, note: &str) -> Result<()> {
+    let actual = file_digest(path, checksum)?;
+    if actual != checksum.expected().to_ascii_lowercase() {
+        return Err(DataError::Checksum {
+            path: path.to_path_buf(),
+            algo: checksum.algo(),
+            expected: checksum.expected().to_string(),
+            actual,
+            note: note.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn part_path(path: &Path) -> PathBuf {
+    let mut n = path.file_name().unwrap_or_default().to_os_string();
+    n.push(".part");
+    path.with_file_name(n)
+}
+
+/// Downloads `file` into `dir` (resuming a `.part` left by an interrupted run) and verifies
+/// it. A complete file already there is verified and kept. Returns the file's path.
+pub fn fetch_file(file: &RemoteFile, dir: &Path, opts: &FetchOptions) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let dest = dir.join(&file.file_name);
+    if dest.exists() {
+        verify(
+            &dest,
+            &file.checksum,
+            "; this file was not written by `jem data fetch`: delete it and fetch again",
+        )?;
+        return Ok(dest);
+    }
+    let urls: Vec<String> = match &opts.mirror {
+        Some(m) => vec![format!("{}/{}", m.trim_end_matches('/'), file.file_name)],
+        None => file.urls.clone(),
+    };
+    let mut errors = Vec::new();
+    for url in &urls {
+        match download_to(url, &part_path(&dest), opts) {
+            Ok(()) => {
+                let part = part_path(&dest);
+                if let Err(e) = verify(&part, &file.checksum, "; the download was deleted") {
+                    let _ = std::fs::remove_file(&part);
+                    errors.push(e.to_string());
+                    continue;
+                }
+                std::fs::rename(&part, &dest).at(&dest)?;
+                return Ok(dest);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(DataError::Download {
+        url: urls.join(" , "),
+        msg: format!(
+            "{}.\nTo install it by hand, download {} (published {} {}) and put it at {}, \
+             then run the same command again: it verifies and unpacks files already there.",
+            errors.join("; "),
+            urls[0],
+            file.checksum.algo(),
+            file.checksum.expected(),
+            dest.display()
+        ),
+    })
+}
+
+fn download_to(url: &str, part: &Path, opts: &FetchOptions) -> Result<()> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(opts.connect_timeout))
+        .timeout_resolve(Some(opts.connect_timeout))
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if have > 0 {
+        req = req.header("Range", format!("bytes={have}-"));
+    }
+    let err = |msg: String| DataError::Download {
+        url: url.to_string(),
+        msg,
+    };
+    let resp = req.call().map_err(|e| err(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let length: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
+    let (append, start) = match status {
+        206 if have > 0 => (true, have),
+        200 => (false, 0),
+        416 if have > 0 => return Ok(()), // nothing left to fetch: verify what we have
+        _ => return Err(err(format!("the server answered HTTP {status}"))),
+    };
+    if header("content-type").is_some_and(|t| t.starts_with("text/html")) {
+        return Err(err(
+            "the server sent a web page instead of the file (a login or quota page?)".into(),
+        ));
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(part)
+        .at(part)?;
+    let total = length.map(|l| l + start);
+    let bar = progress_bar(opts.progress, total, url, start);
+    let mut body = resp.into_body().into_reader();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = body
+            .read(&mut buf)
+            .map_err(|e| err(format!("interrupted ({e}); run again to resume")))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).at(part)?;
+        bar.inc(n as u64);
+    }
+    out.sync_all().at(part)?;
+    bar.finish_and_clear();
+    if opts.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("downloaded {url}");
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, total: Option<u64>, url: &str, start: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
+            "downloading {url}{}",
+            if start > 0 { " (resuming)" } else { "" }
+        );
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::no_length(),
+    };
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+    bar.set_position(start);
+    bar
+}
+
+/// Extracts a `.tar.gz` archive into `dir`, through a temporary folder so that an
+/// interrupted extraction leaves nothing half-written under its final name.
+pub fn extract_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
+    extract_via_temp(archive, dir, |tmp| {
+        let f = std::fs::File::open(archive).at(archive)?;
+        tar::Archive::new(flate2::read::GzDecoder::new(f))
+            .unpack(tmp)
+            .map_err(|e| DataError::format(archive, format!("cannot extract: {e}")))
+    })
+}
+
+/// Extracts a `.zip` archive into `dir` (same guarantees as [`extract_tar_gz`]).
+pub fn extract_zip(archive: &Path, dir: &Path) -> Result<()> {
+    extract_via_temp(archive, dir, |tmp| {
+        let f = std::fs::File::open(archive).at(archive)?;
+        zip::ZipArchive::new(f)
+            .and_then(|mut z| z.extract(tmp))
+            .map_err(|e| DataError::format(archive, format!("cannot extract: {e}")))
+    })
+}
+
+fn extract_via_temp(
+    archive: &Path,
+    dir: &Path,
+    unpack: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".extract-{name}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    let result = unpack(&tmp).and_then(|()| {
+        for entry in std::fs::read_dir(&tmp).at(&tmp)? {
+            let entry = entry.at(&tmp)?;
+            let target = dir.join(entry.file_name());
+            if target.is_dir() {
+                std::fs::remove_dir_all(&target).at(&target)?;
+            }
+            std::fs::rename(entry.path(), &target).at(&target)?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}

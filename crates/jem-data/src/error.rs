@@ -1,0 +1,76 @@
+//! The error type of the data crate: every variant names the file, URL or field at fault.
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the data crate.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file does not follow its format (bad magic, truncated, label out of range, ...).
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    /// A file the data set needs is not there.
+    #[error("{path}: not found ({what}). {hint}")]
+    Missing {
+        path: PathBuf,
+        what: String,
+        hint: String,
+    },
+    /// A file's checksum is not the published one.
+    #[error("{path}: {algo} checksum mismatch: expected {expected}, got {actual}{note}")]
+    Checksum {
+        path: PathBuf,
+        algo: &'static str,
+        expected: String,
+        actual: String,
+        note: String,
+    },
+    /// A download failed.
+    #[error("downloading {url} failed: {msg}")]
+    Download { url: String, msg: String },
+    /// A bad argument or configuration value; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// An error of the tensor library.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with [`DataError`].
+pub type Result<T> = std::result::Result<T, DataError>;
+
+impl DataError {
+    /// A format error for `path`.
+    pub fn format(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// An I/O error for `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Attach a path to I/O errors: `file.read(..).at(path)?`.
+pub trait IoContext<T> {
+    /// Turns an `io::Error` into [`DataError::Io`] naming `path`.
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| DataError::io(path, e))
+    }
+}
