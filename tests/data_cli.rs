@@ -7,7 +7,9 @@ use jem_data::{ImageSet, cifar, svhn};
 
 fn jem(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jem"));
-    cmd.args(args).env_remove("JEM_DATA_DIR");
+    cmd.args(args)
+        .env_remove("JEM_DATA_DIR")
+        .env_remove("JEM_CACHE_DIR");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -56,7 +58,7 @@ fn info_of_the_embedded_set() {
     assert_eq!(v["splits"]["test"]["count"], 2_000);
     assert_eq!(
         v["splits"]["train"]["per_class"],
-        serde_json::json!([1000; 10])
+        serde_json::json!(vec![1000; 10])
     );
     let table = jem(&["data", "info", "fashion-mnist-quick"], &[]);
     let text = String::from_utf8_lossy(&table.stdout);
@@ -86,7 +88,7 @@ fn info_of_the_real_fashion_mnist() {
     assert_eq!(v["splits"]["train"]["count"], 60_000);
     assert_eq!(
         v["splits"]["test"]["per_class"],
-        serde_json::json!([1000; 10])
+        serde_json::json!(vec![1000; 10])
     );
     // JEM_DATA_DIR is the default data folder; mnist has only its test split here
     let v = json(&jem(
@@ -127,7 +129,10 @@ fn info_of_cifar_and_svhn_files_in_official_formats() {
         &[],
     ));
     assert_eq!(v["splits"]["train"]["count"], 100);
-    assert_eq!(v["splits"]["test"]["per_class"], serde_json::json!([1; 10]));
+    assert_eq!(
+        v["splits"]["test"]["per_class"],
+        serde_json::json!(vec![1; 10])
+    );
     assert_eq!(v["shape"], serde_json::json!([3, 32, 32]));
 
     let c100 = d.join("cifar-100-binary");
@@ -305,4 +310,56 @@ fn list_shows_presence() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fashion-mnist-quick") && text.contains("embedded"));
     assert!(text.contains("cifar10") && text.contains("not present"));
+}
+
+#[test]
+fn class_stats_are_computed_once_then_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        json(&jem(
+            &[
+                "data",
+                "class-stats",
+                "mnist-quick",
+                "--split",
+                "test",
+                "--pad-to",
+                "32",
+            ],
+            &[("JEM_CACHE_DIR", cache.path())],
+        ))
+    };
+    let first = run();
+    assert_eq!(first["dim"], 1024);
+    assert_eq!(first["counts"], serde_json::json!(vec![200; 10]));
+    let path = PathBuf::from(first["path"].as_str().unwrap());
+    assert!(path.starts_with(cache.path().join("class-stats")) && path.exists());
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let second = run();
+    assert_eq!(second["path"], first["path"]);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified,
+        "second run reads the cache"
+    );
+    // a corrupt cache file is named in a warning and rebuilt
+    std::fs::write(&path, b"junk").unwrap();
+    let out = jem(
+        &[
+            "data",
+            "class-stats",
+            "mnist-quick",
+            "--split",
+            "test",
+            "--pad-to",
+            "32",
+        ],
+        &[("JEM_CACHE_DIR", cache.path())],
+    );
+    assert!(
+        out.status.success() && stderr(&out).contains(path.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(jem_data::ClassGaussians::load(&path).is_ok());
 }

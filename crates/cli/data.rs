@@ -1,6 +1,7 @@
 //! `jem data ...`: fetch and inspect data sets.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -8,7 +9,9 @@ use jem_data::celeba::CelebaResize;
 use jem_data::cifar::Cifar100Labels;
 use jem_data::download::FetchOptions;
 use jem_data::info::dataset_info;
-use jem_data::{DatasetName, LoadOptions, resolve_data_dir};
+use jem_data::{
+    ClassGaussians, DatasetName, LoadOptions, Transform, resolve_cache_dir, resolve_data_dir,
+};
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -43,6 +46,29 @@ pub enum DataCommand {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Per-class mean and covariance (Cholesky of cov + 1e-4 I) in model space, for the
+    /// informative initialization of SGLD; computed once and cached under
+    /// `<cache folder>/class-stats/`. Prints one JSON object.
+    ClassStats {
+        /// A data set name.
+        dataset: String,
+        #[command(flatten)]
+        dir: DataDir,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Split to fit.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Zero-pad images to this square size first (e.g. 32 for 28x28 digits).
+        #[arg(long, value_name = "SIZE")]
+        pad_to: Option<usize>,
+        /// Repeat grayscale images into three channels first.
+        #[arg(long)]
+        gray_to_rgb: bool,
+        /// Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
     /// The known data sets and whether they are present in the data folder.
     List {
@@ -170,6 +196,46 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             for m in &info.missing_splits {
                 println!("  {m:<6} (not present)");
             }
+            Ok(())
+        }
+        DataCommand::ClassStats {
+            dataset,
+            dir,
+            load,
+            split,
+            pad_to,
+            gray_to_rgb,
+            cache_dir,
+        } => {
+            let name: DatasetName = dataset.parse()?;
+            let data_dir = resolve_data_dir(dir.data_dir.as_deref());
+            let set = name.load(&split, &data_dir, &load.options())?;
+            let transform = Transform {
+                pad_to: pad_to.map(|s| [s, s]),
+                gray_to_rgb,
+                ..Transform::default()
+            };
+            let start = Instant::now();
+            let key = format!("{name}-{split}");
+            let cache = resolve_cache_dir(cache_dir.as_deref()).join("class-stats");
+            let (stats, path) = ClassGaussians::load_or_compute(
+                &cache,
+                &key,
+                &set,
+                &transform,
+                ClassGaussians::DEFAULT_JITTER,
+            )?;
+            let out = serde_json::json!({
+                "dataset": name.as_str(),
+                "split": split,
+                "path": path,
+                "shape": stats.shape,
+                "dim": stats.dim(),
+                "counts": stats.counts,
+                "jitter": stats.jitter,
+                "seconds": start.elapsed().as_secs_f64(),
+            });
+            println!("{out}");
             Ok(())
         }
         DataCommand::List { dir } => {

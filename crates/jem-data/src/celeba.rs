@@ -108,6 +108,9 @@ pub fn prepare_image(path: &Path, resize: CelebaResize) -> Result<(Vec<u8>, [usi
     Ok((chw, shape))
 }
 
+/// One decoded image: CHW bytes and their shape.
+type Prepared = (Vec<u8>, [usize; 3]);
+
 /// Loads a CelebA split (`train`, `valid` or `test`) from `<data_dir>/celeba/`. Images are
 /// unlabelled (label 0, one class); decoding runs on all cores.
 pub fn load_celeba(data_dir: &Path, split: &str, resize: CelebaResize) -> Result<ImageSet> {
@@ -127,7 +130,7 @@ pub fn load_celeba(data_dir: &Path, split: &str, resize: CelebaResize) -> Result
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<(Vec<u8>, [usize; 3])>>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<Prepared>>> = std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|c| s.spawn(move || c.iter().map(|f| prepare_image(f, resize)).collect()))

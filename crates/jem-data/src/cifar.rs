@@ -58,7 +58,7 @@ fn parse_records(
     path: &Path,
 ) -> Result<ImageSet> {
     let rec = label_bytes + IMAGE_BYTES;
-    if bytes.is_empty() || bytes.len() % rec != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         return Err(DataError::format(
             path,
             format!(

@@ -422,3 +422,18 @@ pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
         .join("sadajem")
         .join("data")
 }
+
+/// The folder for computed caches (class statistics, ...): `explicit` if given, else
+/// `$JEM_CACHE_DIR`, else the per-user cache folder (`~/.cache/sadajem` on Linux). Caches
+/// never go into the data folder, which may be read-only or shared.
+pub fn resolve_cache_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("JEM_CACHE_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("sadajem")
+}

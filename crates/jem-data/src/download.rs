@@ -144,11 +144,12 @@ pub fn fetch_file(file: &RemoteFile, dir: &Path, opts: &FetchOptions) -> Result<
                 std::fs::rename(&part, &dest).at(&dest)?;
                 return Ok(dest);
             }
+            Err(DataError::Download { url, msg }) => errors.push(format!("{url}: {msg}")),
             Err(e) => errors.push(e.to_string()),
         }
     }
     Err(DataError::Download {
-        url: urls.join(" , "),
+        url: file.file_name.clone(),
         msg: format!(
             "{}.\nTo install it by hand, download {} (published {} {}) and put it at {}, \
              then run the same command again: it verifies and unpacks files already there.",

@@ -31,7 +31,7 @@ pub enum DataError {
         actual: String,
         note: String,
     },
-    /// A download failed.
+    /// A download failed (`url` names the URL or the file).
     #[error("downloading {url} failed: {msg}")]
     Download { url: String, msg: String },
     /// A bad argument or configuration value; the message names it.

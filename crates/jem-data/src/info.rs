@@ -59,14 +59,10 @@ pub fn dataset_info(name: DatasetName, data_dir: &Path, opts: &LoadOptions) -> R
     let mut splits = BTreeMap::new();
     let mut missing = Vec::new();
     let mut shape = None;
-    let mut first_err = None;
     for &split in name.splits() {
         let files = name.split_files(split, data_dir);
         if !files.is_empty() && files.iter().all(|f| !f.exists()) {
             missing.push(split.to_string());
-            if first_err.is_none() {
-                first_err = Some(name.load(split, data_dir, opts).err());
-            }
             continue;
         }
         let set = name.load(split, data_dir, opts)?;
@@ -74,7 +70,9 @@ pub fn dataset_info(name: DatasetName, data_dir: &Path, opts: &LoadOptions) -> R
         splits.insert(split.to_string(), SplitInfo::of(&set));
     }
     let Some(shape) = shape else {
-        return Err(first_err.flatten().unwrap_or_else(|| {
+        // nothing present: the first split's load error names the missing file
+        let err = name.load(name.splits()[0], data_dir, opts).err();
+        return Err(err.unwrap_or_else(|| {
             DataError::Invalid(format!("{name}: no split found in {}", data_dir.display()))
         }));
     };

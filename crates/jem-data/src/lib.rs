@@ -32,7 +32,7 @@ pub mod stats;
 pub mod svhn;
 pub mod transform;
 
-pub use datasets::{DatasetName, LoadOptions, resolve_data_dir};
+pub use datasets::{DatasetName, LoadOptions, resolve_cache_dir, resolve_data_dir};
 pub use error::{DataError, Result};
 pub use image_set::{FloatImageSet, ImageSet};
 pub use loader::{Batch, Batches, Loader, LoaderConfig, Position};

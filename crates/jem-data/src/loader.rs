@@ -111,26 +111,22 @@ impl Loader {
                 "loader.batch_size must be at least 1".into(),
             ));
         }
-        let per_epoch = if cfg.drop_last {
-            source.len() / cfg.batch_size
-        } else {
-            source.len().div_ceil(cfg.batch_size)
+        let inner = Inner {
+            source,
+            transform,
+            cfg,
+            device,
+            out_shape,
         };
-        if per_epoch == 0 {
+        if inner.batches_per_epoch() == 0 {
             return Err(DataError::Invalid(format!(
                 "loader.batch_size {} leaves no batch in a data set of {} images",
-                cfg.batch_size,
-                source.len()
+                inner.cfg.batch_size,
+                inner.source.len()
             )));
         }
         Ok(Self {
-            inner: Arc::new(Inner {
-                source,
-                transform,
-                cfg,
-                device,
-                out_shape,
-            }),
+            inner: Arc::new(inner),
         })
     }
 

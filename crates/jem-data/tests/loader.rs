@@ -187,3 +187,27 @@ fn bad_configs_are_errors() {
     let l = loader(64, 0, true, Transform::default());
     assert!(l.batch_at(Position { epoch: 0, batch: 4 }).is_err());
 }
+
+#[test]
+fn two_loaders_feed_one_loop() {
+    // the training loop pulls an augmented and a plain batch each iteration
+    let aug = loader(500, 2, true, fmnist_like_transform());
+    let plain = loader(
+        500,
+        2,
+        true,
+        Transform {
+            pad_to: Some([32, 32]),
+            ..Transform::default()
+        },
+    );
+    let (mut a, mut p) = (
+        aug.cycle_from(Position::default()),
+        plain.cycle_from(Position::default()),
+    );
+    for _ in 0..100 {
+        let (x, y) = (a.next().unwrap().unwrap(), p.next().unwrap().unwrap());
+        assert_eq!(x.images.dims(), y.images.dims());
+    }
+    assert_eq!(a.position(), Position { epoch: 3, batch: 7 });
+}
