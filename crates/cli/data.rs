@@ -1,138 +1,116 @@
 //! `jem data ...`: fetch and inspect data sets.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Arg, ArgMatches, Command};
 use jem_data::celeba::CelebaResize;
 use jem_data::cifar::Cifar100Labels;
 use jem_data::download::FetchOptions;
 use jem_data::info::dataset_info;
+
+use crate::args::{data_dir, flag, is_set, opt, parsed, path, string};
 use jem_data::{
     ClassGaussians, DatasetName, LoadOptions, Transform, resolve_cache_dir, resolve_data_dir,
 };
 
-#[derive(Subcommand)]
-pub enum DataCommand {
-    /// Download a data set from its official source, verify its checksums and unpack it.
-    ///
-    /// Files go to the data folder: --data-dir, else $JEM_DATA_DIR, else the per-user cache
-    /// folder. An interrupted download resumes; files already present are verified instead
-    /// of downloaded again, so files placed there by hand are checked and unpacked.
-    Fetch {
-        /// mnist, fashion-mnist, cifar10, cifar100, svhn or celeba.
-        dataset: String,
-        #[command(flatten)]
-        dir: DataDir,
-        /// Download from this base URL instead (files are looked up by their official name).
-        #[arg(long, value_name = "URL")]
-        mirror: Option<String>,
-        /// Keep downloaded archives after unpacking them.
-        #[arg(long)]
-        keep_archives: bool,
-        /// No progress output.
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// Counts per split and class, image shape, pixel mean and standard deviation.
-    Info {
-        /// A data set name (see `jem data list`).
-        dataset: String,
-        #[command(flatten)]
-        dir: DataDir,
-        #[command(flatten)]
-        load: LoadArgs,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Per-class mean and covariance (Cholesky of cov + 1e-4 I) in model space, for the
-    /// informative initialization of SGLD; computed once and cached under
-    /// `<cache folder>/class-stats/`. Prints one JSON object.
-    ClassStats {
-        /// A data set name.
-        dataset: String,
-        #[command(flatten)]
-        dir: DataDir,
-        #[command(flatten)]
-        load: LoadArgs,
-        /// Split to fit.
-        #[arg(long, default_value = "train")]
-        split: String,
-        /// Zero-pad images to this square size first (e.g. 32 for 28x28 digits).
-        #[arg(long, value_name = "SIZE")]
-        pad_to: Option<usize>,
-        /// Repeat grayscale images into three channels first.
-        #[arg(long)]
-        gray_to_rgb: bool,
-        /// Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder).
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
-    },
-    /// The known data sets and whether they are present in the data folder.
-    List {
-        #[command(flatten)]
-        dir: DataDir,
-    },
+/// The `jem data` command tree.
+pub fn command() -> Command {
+    let dataset = || Arg::new("dataset").required(true).value_name("DATASET");
+    let load = |c: Command| {
+        c.arg(
+            opt(
+                "cifar100-labels",
+                "LABELS",
+                "CIFAR-100 labels: fine or coarse",
+            )
+            .value_parser(["fine", "coarse"])
+            .default_value("fine"),
+        )
+        .arg(
+            opt(
+                "celeba-resize",
+                "MODE",
+                "How CelebA images become 32 pixels: center-crop (a central square resized to \
+                 32x32) or short-side (the reference: short side to 32, 32x39 images)",
+            )
+            .value_parser(["center-crop", "short-side"])
+            .default_value("center-crop"),
+        )
+    };
+    Command::new("data")
+        .about("Data sets: download, inspect, class statistics")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("fetch")
+                .about("Download a data set from its official source, verify its checksums and unpack it")
+                .long_about(
+                    "Download a data set from its official source, verify its checksums and unpack it.\n\n\
+                     Files go to the data folder: --data-dir, else $JEM_DATA_DIR, else the per-user cache \
+                     folder. An interrupted download resumes; files already present are verified instead \
+                     of downloaded again, so files placed there by hand are checked and unpacked.",
+                )
+                .arg(dataset().help("mnist, fashion-mnist, cifar10, cifar100, svhn or celeba"))
+                .arg(data_dir())
+                .arg(opt("mirror", "URL", "Download from this base URL instead (files are looked up by their official name)"))
+                .arg(flag("keep-archives", "Keep downloaded archives after unpacking them"))
+                .arg(flag("quiet", "No progress output").short('q')),
+        )
+        .subcommand(load(
+            Command::new("info")
+                .about("Counts per split and class, image shape, pixel mean and standard deviation")
+                .arg(dataset().help("A data set name (see `jem data list`)"))
+                .arg(data_dir())
+                .arg(flag("json", "Print one JSON object instead of a table")),
+        ))
+        .subcommand(load(
+            Command::new("class-stats")
+                .about(
+                    "Per-class mean and covariance (Cholesky factor of cov + 1e-4 I) in model space, for the \
+                     informative initialization of SGLD; computed once and cached under \
+                     <cache folder>/class-stats/. Prints one JSON object.",
+                )
+                .arg(dataset().help("A data set name"))
+                .arg(data_dir())
+                .arg(opt("split", "SPLIT", "Split to fit").default_value("train"))
+                .arg(opt("pad-to", "SIZE", "Zero-pad images to this square size first (e.g. 32 for 28x28 digits)"))
+                .arg(flag("gray-to-rgb", "Repeat grayscale images into three channels first"))
+                .arg(opt("cache-dir", "DIR", "Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder)")),
+        ))
+        .subcommand(
+            Command::new("list")
+                .about("The known data sets and whether they are present in the data folder")
+                .arg(data_dir()),
+        )
 }
 
-#[derive(Args)]
-pub struct DataDir {
-    /// Data folder (default: $JEM_DATA_DIR, else the per-user cache folder).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-}
-
-#[derive(Args)]
-pub struct LoadArgs {
-    /// CIFAR-100 labels.
-    #[arg(long, value_enum, default_value_t = Cifar100Arg::Fine)]
-    cifar100_labels: Cifar100Arg,
-    /// How CelebA images become 32 pixels: a central square crop resized to 32x32, or the
-    /// reference's short side to 32 (32x39 images).
-    #[arg(long, value_enum, default_value_t = CelebaArg::CenterCrop)]
-    celeba_resize: CelebaArg,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Cifar100Arg {
-    Fine,
-    Coarse,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum CelebaArg {
-    CenterCrop,
-    ShortSide,
-}
-
-impl LoadArgs {
-    fn options(&self) -> LoadOptions {
-        LoadOptions {
-            cifar100_labels: match self.cifar100_labels {
-                Cifar100Arg::Fine => Cifar100Labels::Fine,
-                Cifar100Arg::Coarse => Cifar100Labels::Coarse,
-            },
-            celeba_resize: match self.celeba_resize {
-                CelebaArg::CenterCrop => CelebaResize::CenterCrop,
-                CelebaArg::ShortSide => CelebaResize::ShortSide,
-            },
-        }
+fn load_options(m: &ArgMatches) -> LoadOptions {
+    LoadOptions {
+        cifar100_labels: match string(m, "cifar100-labels").as_deref() {
+            Some("coarse") => Cifar100Labels::Coarse,
+            _ => Cifar100Labels::Fine,
+        },
+        celeba_resize: match string(m, "celeba-resize").as_deref() {
+            Some("short-side") => CelebaResize::ShortSide,
+            _ => CelebaResize::CenterCrop,
+        },
     }
 }
 
-pub fn run(cmd: DataCommand) -> Result<()> {
-    match cmd {
-        DataCommand::Fetch {
-            dataset,
-            dir,
-            mirror,
-            keep_archives,
-            quiet,
-        } => {
-            let name: DatasetName = dataset.parse()?;
-            let data_dir = resolve_data_dir(dir.data_dir.as_deref());
+pub fn run(m: &ArgMatches) -> Result<()> {
+    let (sub, m) = m.subcommand().expect("clap requires a subcommand");
+    let dataset =
+        || -> Result<DatasetName> { Ok(string(m, "dataset").unwrap_or_default().parse()?) };
+    let folder = || resolve_data_dir(path(m, "data-dir").as_deref());
+    match sub {
+        "fetch" => {
+            let name = dataset()?;
+            let data_dir = folder();
+            let (mirror, keep_archives, quiet) = (
+                string(m, "mirror"),
+                is_set(m, "keep-archives"),
+                is_set(m, "quiet"),
+            );
             if name.is_embedded() {
                 println!("{name} is embedded in jem: nothing to download");
                 return Ok(());
@@ -148,16 +126,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             println!("{name} is ready in {}", path.display());
             Ok(())
         }
-        DataCommand::Info {
-            dataset,
-            dir,
-            load,
-            json,
-        } => {
-            let name: DatasetName = dataset.parse()?;
-            let data_dir = resolve_data_dir(dir.data_dir.as_deref());
-            let info = dataset_info(name, &data_dir, &load.options())?;
-            if json {
+        "info" => {
+            let name = dataset()?;
+            let data_dir = folder();
+            let info = dataset_info(name, &data_dir, &load_options(m))?;
+            if is_set(m, "json") {
                 println!("{}", serde_json::to_string(&info)?);
                 return Ok(());
             }
@@ -198,26 +171,19 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             }
             Ok(())
         }
-        DataCommand::ClassStats {
-            dataset,
-            dir,
-            load,
-            split,
-            pad_to,
-            gray_to_rgb,
-            cache_dir,
-        } => {
-            let name: DatasetName = dataset.parse()?;
-            let data_dir = resolve_data_dir(dir.data_dir.as_deref());
-            let set = name.load(&split, &data_dir, &load.options())?;
+        "class-stats" => {
+            let name = dataset()?;
+            let data_dir = folder();
+            let split = string(m, "split").unwrap_or_else(|| "train".into());
+            let set = name.load(&split, &data_dir, &load_options(m))?;
             let transform = Transform {
-                pad_to: pad_to.map(|s| [s, s]),
-                gray_to_rgb,
+                pad_to: parsed::<usize>(m, "pad-to")?.map(|s| [s, s]),
+                gray_to_rgb: is_set(m, "gray-to-rgb"),
                 ..Transform::default()
             };
             let start = Instant::now();
             let key = format!("{name}-{split}");
-            let cache = resolve_cache_dir(cache_dir.as_deref()).join("class-stats");
+            let cache = resolve_cache_dir(path(m, "cache-dir").as_deref()).join("class-stats");
             let (stats, path) = ClassGaussians::load_or_compute(
                 &cache,
                 &key,
@@ -238,8 +204,8 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             println!("{out}");
             Ok(())
         }
-        DataCommand::List { dir } => {
-            let data_dir = resolve_data_dir(dir.data_dir.as_deref());
+        "list" => {
+            let data_dir = folder();
             println!("data folder: {}", data_dir.display());
             for name in DatasetName::ALL {
                 let state = if name.is_embedded() {
@@ -258,5 +224,6 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             }
             Ok(())
         }
+        other => unreachable!("unknown subcommand {other}"),
     }
 }

@@ -1,30 +1,33 @@
 //! `jem`: the command line of sadajem, a thin layer over the library crates.
+//!
+//! The command tree is built with clap's builder API (no derive macros: the `derive` feature
+//! would change the features of `syn` shared with candle's dependencies, so that every
+//! crate of the workspace would compile the heavy dependencies twice).
 
+mod args;
 mod data;
+mod model;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Command;
 
-/// Train, sample and evaluate joint energy-based models (SADA-JEM, JEM++, JEM).
-#[derive(Parser)]
-#[command(name = "jem", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Data sets: download, inspect.
-    #[command(subcommand)]
-    Data(data::DataCommand),
+fn cli() -> Command {
+    Command::new("jem")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Train, sample and evaluate joint energy-based models (SADA-JEM, JEM++, JEM).")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(data::command())
+        .subcommand(model::command())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Data(cmd) => data::run(cmd),
+    let matches = cli().get_matches();
+    let result = match matches.subcommand() {
+        Some(("data", m)) => data::run(m),
+        Some(("model", m)) => model::run(m),
+        _ => unreachable!("clap requires a subcommand"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,5 +35,13 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_tree_is_consistent() {
+        super::cli().debug_assert();
     }
 }

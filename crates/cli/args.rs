@@ -1,0 +1,53 @@
+//! Small helpers over clap's builder API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Arg, ArgAction, ArgMatches};
+
+/// A `--name VALUE` option.
+pub fn opt(name: &'static str, value: &'static str, help: &'static str) -> Arg {
+    Arg::new(name).long(name).value_name(value).help(help)
+}
+
+/// A `--name` switch.
+pub fn flag(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .action(ArgAction::SetTrue)
+        .help(help)
+}
+
+/// The `--data-dir` option.
+pub fn data_dir() -> Arg {
+    opt(
+        "data-dir",
+        "DIR",
+        "Data folder (default: $JEM_DATA_DIR, else the per-user cache folder)",
+    )
+}
+
+/// A string argument.
+pub fn string(m: &ArgMatches, name: &str) -> Option<String> {
+    m.get_one::<String>(name).cloned()
+}
+
+/// A path argument.
+pub fn path(m: &ArgMatches, name: &str) -> Option<PathBuf> {
+    m.get_one::<String>(name).map(PathBuf::from)
+}
+
+/// A switch.
+pub fn is_set(m: &ArgMatches, name: &str) -> bool {
+    m.get_flag(name)
+}
+
+/// A parsed argument, with an error naming it.
+pub fn parsed<T: std::str::FromStr>(m: &ArgMatches, name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    m.get_one::<String>(name)
+        .map(|s| s.parse::<T>().with_context(|| format!("--{name} `{s}`")))
+        .transpose()
+}

@@ -1,0 +1,110 @@
+//! `jem model ...`: inspect architectures.
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgMatches, Command};
+use jem_models::summary::summarize;
+use jem_models::{Norm, WrnConfig};
+
+use crate::args::{opt, parsed, string};
+
+/// The `jem model` command tree.
+pub fn command() -> Command {
+    Command::new("model")
+        .about("Models: architectures and their sizes")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("summary")
+                .about(
+                    "Layer table, parameter count and multiply-adds per image of an architecture; \
+                     the last line is the parameter count alone",
+                )
+                .arg(
+                    opt(
+                        "arch",
+                        "ARCH",
+                        "Architecture, wrn-<depth>-<width> (e.g. wrn-28-10)",
+                    )
+                    .required(true),
+                )
+                .arg(opt("classes", "N", "Number of classes").default_value("10"))
+                .arg(
+                    opt(
+                        "in-channels",
+                        "C",
+                        "Input channels (3 for colour, 1 for digits)",
+                    )
+                    .default_value("3"),
+                )
+                .arg(
+                    opt("norm", "NORM", "Normalization layers")
+                        .value_parser(["batch", "none"])
+                        .default_value("batch"),
+                )
+                .arg(opt("size", "PIXELS", "Input size").default_value("32")),
+        )
+}
+
+/// Parses `wrn-D-W` into a reference configuration.
+pub fn parse_arch(arch: &str, classes: usize) -> Result<WrnConfig> {
+    let parts: Vec<&str> = arch.split('-').collect();
+    let [kind, depth, width] = parts[..] else {
+        bail!("--arch `{arch}`: expected wrn-<depth>-<width>, e.g. wrn-28-10");
+    };
+    if !kind.eq_ignore_ascii_case("wrn") {
+        bail!("--arch `{arch}`: only Wide-ResNets (wrn-<depth>-<width>) are available");
+    }
+    let depth = depth
+        .parse()
+        .with_context(|| format!("--arch `{arch}`: bad depth"))?;
+    let width = width
+        .parse()
+        .with_context(|| format!("--arch `{arch}`: bad width"))?;
+    Ok(WrnConfig::reference(depth, width, classes))
+}
+
+pub fn run(m: &ArgMatches) -> Result<()> {
+    let (sub, m) = m.subcommand().expect("clap requires a subcommand");
+    match sub {
+        "summary" => {
+            let arch = string(m, "arch").unwrap_or_default();
+            let classes: usize = parsed(m, "classes")?.unwrap_or(10);
+            let in_channels: usize = parsed(m, "in-channels")?.unwrap_or(3);
+            let size: usize = parsed(m, "size")?.unwrap_or(32);
+            let norm = string(m, "norm").unwrap_or_default();
+            let mut cfg = parse_arch(&arch, classes)?;
+            cfg.in_channels = in_channels;
+            cfg.norm = match norm.as_str() {
+                "batch" => Norm::Batch,
+                "none" => Norm::None,
+                other => bail!("--norm `{other}`: expected batch or none"),
+            };
+            let rows = summarize(&cfg, size)?;
+            println!(
+                "{:<24} {:<10} {:>16} {:>12} {:>16}",
+                "layer", "kind", "output", "params", "mult-adds"
+            );
+            for r in &rows {
+                let shape = r
+                    .output
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x");
+                println!(
+                    "{:<24} {:<10} {:>16} {:>12} {:>16}",
+                    r.name, r.kind, shape, r.params, r.macs
+                );
+            }
+            let params: usize = rows.iter().map(|r| r.params).sum();
+            let macs: usize = rows.iter().map(|r| r.macs).sum();
+            println!(
+                "{arch} ({} classes, {in_channels} input channels, {size}x{size}): {params} parameters, {:.3} G multiply-adds per image",
+                classes,
+                macs as f64 / 1e9
+            );
+            println!("{params}");
+            Ok(())
+        }
+        other => unreachable!("unknown subcommand {other}"),
+    }
+}

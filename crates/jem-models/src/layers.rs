@@ -1,0 +1,238 @@
+//! The layers of the model zoo, on candle tensors: convolution and linear layers with bias,
+//! BatchNorm with PyTorch's semantics, leaky ReLU.
+
+use candle_core::{DType, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::init::torch_default;
+use crate::params::ParamStore;
+
+/// How BatchNorm layers behave in a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnMode {
+    /// Normalize with the batch's statistics and update the running statistics
+    /// (`model.train()` in PyTorch).
+    Train,
+    /// Normalize with the batch's statistics, leave the running statistics alone
+    /// (PyTorch with BN momentum 0: SAM's second pass).
+    TrainFrozen,
+    /// Normalize with the running statistics (`model.eval()`).
+    Eval,
+}
+
+/// 2-D convolution with bias (`nn.Conv2d(..., bias=True)`), square kernel.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// `[out, in, k, k]`.
+    pub weight: Var,
+    /// `[out]`.
+    pub bias: Var,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// A convolution registered in `store` under `name.weight` / `name.bias`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let dev = store.device().clone();
+        let fan_in = c_in * k * k;
+        let weight = store.add_param(
+            &format!("{name}.weight"),
+            torch_default(&[c_out, c_in, k, k], fan_in, rng, &dev)?,
+        )?;
+        let bias = store.add_param(
+            &format!("{name}.bias"),
+            torch_default(&[c_out], fan_in, rng, &dev)?,
+        )?;
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    /// Applies the convolution to `x` (`[N, C, H, W]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?;
+        let b = self.bias.as_tensor().reshape((1, (), 1, 1))?;
+        Ok(y.broadcast_add(&b)?)
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+/// Fully connected layer `y = x W^T + b` (`nn.Linear`).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: Var,
+    /// `[out]`.
+    pub bias: Var,
+}
+
+impl Linear {
+    /// A linear layer registered under `name.weight` / `name.bias`.
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let dev = store.device().clone();
+        let weight = store.add_param(
+            &format!("{name}.weight"),
+            torch_default(&[d_out, d_in], d_in, rng, &dev)?,
+        )?;
+        let bias = store.add_param(
+            &format!("{name}.bias"),
+            torch_default(&[d_out], d_in, rng, &dev)?,
+        )?;
+        Ok(Self { weight, bias })
+    }
+
+    /// Applies the layer to `x` (`[N, in]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
+    }
+}
+
+/// `nn.BatchNorm2d(c, eps, momentum)` with affine parameters and running statistics.
+///
+/// In [`BnMode::Train`] the batch is normalized with its mean and biased variance over
+/// `(N, H, W)` and the running statistics become `(1 - m) * running + m * batch`, with the
+/// unbiased variance `var * n / (n - 1)` (PyTorch's convention: the reference's
+/// `momentum = 0.9` gives the newest batch 90 % of the weight).
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    /// Scale, `[C]`.
+    pub weight: Var,
+    /// Shift, `[C]`.
+    pub bias: Var,
+    /// Running mean, `[C]` (a buffer).
+    pub running_mean: Var,
+    /// Running variance, `[C]` (a buffer).
+    pub running_var: Var,
+    /// Added to the variance.
+    pub eps: f64,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+}
+
+impl BatchNorm2d {
+    /// A BatchNorm layer registered under `name.{weight,bias,running_mean,running_var}`.
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c: usize,
+        eps: f64,
+        momentum: f64,
+    ) -> Result<Self> {
+        let dev = store.device().clone();
+        Ok(Self {
+            weight: store.add_param(
+                &format!("{name}.weight"),
+                Tensor::ones(c, DType::F32, &dev)?,
+            )?,
+            bias: store.add_param(&format!("{name}.bias"), Tensor::zeros(c, DType::F32, &dev)?)?,
+            running_mean: store.add_buffer(
+                &format!("{name}.running_mean"),
+                Tensor::zeros(c, DType::F32, &dev)?,
+            )?,
+            running_var: store.add_buffer(
+                &format!("{name}.running_var"),
+                Tensor::ones(c, DType::F32, &dev)?,
+            )?,
+            eps,
+            momentum,
+        })
+    }
+
+    /// Normalizes `x` (`[N, C, H, W]`) in the given mode.
+    ///
+    /// With batch statistics the whole normalization runs in f64, as PyTorch's CPU kernels
+    /// accumulate per-channel sums in double: the backward pass subtracts per-channel sums of
+    /// gradients that nearly cancel, and f32 sums over `N * H * W` values would leave errors
+    /// of about 1e-4 relative in input gradients.
+    pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let shape = (1, c, 1, 1);
+        let dtype = x.dtype();
+        match mode {
+            BnMode::Eval => {
+                let mean = self.running_mean.as_tensor().reshape(shape)?;
+                let var = self.running_var.as_tensor().reshape(shape)?;
+                let inv_std = (var + self.eps)?.sqrt()?.recip()?;
+                let scale = self.weight.as_tensor().reshape(shape)?;
+                let shift = self.bias.as_tensor().reshape(shape)?;
+                Ok(x.broadcast_sub(&mean)?
+                    .broadcast_mul(&inv_std)?
+                    .broadcast_mul(&scale)?
+                    .broadcast_add(&shift)?)
+            }
+            BnMode::Train | BnMode::TrainFrozen => {
+                let (n, _, h, w) = x.dims4()?;
+                let x64 = x.to_dtype(DType::F64)?;
+                // per-channel mean and biased variance over (N, H, W)
+                let mean = x64.mean_keepdim((0, 2, 3))?;
+                let xc = x64.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
+                if mode == BnMode::Train {
+                    let flat = |t: &Tensor| t.detach().flatten_all()?.to_dtype(dtype);
+                    self.update_running(&flat(&mean)?, &flat(&var)?, n * h * w)?;
+                }
+                let inv_std = (var + self.eps)?.sqrt()?.recip()?;
+                let scale = self
+                    .weight
+                    .as_tensor()
+                    .to_dtype(DType::F64)?
+                    .reshape(shape)?;
+                let shift = self.bias.as_tensor().to_dtype(DType::F64)?.reshape(shape)?;
+                Ok(xc
+                    .broadcast_mul(&inv_std)?
+                    .broadcast_mul(&scale)?
+                    .broadcast_add(&shift)?
+                    .to_dtype(dtype)?)
+            }
+        }
+    }
+
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let m = self.momentum;
+        let unbiased = if count > 1 {
+            (var * (count as f64 / (count as f64 - 1.0)))?
+        } else {
+            var.clone()
+        };
+        let rm = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (mean * m)?)?;
+        let rv = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(())
+    }
+}
+
+/// Leaky ReLU as PyTorch: `x` where `x > 0`, else `slope * x`; the derivative at exactly 0
+/// is `slope` (an elementwise maximum would split it half and half there).
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    Ok(x.gt(0.0)?.where_cond(x, &(x * slope)?)?)
+}

@@ -1,0 +1,305 @@
+//! The pre-activation Wide-ResNet of JEM, JEM++ and SADA-JEM.
+//!
+//! `conv3x3(in -> 16)`, three stages of `n = (depth - 4) / 6` blocks with widths
+//! `16k, 32k, 64k` and strides 1, 2, 2, then BN -> leaky ReLU -> 8x8 average pool -> linear.
+//! A block: `conv1(lrelu(bn1(x)))` (3x3, stride 1) -> dropout -> `conv2(lrelu(bn2(.)))`
+//! (3x3, the block's stride) + shortcut, where the shortcut is a 1x1 convolution with bias and
+//! the block's stride on the raw input `x` when the shape changes, else `x`. Every
+//! convolution has a bias. Parameter names follow the reference's state dict (`f.conv1.weight`,
+//! `f.layer2.0.shortcut.0.bias`, `class_output.weight`, ...).
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::layers::{BatchNorm2d, BnMode, Conv2d, Linear, leaky_relu};
+use crate::params::ParamStore;
+
+/// Normalization layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Norm {
+    /// BatchNorm (JEM++, SADA-JEM).
+    Batch,
+    /// None (the original JEM).
+    None,
+}
+
+/// Shape and options of a Wide-ResNet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrnConfig {
+    /// Depth, `6n + 4` (28 in the paper).
+    pub depth: usize,
+    /// Widen factor `k` (10 in the paper).
+    pub width: usize,
+    /// Input channels (3 for colour, 1 for digits).
+    pub in_channels: usize,
+    /// Classes.
+    pub num_classes: usize,
+    /// Normalization.
+    pub norm: Norm,
+    /// Dropout rate between the two convolutions of a block (0 in the paper).
+    pub dropout: f64,
+    /// Negative slope of the leaky ReLU (0.2).
+    pub leak: f64,
+    /// BatchNorm momentum, PyTorch convention (0.9 in the reference).
+    pub bn_momentum: f64,
+    /// BatchNorm epsilon (1e-5).
+    pub bn_eps: f64,
+}
+
+impl WrnConfig {
+    /// The reference's WRN-`depth`-`width` with BatchNorm for 3-channel images.
+    pub fn reference(depth: usize, width: usize, num_classes: usize) -> Self {
+        Self {
+            depth,
+            width,
+            in_channels: 3,
+            num_classes,
+            norm: Norm::Batch,
+            dropout: 0.0,
+            leak: 0.2,
+            bn_momentum: 0.9,
+            bn_eps: 1e-5,
+        }
+    }
+
+    /// Blocks per stage, checking the depth.
+    pub fn blocks_per_stage(&self) -> Result<usize> {
+        if self.depth < 10 || !(self.depth - 4).is_multiple_of(6) {
+            return Err(ModelError::Invalid(format!(
+                "model.depth {} is not of the form 6n + 4 with n >= 1 (10, 16, 22, 28, ...)",
+                self.depth
+            )));
+        }
+        Ok((self.depth - 4) / 6)
+    }
+
+    /// Channels of the stem and the three stages.
+    pub fn stage_widths(&self) -> [usize; 4] {
+        [16, 16 * self.width, 32 * self.width, 64 * self.width]
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.blocks_per_stage()?;
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        if self.width == 0 || self.in_channels == 0 || self.num_classes == 0 {
+            return bad(
+                "model.width, model.in_channels and model.num_classes must be at least 1".into(),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("model.dropout {} must be in [0, 1)", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.leak) {
+            return bad(format!("model.leak {} must be in [0, 1)", self.leak));
+        }
+        if !(0.0..=1.0).contains(&self.bn_momentum) || self.bn_eps <= 0.0 {
+            return bad(format!(
+                "model.bn_momentum {} must be in [0, 1] and model.bn_eps {} positive",
+                self.bn_momentum, self.bn_eps
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One pre-activation block.
+#[derive(Clone, Debug)]
+pub struct WideBasic {
+    /// First normalization (absent without BN).
+    pub bn1: Option<BatchNorm2d>,
+    /// 3x3, stride 1.
+    pub conv1: Conv2d,
+    /// Second normalization.
+    pub bn2: Option<BatchNorm2d>,
+    /// 3x3 with the block's stride.
+    pub conv2: Conv2d,
+    /// 1x1 projection when the shape changes.
+    pub shortcut: Option<Conv2d>,
+}
+
+/// A Wide-ResNet classifier with its parameters.
+#[derive(Clone, Debug)]
+pub struct WideResNet {
+    /// Configuration.
+    pub config: WrnConfig,
+    /// Parameters and buffers.
+    pub store: ParamStore,
+    /// Stem convolution.
+    pub conv1: Conv2d,
+    /// All blocks, stage after stage.
+    pub blocks: Vec<WideBasic>,
+    /// Final normalization.
+    pub bn1: Option<BatchNorm2d>,
+    /// Classification head.
+    pub class_output: Linear,
+    dropout_rng: std::sync::Arc<std::sync::Mutex<rand_chacha::ChaCha8Rng>>,
+}
+
+impl WideResNet {
+    /// Builds the network on `device` with PyTorch's default initialization from `seed`.
+    pub fn new(config: WrnConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut store = ParamStore::new(device);
+        let mut rng = jem_data::rng::rng_for(&[seed, 0x1417]);
+        let n = config.blocks_per_stage()?;
+        let [w0, w1, w2, w3] = config.stage_widths();
+        let conv1 = Conv2d::new(
+            &mut store,
+            "f.conv1",
+            config.in_channels,
+            w0,
+            3,
+            1,
+            1,
+            &mut rng,
+        )?;
+        let bn = |store: &mut ParamStore, name: &str, c: usize| -> Result<Option<BatchNorm2d>> {
+            match config.norm {
+                Norm::Batch => Ok(Some(BatchNorm2d::new(
+                    store,
+                    name,
+                    c,
+                    config.bn_eps,
+                    config.bn_momentum,
+                )?)),
+                Norm::None => Ok(None),
+            }
+        };
+        let mut blocks = Vec::new();
+        let mut c_in = w0;
+        for (s, (&planes, stride)) in [w1, w2, w3].iter().zip([1, 2, 2]).enumerate() {
+            for i in 0..n {
+                let p = format!("f.layer{}.{i}", s + 1);
+                let st = if i == 0 { stride } else { 1 };
+                let block = WideBasic {
+                    bn1: bn(&mut store, &format!("{p}.bn1"), c_in)?,
+                    conv1: Conv2d::new(
+                        &mut store,
+                        &format!("{p}.conv1"),
+                        c_in,
+                        planes,
+                        3,
+                        1,
+                        1,
+                        &mut rng,
+                    )?,
+                    bn2: bn(&mut store, &format!("{p}.bn2"), planes)?,
+                    conv2: Conv2d::new(
+                        &mut store,
+                        &format!("{p}.conv2"),
+                        planes,
+                        planes,
+                        3,
+                        st,
+                        1,
+                        &mut rng,
+                    )?,
+                    shortcut: if st != 1 || c_in != planes {
+                        Some(Conv2d::new(
+                            &mut store,
+                            &format!("{p}.shortcut.0"),
+                            c_in,
+                            planes,
+                            1,
+                            st,
+                            0,
+                            &mut rng,
+                        )?)
+                    } else {
+                        None
+                    },
+                };
+                blocks.push(block);
+                c_in = planes;
+            }
+        }
+        let bn1 = bn(&mut store, "f.bn1", w3)?;
+        let class_output =
+            Linear::new(&mut store, "class_output", w3, config.num_classes, &mut rng)?;
+        Ok(Self {
+            config,
+            store,
+            conv1,
+            blocks,
+            bn1,
+            class_output,
+            dropout_rng: std::sync::Arc::new(std::sync::Mutex::new(jem_data::rng::rng_for(&[
+                seed, 0xd0,
+            ]))),
+        })
+    }
+
+    fn norm_act(&self, bn: &Option<BatchNorm2d>, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let x = match bn {
+            Some(bn) => bn.forward(x, mode)?,
+            None => x.clone(),
+        };
+        leaky_relu(&x, self.config.leak)
+    }
+
+    fn dropout(&self, x: Tensor, mode: BnMode) -> Result<Tensor> {
+        let p = self.config.dropout;
+        if p == 0.0 || mode == BnMode::Eval {
+            return Ok(x);
+        }
+        let mut rng = self
+            .dropout_rng
+            .lock()
+            .map_err(|_| ModelError::Invalid("dropout generator poisoned".into()))?;
+        let keep: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if rand::Rng::random_bool(&mut *rng, p) {
+                    0.0
+                } else {
+                    (1.0 / (1.0 - p)) as f32
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(keep, x.shape(), x.device())?;
+        Ok((x * mask)?)
+    }
+
+    /// Penultimate features `[N, 64k]` (after the final BN, activation and pooling).
+    pub fn features(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let (_, _, in_h, in_w) = x.dims4()?;
+        let mut out = self.conv1.forward(x)?;
+        for b in &self.blocks {
+            let h = self.conv1_of(b, &out, mode)?;
+            let h = self.norm_act(&b.bn2, &h, mode)?;
+            let h = b.conv2.forward(&h)?;
+            let sc = match &b.shortcut {
+                Some(c) => c.forward(&out)?,
+                None => out.clone(),
+            };
+            out = (h + sc)?;
+        }
+        let out = self.norm_act(&self.bn1, &out, mode)?;
+        // avg_pool2d(8) as the reference: an 8x8 map (32x32 inputs) becomes one cell; like
+        // PyTorch, a map of 8..15 pixels (e.g. 39x32 CelebA) pools its top-left 8x8 window
+        let (_, _, h, w) = out.dims4()?;
+        let pooled_dims = (
+            h.checked_sub(8).map(|v| v / 8 + 1),
+            w.checked_sub(8).map(|v| v / 8 + 1),
+        );
+        if pooled_dims != (Some(1), Some(1)) {
+            return Err(ModelError::Invalid(format!(
+                "{in_h}x{in_w} inputs give a {h}x{w} final map; the 8x8 average pool needs inputs of 32 to 63 pixels"
+            )));
+        }
+        Ok(out.avg_pool2d(8)?.flatten_from(1)?)
+    }
+
+    fn conv1_of(&self, b: &WideBasic, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let h = self.norm_act(&b.bn1, x, mode)?;
+        let h = b.conv1.forward(&h)?;
+        self.dropout(h, mode)
+    }
+
+    /// Logits `[N, classes]` of images `[N, C, 32, 32]`.
+    pub fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.class_output.forward(&self.features(x, mode)?)
+    }
+}
