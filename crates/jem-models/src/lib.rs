@@ -32,4 +32,4 @@ pub mod wrn;
 pub use error::{ModelError, Result};
 pub use layers::BnMode;
 pub use params::ParamStore;
-pub use wrn::{Norm, WideResNet, WrnConfig};
+pub use wrn::{Activation, Norm, WideResNet, WrnConfig};

@@ -25,6 +25,29 @@ pub enum Norm {
     None,
 }
 
+/// The nonlinearity between layers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Activation {
+    /// `x` for `x > 0`, else `slope * x` (the reference: slope 0.2; slope 0 is ReLU).
+    LeakyRelu {
+        /// Negative slope, in [0, 1).
+        slope: f64,
+    },
+    /// `x * sigmoid(x)`, the smooth alternative the JEM authors suggest against divergence.
+    Swish,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::LeakyRelu { slope } => leaky_relu(x, *slope),
+            Activation::Swish => Ok(x.silu()?),
+        }
+    }
+}
+
 /// Shape and options of a Wide-ResNet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +64,8 @@ pub struct WrnConfig {
     pub norm: Norm,
     /// Dropout rate between the two convolutions of a block (0 in the paper).
     pub dropout: f64,
-    /// Negative slope of the leaky ReLU (0.2).
-    pub leak: f64,
+    /// Nonlinearity (the reference: leaky ReLU with slope 0.2).
+    pub activation: Activation,
     /// BatchNorm momentum, PyTorch convention (0.9 in the reference).
     pub bn_momentum: f64,
     /// BatchNorm epsilon (1e-5).
@@ -59,7 +82,7 @@ impl WrnConfig {
             num_classes,
             norm: Norm::Batch,
             dropout: 0.0,
-            leak: 0.2,
+            activation: Activation::LeakyRelu { slope: 0.2 },
             bn_momentum: 0.9,
             bn_eps: 1e-5,
         }
@@ -92,8 +115,10 @@ impl WrnConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("model.dropout {} must be in [0, 1)", self.dropout));
         }
-        if !(0.0..1.0).contains(&self.leak) {
-            return bad(format!("model.leak {} must be in [0, 1)", self.leak));
+        if let Activation::LeakyRelu { slope } = self.activation
+            && !(0.0..1.0).contains(&slope)
+        {
+            return bad(format!("model.activation.slope {slope} must be in [0, 1)"));
         }
         if !(0.0..=1.0).contains(&self.bn_momentum) || self.bn_eps <= 0.0 {
             return bad(format!(
@@ -237,7 +262,7 @@ impl WideResNet {
             Some(bn) => bn.forward(x, mode)?,
             None => x.clone(),
         };
-        leaky_relu(&x, self.config.leak)
+        self.config.activation.apply(&x)
     }
 
     fn dropout(&self, x: Tensor, mode: BnMode) -> Result<Tensor> {
