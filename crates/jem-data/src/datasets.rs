@@ -411,29 +411,28 @@ impl FromStr for DatasetName {
 /// The data folder: `explicit` if given, else `$JEM_DATA_DIR`, else the per-user cache
 /// folder (`~/.cache/sadajem/data` on Linux).
 pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
-    if let Some(p) = std::env::var_os("JEM_DATA_DIR").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("sadajem")
-        .join("data")
+    resolve_dir(explicit, "JEM_DATA_DIR", Some("data"))
 }
 
 /// The folder for computed caches (class statistics, ...): `explicit` if given, else
 /// `$JEM_CACHE_DIR`, else the per-user cache folder (`~/.cache/sadajem` on Linux). Caches
 /// never go into the data folder, which may be read-only or shared.
 pub fn resolve_cache_dir(explicit: Option<&Path>) -> PathBuf {
+    resolve_dir(explicit, "JEM_CACHE_DIR", None)
+}
+
+fn resolve_dir(explicit: Option<&Path>, var: &str, sub: Option<&str>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
-    if let Some(p) = std::env::var_os("JEM_CACHE_DIR").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    dirs::cache_dir()
+    let base = dirs::cache_dir()
         .unwrap_or_else(|| PathBuf::from("."))
-        .join("sadajem")
+        .join("sadajem");
+    match sub {
+        Some(s) => base.join(s),
+        None => base,
+    }
 }

@@ -16,7 +16,9 @@ use rand::Rng;
 
 fn inputs(n: usize) -> (Tensor, Tensor) {
     let mut rng = jem_data::rng::rng_for(&[7]);
-    let x: Vec<f32> = (0..n * 3 * 32 * 32).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let x: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
     let y: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
     (
         Tensor::from_vec(x, (n, 3, 32, 32), &Device::Cpu).expect("x"),
@@ -25,14 +27,16 @@ fn inputs(n: usize) -> (Tensor, Tensor) {
 }
 
 fn clf_step(c: &mut Criterion, id: &str, depth: usize, width: usize, batch: usize) {
-    let model = WideResNet::new(WrnConfig::reference(depth, width, 10), 1, &Device::Cpu).expect("model");
+    let model =
+        WideResNet::new(WrnConfig::reference(depth, width, 10), 1, &Device::Cpu).expect("model");
     let (x, y) = inputs(batch);
     let mut g = c.benchmark_group(id);
     g.throughput(Throughput::Elements(batch as u64));
     g.sample_size(10);
     g.bench_function("classifier step", |b| {
         b.iter(|| {
-            let loss = jem::cross_entropy(&model.logits(&x, BnMode::Train).expect("fwd"), &y).expect("ce");
+            let loss =
+                jem::cross_entropy(&model.logits(&x, BnMode::Train).expect("fwd"), &y).expect("ce");
             std::hint::black_box(loss.backward().expect("bwd"));
         })
     });

@@ -222,17 +222,40 @@ fn input_gradient_matches_finite_differences() {
 #[test]
 fn swish_and_relu_variants_build_and_differ() {
     use jem_models::Activation;
-    let x = Tensor::from_vec((0..2 * 3072).map(|i| ((i as f32) * 0.003).sin()).collect::<Vec<f32>>(), (2, 3, 32, 32), &Device::Cpu).unwrap();
+    let x = Tensor::from_vec(
+        (0..2 * 3072)
+            .map(|i| ((i as f32) * 0.003).sin())
+            .collect::<Vec<f32>>(),
+        (2, 3, 32, 32),
+        &Device::Cpu,
+    )
+    .unwrap();
     let mut outs = Vec::new();
-    for act in [Activation::LeakyRelu { slope: 0.2 }, Activation::LeakyRelu { slope: 0.0 }, Activation::Swish] {
+    for act in [
+        Activation::LeakyRelu { slope: 0.2 },
+        Activation::LeakyRelu { slope: 0.0 },
+        Activation::Swish,
+    ] {
         let mut cfg = WrnConfig::reference(10, 1, 10);
         cfg.activation = act;
         let m = WideResNet::new(cfg, 1, &Device::Cpu).unwrap();
-        outs.push(m.logits(&x, BnMode::Eval).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        outs.push(
+            m.logits(&x, BnMode::Eval)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        );
     }
     assert_ne!(outs[0], outs[1]);
     assert_ne!(outs[0], outs[2]);
     let mut bad = WrnConfig::reference(10, 1, 10);
     bad.activation = Activation::LeakyRelu { slope: 1.5 };
-    assert!(WideResNet::new(bad, 1, &Device::Cpu).unwrap_err().to_string().contains("slope"));
+    assert!(
+        WideResNet::new(bad, 1, &Device::Cpu)
+            .unwrap_err()
+            .to_string()
+            .contains("slope")
+    );
 }

@@ -5,8 +5,8 @@
 #[path = "golden/formula.rs"]
 mod formula;
 
-use candle_core::{Device, Tensor};
-use formula::{apply_formula, assert_close, assert_close_scaled, batch, golden, labels, max_abs};
+use candle_core::Device;
+use formula::{apply_formula, assert_close, assert_close_scaled, batch, golden, jem_loss, max_abs};
 use jem_models::{BnMode, WideResNet, WrnConfig, jem};
 
 fn model(width: usize) -> WideResNet {
@@ -54,20 +54,6 @@ fn forward_and_input_gradients_match_pytorch() {
             }
         }
     }
-}
-
-/// The JEM loss of the reference order: f(x+), f(x-), then the labelled batch.
-pub fn jem_loss(m: &WideResNet, mode: BnMode) -> Tensor {
-    let fp = jem::log_density(&m.logits(&batch(1), mode).unwrap())
-        .unwrap()
-        .mean_all()
-        .unwrap();
-    let fq = jem::log_density(&m.logits(&batch(2), mode).unwrap())
-        .unwrap()
-        .mean_all()
-        .unwrap();
-    let ce = jem::cross_entropy(&m.logits(&batch(0), mode).unwrap(), &labels()).unwrap();
-    ((fq - fp).unwrap() + ce).unwrap()
 }
 
 #[test]

@@ -5,27 +5,14 @@
 mod formula;
 
 use candle_core::{Device, Tensor, Var};
-use formula::{apply_formula, assert_close, assert_close_scaled, batch, golden, labels, max_abs};
-use jem_models::{BnMode, WideResNet, WrnConfig, jem};
+use formula::{apply_formula, assert_close, assert_close_scaled, golden, jem_loss, max_abs};
+use jem_models::{BnMode, WideResNet, WrnConfig};
 use jem_optim::{Decay, Optimizer, Sam, Schedule, Sgd, SgdConfig};
 
 fn model() -> WideResNet {
     let m = WideResNet::new(WrnConfig::reference(10, 1, 10), 0, &Device::Cpu).unwrap();
     apply_formula(&m.store);
     m
-}
-
-fn jem_loss(m: &WideResNet, mode: BnMode) -> Tensor {
-    let fp = jem::log_density(&m.logits(&batch(1), mode).unwrap())
-        .unwrap()
-        .mean_all()
-        .unwrap();
-    let fq = jem::log_density(&m.logits(&batch(2), mode).unwrap())
-        .unwrap()
-        .mean_all()
-        .unwrap();
-    let ce = jem::cross_entropy(&m.logits(&batch(0), mode).unwrap(), &labels()).unwrap();
-    ((fq - fp).unwrap() + ce).unwrap()
 }
 
 fn sgd() -> Sgd {
@@ -55,15 +42,30 @@ fn sam_iteration(m: &WideResNet, sam: &mut Sam, base: &mut Sgd) {
 fn check(m: &WideResNet, tag: &str, before: &std::collections::BTreeMap<String, Tensor>) {
     let g = golden();
     let want_delta = |name: &str| (&g[&format!("{tag}/{name}")] - &before[name]).unwrap();
-    let scale_of = |names: Vec<&str>| names.iter().map(|n| max_abs(&want_delta(n))).fold(0.0, f64::max);
+    let scale_of = |names: Vec<&str>| {
+        names
+            .iter()
+            .map(|n| max_abs(&want_delta(n)))
+            .fold(0.0, f64::max)
+    };
     let param_scale = scale_of(m.store.params().map(|(n, _)| n).collect());
     let buffer_scale = scale_of(m.store.buffers().map(|(n, _)| n).collect());
     for (name, v) in m.store.params().chain(m.store.buffers()) {
-        let scale = if name.contains("running_") { buffer_scale } else { param_scale };
+        let scale = if name.contains("running_") {
+            buffer_scale
+        } else {
+            param_scale
+        };
         let want = &g[&format!("{tag}/{name}")];
         assert_close(&format!("{tag} {name}"), v.as_tensor(), want, 1e-5);
         let delta = (v.as_tensor() - &before[name]).unwrap();
-        assert_close_scaled(&format!("{tag} update of {name}"), &delta, &want_delta(name), 1e-4, 0.1 * scale);
+        assert_close_scaled(
+            &format!("{tag} update of {name}"),
+            &delta,
+            &want_delta(name),
+            1e-4,
+            0.1 * scale,
+        );
     }
 }
 

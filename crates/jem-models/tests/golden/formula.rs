@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use jem_models::ParamStore;
+use jem_models::{BnMode, ParamStore, WideResNet, jem};
 
 /// Images per golden batch.
 pub const B: usize = 4;
@@ -144,4 +144,19 @@ pub fn assert_close_scaled(name: &str, a: &Tensor, b: &Tensor, tol: f64, floor: 
         err <= tol * scale,
         "{name}: max |diff| {err:.3e} > {tol:.0e} x max |ref| {scale:.3e}"
     );
+}
+
+/// The JEM loss in the reference's order: `f(x+)`, `f(x-)`, then the labelled batch;
+/// `-(mean LSE(x+) - mean LSE(x-)) + CE`.
+#[allow(dead_code)]
+pub fn jem_loss(m: &WideResNet, mode: BnMode) -> Tensor {
+    let mean_lse = |b: usize| {
+        jem::log_density(&m.logits(&batch(b), mode).unwrap())
+            .unwrap()
+            .mean_all()
+            .unwrap()
+    };
+    let (fp, fq) = (mean_lse(1), mean_lse(2));
+    let ce = jem::cross_entropy(&m.logits(&batch(0), mode).unwrap(), &labels()).unwrap();
+    ((fq - fp).unwrap() + ce).unwrap()
 }
