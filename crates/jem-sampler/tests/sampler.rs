@@ -281,3 +281,68 @@ fn informative_buffer_follows_the_class_gaussians() {
         .is_err()
     );
 }
+
+#[test]
+fn reference_sampler_on_a_wide_resnet_from_the_data_gaussians() {
+    use jem_data::{DatasetName, LoadOptions};
+    use jem_models::{WideResNet, WrnConfig, jem};
+    // informative init from the embedded MNIST digits, padded to 32x32 as the presets do
+    let set = DatasetName::MnistQuick
+        .load("test", std::path::Path::new(""), &LoadOptions::default())
+        .unwrap();
+    let pad = Transform {
+        pad_to: Some([32, 32]),
+        ..Transform::default()
+    };
+    let g = ClassGaussians::compute(&set, &pad, ClassGaussians::DEFAULT_JITTER).unwrap();
+    let mut rng = rng_for(&[4]);
+    let buf = ReplayBuffer::new(
+        20,
+        [1, 32, 32],
+        InitKind::Informative,
+        Some(&g),
+        0.05,
+        &mut rng,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (idx, x0) = buf.sample(8, Some(&g), &mut rng).unwrap();
+    assert_eq!((idx.len(), x0.dims()), (8, &[8usize, 1, 32, 32][..]));
+    let mut cfg = WrnConfig::reference(10, 1, 10);
+    cfg.in_channels = 1;
+    let model = WideResNet::new(cfg, 1, &Device::Cpu).unwrap();
+    let before = model
+        .store
+        .get("f.bn1.running_mean")
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // the sampler climbs the batch-statistics log-density; measure it without touching the
+    // running statistics
+    let lse = |x: &Tensor| {
+        jem::log_density(&model.logits(x, BnMode::TrainFrozen).unwrap())
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let start = lse(&x0);
+    let x = Sgld::reference(5).run(&model, &x0, None, &mut rng).unwrap();
+    assert!(vals(&x).iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert!(
+        lse(&x) > start,
+        "the chains climb the log-density: {start} -> {}",
+        lse(&x)
+    );
+    // train-mode BN while sampling updates the running statistics, as the reference
+    assert_ne!(
+        model
+            .store
+            .get("f.bn1.running_mean")
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
+        before
+    );
+}
