@@ -315,20 +315,17 @@ fn list_shows_presence() {
 #[test]
 fn class_stats_are_computed_once_then_cached() {
     let cache = tempfile::tempdir().unwrap();
-    let run = || {
-        json(&jem(
-            &[
-                "data",
-                "class-stats",
-                "mnist-quick",
-                "--split",
-                "test",
-                "--pad-to",
-                "32",
-            ],
-            &[("JEM_CACHE_DIR", cache.path())],
-        ))
-    };
+    let args = [
+        "data",
+        "class-stats",
+        "mnist-quick",
+        "--split",
+        "test",
+        "--pad-to",
+        "32",
+    ];
+    let env = [("JEM_CACHE_DIR", cache.path())];
+    let run = || json(&jem(&args, &env));
     let first = run();
     assert_eq!(first["dim"], 1024);
     assert_eq!(first["counts"], serde_json::json!(vec![200; 10]));
@@ -344,18 +341,7 @@ fn class_stats_are_computed_once_then_cached() {
     );
     // a corrupt cache file is named in a warning and rebuilt
     std::fs::write(&path, b"junk").unwrap();
-    let out = jem(
-        &[
-            "data",
-            "class-stats",
-            "mnist-quick",
-            "--split",
-            "test",
-            "--pad-to",
-            "32",
-        ],
-        &[("JEM_CACHE_DIR", cache.path())],
-    );
+    let out = jem(&args, &env);
     assert!(
         out.status.success() && stderr(&out).contains(path.file_name().unwrap().to_str().unwrap()),
         "{}",

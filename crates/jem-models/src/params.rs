@@ -29,23 +29,25 @@ impl ParamStore {
 
     /// Adds a trainable parameter and returns it.
     pub fn add_param(&mut self, name: &str, value: Tensor) -> Result<Var> {
-        let v = Var::from_tensor(&value)?;
-        if self.params.insert(name.to_string(), v.clone()).is_some() {
-            return Err(ModelError::Invalid(format!(
-                "parameter `{name}` defined twice"
-            )));
-        }
-        Ok(v)
+        self.add(name, value, false)
     }
 
     /// Adds a buffer and returns it.
     pub fn add_buffer(&mut self, name: &str, value: Tensor) -> Result<Var> {
-        let v = Var::from_tensor(&value)?;
-        if self.buffers.insert(name.to_string(), v.clone()).is_some() {
-            return Err(ModelError::Invalid(format!(
-                "buffer `{name}` defined twice"
-            )));
+        self.add(name, value, true)
+    }
+
+    fn add(&mut self, name: &str, value: Tensor, buffer: bool) -> Result<Var> {
+        if self.get(name).is_some() {
+            return Err(ModelError::Invalid(format!("`{name}` defined twice")));
         }
+        let v = Var::from_tensor(&value)?;
+        let map = if buffer {
+            &mut self.buffers
+        } else {
+            &mut self.params
+        };
+        map.insert(name.to_string(), v.clone());
         Ok(v)
     }
 

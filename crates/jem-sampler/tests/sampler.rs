@@ -27,33 +27,34 @@ fn rules_by_hand() {
     let x = t(&[0.5, -0.9, 0.2, 0.95]);
     let g = t(&[0.3, -2.0, 5.0, 0.5]);
     let mut rng = rng_for(&[1]);
-    let clipped = SgldRule::REFERENCE.apply(&x, &g, &mut rng).unwrap();
-    close(&vals(&clipped), &[0.8, -1.0, 1.0, 1.0]);
-    let clip_half = SgldRule::Clipped {
-        step: 1.0,
-        clip: 0.5,
-        noise: 0.0,
-    };
-    close(
-        &vals(&clip_half.apply(&x, &g, &mut rng).unwrap()),
-        &[0.8, -1.0, 0.7, 1.0],
-    );
-    let langevin = SgldRule::Langevin {
-        step: 1.0,
-        noise: 0.0,
-    };
-    close(
-        &vals(&langevin.apply(&x, &g, &mut rng).unwrap()),
-        &[0.8, -2.9, 5.2, 1.45],
-    );
-    let unclipped = SgldRule::Unclipped {
-        step: 0.1,
-        noise: 0.0,
-    };
-    close(
-        &vals(&unclipped.apply(&x, &g, &mut rng).unwrap()),
-        &[0.53, -1.0, 0.7, 1.0],
-    );
+    let cases = [
+        (SgldRule::REFERENCE, [0.8, -1.0, 1.0, 1.0]),
+        (
+            SgldRule::Clipped {
+                step: 1.0,
+                clip: 0.5,
+                noise: 0.0,
+            },
+            [0.8, -1.0, 0.7, 1.0],
+        ),
+        (
+            SgldRule::Langevin {
+                step: 1.0,
+                noise: 0.0,
+            },
+            [0.8, -2.9, 5.2, 1.45],
+        ),
+        (
+            SgldRule::Unclipped {
+                step: 0.1,
+                noise: 0.0,
+            },
+            [0.53, -1.0, 0.7, 1.0],
+        ),
+    ];
+    for (rule, want) in cases {
+        close(&vals(&rule.apply(&x, &g, &mut rng).unwrap()), &want);
+    }
     assert!(
         SgldRule::Clipped {
             step: 1.0,

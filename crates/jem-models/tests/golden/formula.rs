@@ -113,24 +113,21 @@ pub fn max_abs(t: &Tensor) -> f64 {
         .unwrap()
 }
 
+/// The values of `t` as a flat `f64` vector.
+fn flat_f64(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
 /// Asserts `max |a - b| <= tol * max(max |b|, floor)`: `floor` is the scale of a family of
 /// tensors (such as all gradients of a model), for members that are zero up to rounding.
 pub fn assert_close_scaled(name: &str, a: &Tensor, b: &Tensor, tol: f64, floor: f64) {
     assert_eq!(a.dims(), b.dims(), "{name}: shapes");
-    let a = a
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let b = b
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let (a, b) = (flat_f64(a), flat_f64(b));
     let scale = b
         .iter()
         .fold(0.0f64, |m, v| m.max(v.abs()))
