@@ -68,9 +68,13 @@ impl Conv2d {
 
     /// Applies the convolution to `x` (`[N, C, H, W]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?;
-        let b = self.bias.as_tensor().reshape((1, (), 1, 1))?;
-        Ok(y.broadcast_add(&b)?)
+        Ok(crate::conv::conv2d(
+            x,
+            self.weight.as_tensor(),
+            Some(self.bias.as_tensor()),
+            self.stride,
+            self.padding,
+        )?)
     }
 
     /// Output channels.
@@ -188,6 +192,21 @@ impl BatchNorm2d {
                     .broadcast_mul(&inv_std)?
                     .broadcast_mul(&scale)?
                     .broadcast_add(&shift)?)
+            }
+            BnMode::Train | BnMode::TrainFrozen
+                if matches!(x.device(), candle_core::Device::Cpu) && dtype == DType::F32 =>
+            {
+                let (n, _, h, w) = x.dims4()?;
+                let (y, mean, var) = crate::fused_bn::batch_norm_train(
+                    x,
+                    self.weight.as_tensor(),
+                    self.bias.as_tensor(),
+                    self.eps,
+                )?;
+                if mode == BnMode::Train {
+                    self.update_running(&mean, &var, n * h * w)?;
+                }
+                Ok(y)
             }
             BnMode::Train | BnMode::TrainFrozen => {
                 let (n, _, h, w) = x.dims4()?;

@@ -20,7 +20,9 @@
 //! # Ok::<(), jem_models::ModelError>(())
 //! ```
 
+pub mod conv;
 pub mod error;
+mod fused_bn;
 pub mod init;
 pub mod jem;
 pub mod layers;

@@ -74,7 +74,11 @@ pub fn phase() -> f64 {
 
 /// Golden batch `b` (0: labelled, 1: x+, 2: x-).
 pub fn batch(b: usize) -> Tensor {
-    let phase = phase();
+    batch_with_phase(b, phase())
+}
+
+/// Batch `b` of the formula with an explicit phase.
+pub fn batch_with_phase(b: usize, phase: f64) -> Tensor {
     let v: Vec<f32> = (0..B * 3 * 32 * 32)
         .map(|j| (0.9 * (0.013 * j as f64 + 2.1 * b as f64 + phase).sin()) as f32)
         .collect();

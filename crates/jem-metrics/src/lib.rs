@@ -1,0 +1,45 @@
+//! Metrics of hybrid generative classifiers, on plain `f64` slices (no model needed).
+//!
+//! - [`calibration`]: expected calibration error in the torchmetrics convention
+//!   (`[lo, hi)` bins, a confidence of exactly 1 counted in the last bin) or the SADA-JEM
+//!   reference's (`(lo, hi]` bins), with the per-bin table of a reliability diagram;
+//! - [`ood`]: AUROC with the in-distribution set as the positive class, tied scores counted
+//!   half, as scikit-learn's `roc_auc_score`;
+//! - [`accuracy`](classification::accuracy) from class probabilities or logits.
+//!
+//! ```
+//! use jem_metrics::ood::auroc;
+//! // every in-distribution score above every OOD score: a perfect detector
+//! assert_eq!(auroc(&[3.0, 4.0], &[1.0, 2.0])?, 1.0);
+//! // all scores equal: chance
+//! assert_eq!(auroc(&[1.0, 1.0], &[1.0])?, 0.5);
+//! # Ok::<(), jem_metrics::MetricError>(())
+//! ```
+
+pub mod calibration;
+pub mod classification;
+pub mod ood;
+
+pub use calibration::{Calibration, CalibrationBin, EceConvention, calibration};
+pub use classification::{accuracy, confidences_and_hits};
+pub use ood::auroc;
+
+/// Errors of the metric functions: the message names the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    /// An input that the metric cannot be computed from.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result with [`MetricError`].
+pub type Result<T> = std::result::Result<T, MetricError>;
+
+pub(crate) fn check_finite(name: &str, values: &[f64]) -> Result<()> {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(MetricError::Invalid(format!(
+            "{name}[{i}] is {v}: every value must be finite"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Train-mode BatchNorm as one CPU operation with f64 accumulation.
+//!
+//! Composed from candle's elementwise and reduction ops, a train-mode BatchNorm costs about
+//! a dozen full passes over the activations forward and more backward (each broadcast's
+//! gradient is a strided reduction). Here the forward pass is one pass for the per-channel
+//! statistics and one for the affine map; the backward pass is one pass for the two
+//! per-channel sums and one for the input gradient:
+//!
+//! ```text
+//! xhat = (x - mean) / sqrt(var + eps)       y = gamma * xhat + beta
+//! dbeta = sum dy    dgamma = sum dy * xhat
+//! dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M),  M = N * H * W
+//! ```
+//!
+//! Sums are accumulated in f64 as PyTorch's CPU kernels do.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(d) = s else {
+        candle_core::bail!("{op}: only f32 is supported");
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: the input must be contiguous");
+    };
+    Ok(&d[a..b])
+}
+
+/// Per-channel mean and biased variance of `[N, C, H, W]`, as a `[2, C]` f64 tensor.
+struct ChannelStats;
+
+impl CustomOp1 for ChannelStats {
+    fn name(&self) -> &'static str {
+        "bn-channel-stats"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "bn-channel-stats")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let hw = h * w;
+        let m = (n * hw) as f64;
+        let stats: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ci| {
+                let mut sum = 0f64;
+                for b in 0..n {
+                    let o = (b * c + ci) * hw;
+                    sum += x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>();
+                }
+                let mean = sum / m;
+                let mut sq = 0f64;
+                for b in 0..n {
+                    let o = (b * c + ci) * hw;
+                    sq += x[o..o + hw]
+                        .iter()
+                        .map(|&v| {
+                            let d = v as f64 - mean;
+                            d * d
+                        })
+                        .sum::<f64>();
+                }
+                (mean, sq / m)
+            })
+            .collect();
+        let mut out: Vec<f64> = stats.iter().map(|s| s.0).collect();
+        out.extend(stats.iter().map(|s| s.1));
+        Ok((CpuStorage::F64(out), Shape::from((2, c))))
+    }
+}
+
+/// `y = gamma * (x - mean) * inv_std + beta` over `(x, gamma, beta)` with fixed statistics.
+struct Normalize {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+impl CustomOp3 for Normalize {
+    fn name(&self) -> &'static str {
+        "bn-normalize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "bn-normalize")?;
+        let gamma = f32_slice(s2, l2, "bn-normalize")?;
+        let beta = f32_slice(s3, l3, "bn-normalize")?;
+        let (_, c, h, w) = l1.shape().dims4()?;
+        let hw = h * w;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+            let ci = plane % c;
+            let a = self.inv_std[ci] * gamma[ci] as f64;
+            let b = beta[ci] as f64 - self.mean[ci] * a;
+            for (o, &v) in out.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
+                *o = (v as f64 * a + b) as f32;
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, h, w) = x.dims4()?;
+        let hw = h * w;
+        let m = (n * hw) as f64;
+        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let dys: Vec<f32> = dy.flatten_all()?.to_vec1()?;
+        let g: Vec<f32> = gamma.to_vec1()?;
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ci| {
+                let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
+                let (mut sd, mut sdx) = (0f64, 0f64);
+                for b in 0..n {
+                    let o = (b * c + ci) * hw;
+                    for (&d, &v) in dys[o..o + hw].iter().zip(&xs[o..o + hw]) {
+                        sd += d as f64;
+                        sdx += d as f64 * (v as f64 - mean) * inv;
+                    }
+                }
+                (sd, sdx)
+            })
+            .collect();
+        let mut dx = vec![0f32; xs.len()];
+        dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+            let ci = plane % c;
+            let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
+            let (sd, sdx) = sums[ci];
+            let k = g[ci] as f64 * inv;
+            let range = plane * hw..(plane + 1) * hw;
+            for ((o, &d), &v) in out.iter_mut().zip(&dys[range.clone()]).zip(&xs[range]) {
+                let xhat = (v as f64 - mean) * inv;
+                *o = (k * (d as f64 - sd / m - xhat * sdx / m)) as f32;
+            }
+        });
+        let dev = x.device();
+        let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+        let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dgamma, c, dev)?),
+            Some(Tensor::from_vec(dbeta, c, dev)?),
+        ))
+    }
+}
+
+/// Train-mode BatchNorm of a contiguous f32 CPU tensor `[N, C, H, W]`: returns the output
+/// and the batch's per-channel mean and biased variance (f32, `[C]` each).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let x = x.contiguous()?;
+    let stats = x.apply_op1_no_bwd(&ChannelStats)?.to_vec2::<f64>()?;
+    let inv_std: Vec<f64> = stats[1].iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let op = Normalize {
+        mean: stats[0].clone(),
+        inv_std,
+    };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let dev = x.device();
+    let to_t = |v: &Vec<f64>| -> candle_core::Result<Tensor> {
+        Tensor::from_vec(v.clone(), v.len(), dev)?.to_dtype(DType::F32)
+    };
+    Ok((y, to_t(&stats[0])?, to_t(&stats[1])?))
+}

@@ -1,0 +1,49 @@
+//! PNG figures of a run: sample grids ([`save_grid`]) and line charts ([`LineChart`]).
+//!
+//! Files are written atomically (a temporary file renamed into place), so a reader never
+//! sees half a PNG. Text uses an embedded DejaVu Sans Mono, so charts render the same on a
+//! machine without fonts.
+
+mod chart;
+mod grid;
+
+pub use chart::{LineChart, Series};
+pub use grid::{grid_image, save_grid};
+
+/// Errors while drawing or writing a figure; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// Bad input to a figure.
+    #[error("{0}")]
+    Invalid(String),
+    /// Drawing or writing failed.
+    #[error("{path}: {message}")]
+    Write {
+        /// The figure's file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// An error of the tensor library.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with [`PlotError`].
+pub type Result<T> = std::result::Result<T, PlotError>;
+
+pub(crate) fn write_png(path: &std::path::Path, img: &image::RgbImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| PlotError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    jem_data::fsutil::write_atomic(path, &bytes).map_err(|e| PlotError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}

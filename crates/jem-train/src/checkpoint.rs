@@ -1,0 +1,259 @@
+//! Checkpoints: one safetensors file holding the model (parameters and BatchNorm buffers),
+//! the optimizer state, the replay buffer, the resolved config and the progress, written
+//! atomically (temporary file, flushed, renamed).
+//!
+//! Tensors are named `model/<name>` (PyTorch names), `optim/<name>` and `replay_buffer`;
+//! the metadata holds `format`, `config` (TOML), `progress` (JSON) and `optim` (the
+//! optimizer's kind and scalars, JSON).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use jem_optim::OptimState;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainError};
+
+/// Value of the `format` metadata.
+pub const FORMAT: &str = "sadajem-checkpoint-1";
+
+/// Changes made by the divergence guard so far (carried across rollbacks).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardState {
+    /// Rollbacks so far.
+    pub failures: usize,
+    /// Added to the seed of every random stream (`new-seed`).
+    pub seed_offset: u64,
+    /// Factor on the scheduled learning rate (`lower-lr`).
+    pub lr_scale: f64,
+    /// SGLD steps added (`more-steps`).
+    pub extra_steps: usize,
+}
+
+impl GuardState {
+    /// No recovery applied.
+    pub fn new() -> Self {
+        Self {
+            lr_scale: 1.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where training stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Iterations completed.
+    pub iteration: u64,
+    /// Seconds of training so far (evaluation excluded), over all sessions.
+    pub train_seconds: f64,
+    /// Best selection accuracy and its iteration.
+    pub best: Option<(f64, u64)>,
+    /// Divergence recoveries.
+    pub guard: GuardState,
+}
+
+impl Progress {
+    /// The start of a run.
+    pub fn start() -> Self {
+        Self {
+            iteration: 0,
+            train_seconds: 0.0,
+            best: None,
+            guard: GuardState::new(),
+        }
+    }
+}
+
+/// The content of a checkpoint file.
+pub struct Checkpoint {
+    /// Resolved config (TOML text).
+    pub config: String,
+    /// Progress.
+    pub progress: Progress,
+    /// Model tensors by PyTorch name.
+    pub model: BTreeMap<String, Tensor>,
+    /// Optimizer state.
+    pub optim: OptimState,
+    /// Replay buffer, if the run has one.
+    pub replay_buffer: Option<Tensor>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OptimMeta {
+    kind: String,
+    scalars: BTreeMap<String, f64>,
+}
+
+fn corrupt(path: &Path, msg: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint(format!(
+        "{}: not a readable sadajem checkpoint ({msg})",
+        path.display()
+    ))
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically: a failure leaves any previous file intact.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let cpu = |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&Device::Cpu)?.contiguous()?) };
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (k, t) in &self.model {
+            tensors.push((format!("model/{k}"), cpu(t)?));
+        }
+        for (k, t) in &self.optim.tensors {
+            tensors.push((format!("optim/{k}"), cpu(t)?));
+        }
+        if let Some(b) = &self.replay_buffer {
+            tensors.push(("replay_buffer".into(), cpu(b)?));
+        }
+        let meta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("config".to_string(), self.config.clone()),
+            (
+                "progress".to_string(),
+                serde_json::to_string(&self.progress).map_err(|e| corrupt(path, e))?,
+            ),
+            (
+                "optim".to_string(),
+                serde_json::to_string(&OptimMeta {
+                    kind: self.optim.kind.clone(),
+                    scalars: self.optim.scalars.clone(),
+                })
+                .map_err(|e| corrupt(path, e))?,
+            ),
+        ]);
+        let bytes = safetensors::serialize(tensors, Some(meta))
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        jem_data::fsutil::write_atomic(path, &bytes)
+            .map_err(|e| TrainError::Checkpoint(format!("writing {}: {e}", path.display())))
+    }
+
+    /// Reads a checkpoint; a truncated, corrupted or foreign file gives an error naming it.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
+        let meta = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| corrupt(path, "no metadata"))?;
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(corrupt(
+                path,
+                format!("format is {:?}, expected {FORMAT}", meta.get("format")),
+            ));
+        }
+        let field = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| corrupt(path, format!("no `{k}` metadata")))
+        };
+        let progress: Progress =
+            serde_json::from_str(field("progress")?).map_err(|e| corrupt(path, e))?;
+        let om: OptimMeta = serde_json::from_str(field("optim")?).map_err(|e| corrupt(path, e))?;
+        let all =
+            candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| corrupt(path, e))?;
+        let mut model = BTreeMap::new();
+        let mut optim = OptimState::new(&om.kind);
+        optim.scalars = om.scalars;
+        let mut replay_buffer = None;
+        for (k, t) in all {
+            if let Some(n) = k.strip_prefix("model/") {
+                model.insert(n.to_string(), t);
+            } else if let Some(n) = k.strip_prefix("optim/") {
+                optim.tensors.insert(n.to_string(), t);
+            } else if k == "replay_buffer" {
+                replay_buffer = Some(t);
+            } else {
+                return Err(corrupt(path, format!("unexpected tensor `{k}`")));
+            }
+        }
+        if model.is_empty() {
+            return Err(corrupt(path, "no model tensors"));
+        }
+        Ok(Self {
+            config: field("config")?.clone(),
+            progress,
+            model,
+            optim,
+            replay_buffer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let t = |v: f32| Tensor::from_vec(vec![v; 6], (2, 3), &Device::Cpu).unwrap();
+        let mut optim = OptimState::new("sgd");
+        optim.tensors.insert("momentum_buffer.w".into(), t(2.0));
+        optim.scalars.insert("lr".into(), 0.05);
+        Checkpoint {
+            config: "name = \"x\"\n".into(),
+            progress: Progress {
+                iteration: 7,
+                ..Progress::start()
+            },
+            model: BTreeMap::from([("w".to_string(), t(1.0))]),
+            optim,
+            replay_buffer: Some(t(-1.0).reshape((1, 1, 2, 3)).unwrap()),
+        }
+    }
+
+    #[test]
+    fn round_trips_every_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        sample().save(&path).unwrap();
+        let back = Checkpoint::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(back.progress.iteration, 7);
+        assert_eq!(back.optim.scalars["lr"], 0.05);
+        assert_eq!(back.config, "name = \"x\"\n");
+        let v: Vec<f32> = back.optim.tensors["momentum_buffer.w"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(v, vec![2.0; 6]);
+        assert_eq!(back.replay_buffer.unwrap().dims(), &[1, 1, 2, 3]);
+        // no temporary file is left behind
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        sample().save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = Checkpoint::load(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("last.safetensors") && e.contains("not a readable"),
+            "{e}"
+        );
+        std::fs::write(&path, b"garbage").unwrap();
+        let e = Checkpoint::load(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("last.safetensors"), "{e}");
+        let other = dir.path().join("plain.safetensors");
+        let t = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("w".to_string(), t)]), &other).unwrap();
+        let e = Checkpoint::load(&other, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("plain.safetensors") && e.contains("metadata"),
+            "{e}"
+        );
+    }
+}

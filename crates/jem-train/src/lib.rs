@@ -1,0 +1,66 @@
+//! Training of joint energy-based models: SADA-JEM's Algorithm 1 and its family.
+//!
+//! - [`config`]: the experiment description (TOML presets in `configs/`, `--set` overrides);
+//! - [`step`]: one iteration on given batches, in the reference's order;
+//! - [`Trainer`]: the loop around it: data streams, replay buffer, learning-rate schedule,
+//!   logs, evaluations, checkpoints, resume and the divergence guard;
+//! - [`checkpoint`]: the checkpoint file.
+//!
+//! Every random draw of iteration `i` comes from generators seeded by `(seed, i)` and the
+//! data batches are pure functions of their position, so a run resumed from a checkpoint
+//! continues bit for bit as if it had not stopped.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod eval;
+mod figures;
+mod log;
+mod run;
+pub mod step;
+mod trainer;
+
+pub use checkpoint::{Checkpoint, Progress};
+pub use config::TrainConfig;
+pub use trainer::{RunSummary, TrainOptions, Trainer, build_model};
+
+/// Errors of training; messages name the file, key or iteration concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad configuration value.
+    #[error("config: {0}")]
+    Config(String),
+    /// Data could not be read.
+    #[error("data: {0}")]
+    Data(String),
+    /// A checkpoint could not be read or written.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Training diverged more often than the guard allows.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// The run folder cannot be used.
+    #[error("run folder: {0}")]
+    RunDir(String),
+    /// Model errors.
+    #[error(transparent)]
+    Model(#[from] jem_models::ModelError),
+    /// Optimizer errors.
+    #[error(transparent)]
+    Optim(#[from] jem_optim::OptimError),
+    /// Sampler errors.
+    #[error(transparent)]
+    Sampler(#[from] jem_sampler::SamplerError),
+    /// Metric errors.
+    #[error(transparent)]
+    Metric(#[from] jem_metrics::MetricError),
+    /// Figure errors.
+    #[error(transparent)]
+    Plot(#[from] jem_plot::PlotError),
+    /// Tensor errors.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,357 @@
+//! The training loop.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use jem_data::rng::rng_for;
+use jem_data::{Batches, Position};
+use serde_json::json;
+
+use crate::config::SelectOn;
+use crate::eval::{EvalRecord, evaluate};
+use crate::log::Reporter;
+use crate::step::{StepBatch, StepStats, finish, first_pass};
+use crate::trainer::{RunSummary, Trainer};
+use crate::{Result, TrainError};
+
+/// Sums of logged scalars over a window of iterations.
+#[derive(Default)]
+struct Window {
+    n: u64,
+    sum: StepStats,
+    seconds: f64,
+}
+
+impl Window {
+    fn add(&mut self, s: &StepStats, seconds: f64) {
+        self.n += 1;
+        self.seconds += seconds;
+        self.sum.e_pos += s.e_pos;
+        self.sum.e_neg += s.e_neg;
+        self.sum.ce += s.ce;
+        self.sum.acc += s.acc;
+        self.sum.loss += s.loss;
+    }
+
+    fn mean(&self) -> StepStats {
+        let n = self.n.max(1) as f64;
+        StepStats {
+            e_pos: self.sum.e_pos / n,
+            e_neg: self.sum.e_neg / n,
+            ce: self.sum.ce / n,
+            acc: self.sum.acc / n,
+            loss: self.sum.loss / n,
+        }
+    }
+}
+
+struct Streams {
+    px: Option<Batches>,
+    clf: Batches,
+}
+
+fn next(stream: &mut Batches, what: &str) -> Result<jem_data::Batch> {
+    stream
+        .next()
+        .ok_or_else(|| TrainError::Data(format!("the {what} stream ended")))?
+        .map_err(|e| TrainError::Data(e.to_string()))
+}
+
+impl Trainer {
+    fn streams(&self) -> Result<Streams> {
+        let (px, clf) = self.data.train_loaders(
+            &self.cfg,
+            self.progress.guard.seed_offset,
+            &self.opts.device,
+        )?;
+        let at = |bpe: u64| Position {
+            epoch: self.progress.iteration / bpe,
+            batch: (self.progress.iteration % bpe) as usize,
+        };
+        let generative = self.cfg.loss.px > 0.0;
+        Ok(Streams {
+            px: generative.then(|| px.cycle_from(at(px.batches_per_epoch() as u64))),
+            clf: clf.cycle_from(at(self.iters_per_epoch)),
+        })
+    }
+
+    /// The last iteration of the run: the schedule's end or `run.max_iters`.
+    pub fn stop_iteration(&self) -> u64 {
+        let end = self.cfg.schedule.epochs as u64 * self.iters_per_epoch;
+        self.cfg.run.max_iters.map_or(end, |m| m.min(end))
+    }
+
+    /// Checks the first pass of an iteration; `Some(reason)` on divergence.
+    fn diverged(&self, s: &StepStats) -> Option<String> {
+        let g = &self.cfg.guard;
+        if !s.loss.is_finite() || !s.e_pos.is_finite() || !s.e_neg.is_finite() {
+            return Some(format!(
+                "non-finite loss {} (E+ {}, E- {})",
+                s.loss, s.e_pos, s.e_neg
+            ));
+        }
+        if s.loss.abs() > g.max_abs_loss {
+            return Some(format!(
+                "|loss| {} > guard.max_abs_loss {}",
+                s.loss, g.max_abs_loss
+            ));
+        }
+        let e = s.e_pos.abs().max(s.e_neg.abs());
+        if e > g.max_abs_energy {
+            return Some(format!(
+                "|energy| {e} > guard.max_abs_energy {}",
+                g.max_abs_energy
+            ));
+        }
+        None
+    }
+
+    /// One iteration; `Ok(Some(reason))` when it diverged (nothing was updated then).
+    fn iteration(
+        &mut self,
+        streams: &mut Streams,
+        injected: &mut BTreeSet<u64>,
+    ) -> Result<(Option<String>, StepStats, Option<candle_core::Tensor>)> {
+        let i = self.progress.iteration;
+        let epoch = i / self.iters_per_epoch;
+        let lr = self
+            .schedule
+            .lr(i as usize, epoch as usize, self.iters_per_epoch as usize)
+            * self.progress.guard.lr_scale;
+        self.opt.base.set_lr(lr);
+        let clf = next(&mut streams.clf, "classification")?;
+        let mut rng = rng_for(&[self.cfg.seed, self.progress.guard.seed_offset, i, 3]);
+        let (x_pos, start) = match (&mut streams.px, &self.buffer) {
+            (Some(px), Some(buffer)) => {
+                let pos = next(px, "p(x)")?;
+                let n = self.cfg.data.px_batch_size;
+                let (idx, x0) = buffer.sample(n, self.data.gaussians.as_ref(), &mut rng)?;
+                (Some(pos.images), Some((idx, x0)))
+            }
+            _ => (None, None),
+        };
+        let batch = StepBatch {
+            x_pos,
+            x_start: start.as_ref().map(|s| s.1.clone()),
+            x_lab: clf.images,
+            y_lab: clf.labels,
+        };
+        let sampler = self.sampler();
+        let first = first_pass(
+            &self.model,
+            &batch,
+            Some(&sampler),
+            &mut rng,
+            &self.cfg.loss,
+        )?;
+        let mut stats = first.stats;
+        if self.cfg.guard.inject_nan_at.contains(&i) && injected.insert(i) {
+            stats.loss = f64::NAN;
+        }
+        if let Some(reason) = self.diverged(&stats) {
+            return Ok((Some(reason), stats, None));
+        }
+        finish(&self.model, &first, &batch, &self.cfg.loss, &mut self.opt)?;
+        if let (Some(buffer), Some((idx, _)), Some(x_neg)) =
+            (&mut self.buffer, &start, &first.x_neg)
+        {
+            buffer.store(idx, x_neg)?;
+        }
+        Ok((None, stats, first.x_neg))
+    }
+
+    fn record_eval(&mut self, reporter: &Reporter) -> Result<EvalRecord> {
+        let mut r = evaluate(
+            &self.model,
+            &self.data,
+            self.cfg.eval.ece_bins,
+            self.cfg.eval.batch_size,
+            &self.opts.device,
+        )?;
+        r.iteration = self.progress.iteration;
+        r.epoch = self.progress.iteration as f64 / self.iters_per_epoch as f64;
+        r.train_minutes = self.progress.train_seconds / 60.0;
+        self.evals
+            .write(&serde_json::to_value(&r).map_err(|e| TrainError::RunDir(e.to_string()))?)?;
+        let ood: Vec<String> = r
+            .ood
+            .iter()
+            .map(|o| {
+                format!(
+                    "AUROC {} log p(x) {:.4} max p(y|x) {:.4}",
+                    o.dataset, o.log_px, o.max_py
+                )
+            })
+            .collect();
+        reporter.println(&format!(
+            "eval @ {} ({:.1} min): test acc {:.4}, ECE {:.4}{}{} [{:.0} s]",
+            r.iteration,
+            r.train_minutes,
+            r.test_acc,
+            r.test_ece,
+            r.valid_acc
+                .map(|v| format!(", valid acc {v:.4}"))
+                .unwrap_or_default(),
+            if ood.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", ood.join(", "))
+            },
+            r.seconds
+        ));
+        let metric = match self.cfg.run.select_on {
+            SelectOn::Valid => r.valid_acc,
+            SelectOn::Test => Some(r.test_acc),
+            SelectOn::None => None,
+        };
+        if let Some(m) = metric
+            && self.progress.best.is_none_or(|(b, _)| m > b)
+            && self.model_is_finite()?
+        {
+            self.progress.best = Some((m, r.iteration));
+            self.save_checkpoint("best.safetensors")?;
+        }
+        Ok(r)
+    }
+
+    /// Trains until the schedule ends, `run.max_iters` or `run.max_minutes`, evaluating,
+    /// logging and checkpointing on the way, then writes the final figures.
+    pub fn run(&mut self) -> Result<RunSummary> {
+        let stop = self.stop_iteration();
+        let reporter = Reporter::new(stop, self.progress.iteration, self.opts.quiet);
+        let mut streams = self.streams()?;
+        let mut window = Window::default();
+        let mut injected = BTreeSet::new();
+        let mut last_eval: Option<EvalRecord> = None;
+        let session_start = self.progress.train_seconds;
+        let session_iter = self.progress.iteration;
+        let max_seconds = self.cfg.run.max_minutes.map(|m| m * 60.0);
+        let run = self.cfg.run.clone();
+        let mut stopped = "the schedule ended".to_string();
+        if self.progress.iteration == 0 && run.eval_every_iters > 0 {
+            last_eval = Some(self.record_eval(&reporter)?);
+        }
+        while self.progress.iteration < stop {
+            if let Some(m) = max_seconds
+                && self.progress.train_seconds >= m
+            {
+                stopped = format!("run.max_minutes ({:.1}) reached", m / 60.0);
+                break;
+            }
+            let t0 = Instant::now();
+            let (bad, stats, x_neg) = self.iteration(&mut streams, &mut injected)?;
+            if let Some(reason) = bad {
+                reporter.println(&format!(
+                    "divergence at iteration {}: {reason}; rolling back",
+                    self.progress.iteration
+                ));
+                self.rollback(&reason)?;
+                streams = self.streams()?;
+                window = Window::default();
+                continue;
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            self.progress.iteration += 1;
+            self.progress.train_seconds += dt;
+            window.add(&stats, dt);
+            let it = self.progress.iteration;
+            let lr = self.opt.base.lr();
+            if it.is_multiple_of(run.log_every) || it == stop {
+                let m = window.mean();
+                let ips = window.n as f64 / window.seconds.max(1e-9);
+                let rec = json!({
+                    "iteration": it,
+                    "epoch": it as f64 / self.iters_per_epoch as f64,
+                    "e_pos": m.e_pos, "e_neg": m.e_neg, "e_diff": m.e_pos - m.e_neg,
+                    "ce": m.ce, "acc": m.acc, "loss": m.loss, "lr": lr,
+                    "iters_per_s": ips,
+                    "images_per_s": ips * self.cfg.data.clf_batch_size as f64,
+                    "train_minutes": self.progress.train_seconds / 60.0,
+                });
+                self.log.write(&rec)?;
+                let done = (it - session_iter) as f64;
+                let rate = done / (self.progress.train_seconds - session_start).max(1e-9);
+                let eta = (stop - it) as f64 / rate.max(1e-9);
+                reporter.update(
+                    it,
+                    &format!(
+                        "iter {it}/{stop} loss {:.3} ce {:.3} acc {:.3} E+ {:.3} E- {:.3} lr {:.4} {:.2} it/s ETA {:.0} min",
+                        m.loss, m.ce, m.acc, m.e_pos, m.e_neg, lr, ips, eta / 60.0
+                    ),
+                    true,
+                );
+                window = Window::default();
+            } else {
+                reporter.update(it, "", false);
+            }
+            if let Some(x) = &x_neg
+                && run.grid_every > 0
+                && it.is_multiple_of(run.grid_every)
+            {
+                let path = self.opts.run_dir.join(format!("samples/neg-{it:07}.png"));
+                jem_plot::save_grid(&path, x, 8)?;
+            }
+            let epoch_end = it.is_multiple_of(self.iters_per_epoch);
+            if (run.eval_every_iters > 0 && it.is_multiple_of(run.eval_every_iters)) || epoch_end {
+                last_eval = Some(self.record_eval(&reporter)?);
+            }
+            let every_iters =
+                run.checkpoint_every_iters > 0 && it.is_multiple_of(run.checkpoint_every_iters);
+            if epoch_end || every_iters {
+                if !self.model_is_finite()? {
+                    let reason = "non-finite weights after the update".to_string();
+                    self.rollback(&reason)?;
+                    streams = self.streams()?;
+                    continue;
+                }
+                self.save_checkpoint("last.safetensors")?;
+                let epoch = it / self.iters_per_epoch;
+                if epoch_end
+                    && run.checkpoint_every_epochs > 0
+                    && epoch.is_multiple_of(run.checkpoint_every_epochs)
+                {
+                    self.save_checkpoint(&format!("epoch-{epoch:04}.safetensors"))?;
+                }
+            }
+        }
+        reporter.finish();
+        self.finish_run(last_eval, stopped, session_iter, session_start)
+    }
+
+    fn finish_run(
+        &mut self,
+        last_eval: Option<EvalRecord>,
+        stopped: String,
+        session_iter: u64,
+        session_start: f64,
+    ) -> Result<RunSummary> {
+        let reporter = Reporter::new(0, 0, true);
+        let last_eval = match last_eval {
+            Some(e) if e.iteration == self.progress.iteration => Some(e),
+            _ if self.progress.iteration > 0 => Some(self.record_eval(&reporter)?),
+            _ => None,
+        };
+        if self.model_is_finite()? {
+            self.save_checkpoint("last.safetensors")?;
+        }
+        if let Some(b) = &self.buffer {
+            crate::figures::buffer_grid(&self.opts.run_dir, b, self.data.num_classes)?;
+        }
+        crate::figures::curves(&self.opts.run_dir)?;
+        let secs = self.progress.train_seconds - session_start;
+        let summary = RunSummary {
+            iterations: self.progress.iteration,
+            train_minutes: self.progress.train_seconds / 60.0,
+            iters_per_second: (self.progress.iteration - session_iter) as f64 / secs.max(1e-9),
+            last_eval,
+            best: self.progress.best,
+            rollbacks: self.progress.guard.failures,
+            stopped,
+        };
+        let text = serde_json::to_string_pretty(&summary)
+            .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        jem_data::fsutil::write_atomic(&self.opts.run_dir.join("summary.json"), text.as_bytes())
+            .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,175 @@
+//! One training iteration of Algorithm 1, in the reference's order, on given batches.
+//!
+//! [`first_pass`] runs the forward passes with BatchNorm in train mode, updating the running
+//! statistics in this order: the positive batch `x+`, the K SGLD steps from the chains'
+//! starting points, the negatives `x-`, the labelled batch. The caller may inspect the loss
+//! (the divergence guard) before [`finish`] back-propagates it and updates the weights:
+//! with SAM / ASAM, the first step perturbs the weights, a second pass on the **same**
+//! `x+`, `x-` and labelled batch (running statistics frozen) gives the gradient that the
+//! base optimizer applies at the restored weights.
+
+use candle_core::{Tensor, Var};
+use jem_data::rng::ChaCha8Rng;
+use jem_models::{BnMode, WideResNet, jem};
+use jem_optim::{Optimizer, Sam};
+use jem_sampler::Sgld;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::config::{LossConfig, SecondPass};
+
+/// The optimizer of a run: a base optimizer, optionally wrapped in SAM / ASAM.
+pub struct Optimizers {
+    /// SGD or Adam.
+    pub base: Box<dyn Optimizer>,
+    /// The sharpness-aware wrapper.
+    pub sam: Option<Sam>,
+}
+
+/// The data of one iteration.
+#[derive(Clone, Debug)]
+pub struct StepBatch {
+    /// Positive samples (not augmented in SADA-JEM); unused when `loss.px == 0`.
+    pub x_pos: Option<Tensor>,
+    /// Starting points of the chains (from the replay buffer).
+    pub x_start: Option<Tensor>,
+    /// Labelled, augmented images.
+    pub x_lab: Tensor,
+    /// Their labels (u32).
+    pub y_lab: Tensor,
+}
+
+/// Scalars of one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Mean energy of the positive batch, `-mean LSE(f(x+))`.
+    pub e_pos: f64,
+    /// Mean energy of the negatives.
+    pub e_neg: f64,
+    /// Cross-entropy of the labelled batch.
+    pub ce: f64,
+    /// Accuracy on the labelled batch.
+    pub acc: f64,
+    /// The whole loss.
+    pub loss: f64,
+}
+
+/// The first pass: its loss (with the graph), scalars, and the negatives.
+pub struct FirstPass {
+    /// Loss tensor to back-propagate.
+    pub loss: Tensor,
+    /// Its scalars.
+    pub stats: StepStats,
+    /// The SGLD samples (detached), to be written back to the buffer.
+    pub x_neg: Option<Tensor>,
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Loss of one pass given the negatives; `full` adds the `px` weight and the L2 term.
+fn loss_pass(
+    model: &WideResNet,
+    mode: BnMode,
+    fp: Option<Tensor>,
+    x_neg: Option<&Tensor>,
+    batch: &StepBatch,
+    w: &LossConfig,
+    full: bool,
+) -> Result<(Tensor, StepStats)> {
+    let mut stats = StepStats::default();
+    let mut loss: Option<Tensor> = None;
+    let mut add = |t: Tensor| -> Result<()> {
+        loss = Some(match loss.take() {
+            None => t,
+            Some(l) => (l + t)?,
+        });
+        Ok(())
+    };
+    if let (Some(fp), Some(x_neg)) = (fp, x_neg) {
+        let fq = jem::log_density(&model.logits(x_neg, mode)?)?.mean_all()?;
+        stats.e_pos = -scalar(&fp)?;
+        stats.e_neg = -scalar(&fq)?;
+        let mut lpx = (&fq - &fp)?;
+        if full && w.l2 > 0.0 {
+            lpx = (lpx + ((fp.sqr()? + fq.sqr()?)? * w.l2)?)?;
+        }
+        add(if full { (lpx * w.px)? } else { lpx })?;
+    }
+    if w.pyx > 0.0 {
+        let logits = model.logits(&batch.x_lab, mode)?;
+        let ce = jem::cross_entropy(&logits, &batch.y_lab)?;
+        stats.ce = scalar(&ce)?;
+        stats.acc = jem::accuracy(&logits, &batch.y_lab)?;
+        add(if full { (ce * w.pyx)? } else { ce })?;
+    }
+    let loss = loss.ok_or_else(|| crate::TrainError::Config("loss: no term is active".into()))?;
+    stats.loss = scalar(&loss)?;
+    Ok((loss, stats))
+}
+
+/// Forward passes of an iteration at the current weights (see the module documentation).
+/// `sampler` and `batch.x_start` are needed when `w.px > 0`.
+pub fn first_pass(
+    model: &WideResNet,
+    batch: &StepBatch,
+    sampler: Option<&Sgld>,
+    rng: &mut ChaCha8Rng,
+    w: &LossConfig,
+) -> Result<FirstPass> {
+    let generative = w.px > 0.0;
+    let (fp, x_neg) = if generative {
+        let (Some(x_pos), Some(x_start), Some(sgld)) = (&batch.x_pos, &batch.x_start, sampler)
+        else {
+            return Err(crate::TrainError::Config(
+                "loss.px > 0 needs positives, chain starts and a sampler".into(),
+            ));
+        };
+        let fp = jem::log_density(&model.logits(x_pos, BnMode::Train)?)?.mean_all()?;
+        let x_neg = sgld.run(model, x_start, None, rng)?;
+        (Some(fp), Some(x_neg))
+    } else {
+        (None, None)
+    };
+    let (loss, stats) = loss_pass(model, BnMode::Train, fp, x_neg.as_ref(), batch, w, true)?;
+    Ok(FirstPass { loss, stats, x_neg })
+}
+
+/// Back-propagates the first pass and updates the weights (with SAM: perturb, second pass
+/// with frozen running statistics, restore, base step). Returns the second pass's scalars.
+pub fn finish(
+    model: &WideResNet,
+    first: &FirstPass,
+    batch: &StepBatch,
+    w: &LossConfig,
+    opt: &mut Optimizers,
+) -> Result<Option<StepStats>> {
+    let params: Vec<(&str, &Var)> = model.store.params().collect();
+    let g1 = first.loss.backward()?;
+    let Some(sam) = opt.sam.as_mut() else {
+        opt.base.step(&params, &g1)?;
+        return Ok(None);
+    };
+    sam.first_step(&params, &g1)?;
+    drop(g1);
+    let fp = match &batch.x_pos {
+        Some(x) if first.x_neg.is_some() => {
+            Some(jem::log_density(&model.logits(x, BnMode::TrainFrozen)?)?.mean_all()?)
+        }
+        _ => None,
+    };
+    let full = w.second_pass == SecondPass::Full;
+    let (loss2, stats2) = loss_pass(
+        model,
+        BnMode::TrainFrozen,
+        fp,
+        first.x_neg.as_ref(),
+        batch,
+        w,
+        full,
+    )?;
+    let g2 = loss2.backward()?;
+    sam.second_step(&params, &g2, opt.base.as_mut())?;
+    Ok(Some(stats2))
+}

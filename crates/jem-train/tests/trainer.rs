@@ -1,0 +1,217 @@
+//! The training loop end to end on the embedded Fashion-MNIST subset with a tiny network:
+//! resume is bit-identical, the divergence guard rolls back, presets parse.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use candle_core::{Device, Tensor};
+use jem_train::checkpoint::Checkpoint;
+use jem_train::{TrainConfig, TrainError, TrainOptions, Trainer};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The quick preset shrunk to a few cheap iterations.
+fn tiny(extra: &[&str]) -> TrainConfig {
+    let mut sets: Vec<String> = [
+        "data.px_batch_size=8",
+        "data.clf_batch_size=8",
+        "sampler.steps=2",
+        "sampler.buffer_size=100",
+        "sampler.reinit_freq=0.3",
+        "eval.ood=[]",
+        "eval.batch_size=100",
+        "data.valid_size=200",
+        "run.eval_every_iters=0",
+        "run.log_every=1",
+        "run.grid_every=2",
+        "schedule.warmup_iters=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    TrainConfig::load(
+        &repo().join("configs/fashion-mnist-quick/sadajem.toml"),
+        &sets,
+    )
+    .unwrap()
+}
+
+/// One statistics cache for all tests (computed once: setups are serialized).
+fn shared_cache() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+static SETUP: Mutex<()> = Mutex::new(());
+
+fn start(cfg: TrainConfig, dir: &Path) -> jem_train::Result<Trainer> {
+    let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    Trainer::new(cfg, options(dir))
+}
+
+fn resume(dir: &Path, sets: &[&str]) -> jem_train::Result<Trainer> {
+    let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Trainer::resume(options(dir), &sets)
+}
+
+fn options(dir: &Path) -> TrainOptions {
+    TrainOptions {
+        run_dir: dir.to_path_buf(),
+        data_dir: dir.join("no-data-needed"),
+        cache_dir: shared_cache().to_path_buf(),
+        device: Device::Cpu,
+        quiet: true,
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("straight"), tmp.path().join("resumed"));
+    let s = start(tiny(&["run.max_iters=4"]), &a)
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(s.iterations, 4);
+    let s = start(tiny(&["run.max_iters=2"]), &b)
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(s.iterations, 2);
+    let mut t = resume(&b, &["run.max_iters=4"]).unwrap();
+    assert_eq!(t.progress().iteration, 2);
+    assert_eq!(t.run().unwrap().iterations, 4);
+    let ca = Checkpoint::load(&a.join("last.safetensors"), &Device::Cpu).unwrap();
+    let cb = Checkpoint::load(&b.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ca.progress.iteration, 4);
+    assert_eq!(cb.progress.iteration, 4);
+    for (name, ta) in &ca.model {
+        assert!(
+            bits(ta) == bits(&cb.model[name]),
+            "model tensor {name} differs"
+        );
+    }
+    assert_eq!(ca.optim.tensors.len(), cb.optim.tensors.len());
+    for (name, ta) in &ca.optim.tensors {
+        assert!(
+            bits(ta) == bits(&cb.optim.tensors[name]),
+            "optimizer tensor {name} differs"
+        );
+    }
+    assert!(bits(ca.replay_buffer.as_ref().unwrap()) == bits(cb.replay_buffer.as_ref().unwrap()));
+    // the run folder has what a researcher looks at
+    for f in [
+        "config.toml",
+        "train.jsonl",
+        "eval.jsonl",
+        "summary.json",
+        "samples/neg-0000004.png",
+        "samples/buffer-final.png",
+        "curves/loss.png",
+        "curves/energy.png",
+        "curves/accuracy.png",
+    ] {
+        assert!(b.join(f).exists(), "{f} missing");
+    }
+    let lines = std::fs::read_to_string(b.join("train.jsonl")).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        4,
+        "one log line per iteration across both sessions"
+    );
+    // a resumed run may only change when to stop, log and evaluate
+    let e = resume(&b, &["optim.lr=1"]).err().unwrap().to_string();
+    assert!(e.contains("optim.lr"), "{e}");
+    // a new run does not overwrite an existing one
+    let e = start(tiny(&[]), &b).err().unwrap().to_string();
+    assert!(e.contains("--resume"), "{e}");
+}
+
+#[test]
+fn an_injected_nan_rolls_back_and_applies_the_recoveries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let cfg = tiny(&[
+        "run.max_iters=4",
+        "run.checkpoint_every_iters=1",
+        "guard.inject_nan_at=[2]",
+    ]);
+    let mut t = start(cfg, &dir).unwrap();
+    let s = t.run().unwrap();
+    assert_eq!((s.iterations, s.rollbacks), (4, 1));
+    let g = &t.progress().guard;
+    assert_eq!((g.failures, g.seed_offset, g.extra_steps), (1, 1, 5));
+    assert!((g.lr_scale - 0.5).abs() < 1e-12);
+    let log = std::fs::read_to_string(dir.join("train.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("event").is_some())
+        .collect();
+    assert_eq!(events.len(), 2, "{log}");
+    assert_eq!(events[0]["event"], "divergence");
+    assert_eq!(events[0]["iteration"], 2);
+    assert_eq!(events[1]["event"], "rollback");
+    assert_eq!(events[1]["to_iteration"], 2);
+    // the recovery state survives in the checkpoint, so a resumed run keeps it
+    let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ck.progress.guard.seed_offset, 1);
+}
+
+#[test]
+fn divergence_beyond_the_budget_stops_with_a_clear_error_and_a_sound_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let cfg = tiny(&[
+        "run.max_iters=3",
+        "guard.max_failures=0",
+        "guard.inject_nan_at=[1]",
+    ]);
+    let err = start(cfg, &dir).unwrap().run().err().unwrap();
+    assert!(matches!(err, TrainError::Diverged(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("iteration 1") && msg.contains("guard.max_failures"),
+        "{msg}"
+    );
+    let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ck.progress.iteration, 0);
+}
+
+#[test]
+fn the_softmax_baseline_trains_without_a_sampler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let cfg = TrainConfig::load(
+        &repo().join("configs/fashion-mnist-quick/softmax.toml"),
+        &[
+            "run.max_iters=3".into(),
+            "eval.ood=[]".into(),
+            "data.clf_batch_size=8".into(),
+            "data.valid_size=200".into(),
+            "eval.batch_size=100".into(),
+            "run.eval_every_iters=0".into(),
+        ],
+    )
+    .unwrap();
+    let mut t = start(cfg, &dir).unwrap();
+    assert!(t.buffer().is_none());
+    let s = t.run().unwrap();
+    assert_eq!(s.iterations, 3);
+    let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert!(ck.replay_buffer.is_none());
+}
