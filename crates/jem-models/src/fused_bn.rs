@@ -180,3 +180,63 @@ pub fn batch_norm_train(
     };
     Ok((y, to_t(&stats[0])?, to_t(&stats[1])?))
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use crate::layers::{BatchNorm2d, BnMode};
+    use crate::params::ParamStore;
+
+    fn values(n: usize, seed: f64) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f64 * 0.613 + seed).sin() * 1.7 + 0.3) as f32)
+            .collect()
+    }
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+        let a = a.to_dtype(candle_core::DType::F64).unwrap();
+        let b = b.to_dtype(candle_core::DType::F64).unwrap();
+        let d = (&a - &b).unwrap().abs().unwrap().max_all().unwrap();
+        let m = b.abs().unwrap().max_all().unwrap();
+        d.to_scalar::<f64>().unwrap() / m.to_scalar::<f64>().unwrap().max(1e-12)
+    }
+
+    /// The fused f32 kernel against the composed f64 operations (the path other devices
+    /// take): output and the gradients of input, scale and shift, on odd sizes and batch 1.
+    #[test]
+    fn fused_kernel_matches_the_composed_operations() {
+        for &(n, c, h, w) in &[(3, 5, 4, 7), (1, 2, 3, 3), (8, 4, 1, 1)] {
+            let dev = Device::Cpu;
+            let mut store = ParamStore::new(&dev);
+            let bn = BatchNorm2d::new(&mut store, "bn", c, 1e-5, 0.9).unwrap();
+            bn.weight
+                .set(&Tensor::from_vec(values(c, 1.0), c, &dev).unwrap())
+                .unwrap();
+            bn.bias
+                .set(&Tensor::from_vec(values(c, 2.0), c, &dev).unwrap())
+                .unwrap();
+            let x = Var::from_vec(values(n * c * h * w, 0.5), (n, c, h, w), &dev).unwrap();
+            let x64 = Var::from_tensor(&x.as_tensor().to_dtype(candle_core::DType::F64).unwrap())
+                .unwrap();
+            let up = Tensor::from_vec(values(n * c * h * w, 3.0), (n, c, h, w), &dev).unwrap();
+            let fused = bn.forward(x.as_tensor(), BnMode::TrainFrozen).unwrap();
+            let composed = bn.forward(x64.as_tensor(), BnMode::TrainFrozen).unwrap();
+            assert!(max_rel(&fused, &composed) < 1e-6, "{n}x{c}x{h}x{w} output");
+            let g1 = (&fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let up64 = up.to_dtype(candle_core::DType::F64).unwrap();
+            let g2 = (&composed * &up64)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gx = (g1.get(x.as_tensor()).unwrap(), g2.get(x64.as_tensor()).unwrap());
+            assert!(max_rel(gx.0, gx.1) < 1e-5, "{n}x{c}x{h}x{w} input gradient");
+            for p in [&bn.weight, &bn.bias] {
+                let (a, b) = (g1.get(p.as_tensor()).unwrap(), g2.get(p.as_tensor()).unwrap());
+                assert!(max_rel(a, b) < 1e-5, "{n}x{c}x{h}x{w} parameter gradient");
+            }
+        }
+    }
+}
