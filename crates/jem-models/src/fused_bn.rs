@@ -223,7 +223,12 @@ mod tests {
             let fused = bn.forward(x.as_tensor(), BnMode::TrainFrozen).unwrap();
             let composed = bn.forward(x64.as_tensor(), BnMode::TrainFrozen).unwrap();
             assert!(max_rel(&fused, &composed) < 1e-6, "{n}x{c}x{h}x{w} output");
-            let g1 = (&fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g1 = (&fused * &up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             let up64 = up.to_dtype(candle_core::DType::F64).unwrap();
             let g2 = (&composed * &up64)
                 .unwrap()
@@ -231,10 +236,16 @@ mod tests {
                 .unwrap()
                 .backward()
                 .unwrap();
-            let gx = (g1.get(x.as_tensor()).unwrap(), g2.get(x64.as_tensor()).unwrap());
+            let gx = (
+                g1.get(x.as_tensor()).unwrap(),
+                g2.get(x64.as_tensor()).unwrap(),
+            );
             assert!(max_rel(gx.0, gx.1) < 1e-5, "{n}x{c}x{h}x{w} input gradient");
             for p in [&bn.weight, &bn.bias] {
-                let (a, b) = (g1.get(p.as_tensor()).unwrap(), g2.get(p.as_tensor()).unwrap());
+                let (a, b) = (
+                    g1.get(p.as_tensor()).unwrap(),
+                    g2.get(p.as_tensor()).unwrap(),
+                );
                 assert!(max_rel(a, b) < 1e-5, "{n}x{c}x{h}x{w} parameter gradient");
             }
         }
