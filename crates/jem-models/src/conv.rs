@@ -47,7 +47,8 @@ impl ConvGeometry {
     }
 }
 
-fn cpu_f32<'a>(
+/// The contiguous f32 data of a custom op's CPU input; other dtypes and layouts are errors.
+pub(crate) fn cpu_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     op: &str,

@@ -17,15 +17,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else {
-        candle_core::bail!("{op}: only f32 is supported");
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("{op}: the input must be contiguous");
-    };
-    Ok(&d[a..b])
-}
+use crate::conv::cpu_f32;
 
 /// Per-channel mean and biased variance of `[N, C, H, W]`, as a `[2, C]` f64 tensor.
 struct ChannelStats;
@@ -36,7 +28,7 @@ impl CustomOp1 for ChannelStats {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "bn-channel-stats")?;
+        let x = cpu_f32(s, l, "bn-channel-stats")?;
         let (n, c, h, w) = l.shape().dims4()?;
         let hw = h * w;
         let m = (n * hw) as f64;
@@ -89,9 +81,9 @@ impl CustomOp3 for Normalize {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "bn-normalize")?;
-        let gamma = f32_slice(s2, l2, "bn-normalize")?;
-        let beta = f32_slice(s3, l3, "bn-normalize")?;
+        let x = cpu_f32(s1, l1, "bn-normalize")?;
+        let gamma = cpu_f32(s2, l2, "bn-normalize")?;
+        let beta = cpu_f32(s3, l3, "bn-normalize")?;
         let (_, c, h, w) = l1.shape().dims4()?;
         let hw = h * w;
         let mut y = vec![0f32; x.len()];
