@@ -1,4 +1,5 @@
-"""Golden values of whole SADA-JEM training iterations, computed with PyTorch (CPU, float32).
+"""Golden values of whole SADA-JEM training iterations, computed with PyTorch (CPU) in float64
+and stored in float32 (the statistics in float64).
 
 Run:  python make_iteration_golden.py   (needs torch and safetensors; CI never runs it)
 Writes iteration_golden.safetensors beside this script.
@@ -17,7 +18,31 @@ starts) and runs two iterations of Algorithm 1 in the reference's order
 
 The second iteration starts its chains from the first iteration's negatives (a persistent
 chain). Stored: the model after each iteration, the negatives, and (E(x+), E(x-), CE, loss)
-of each first pass.
+of each first pass; meta/phase, the input phase of the formula batches.
+
+Precision. The weights and batches are the float32 values of the formulas; the iterations run
+on them in float64 (the most exact target for a float32 implementation) and the results are
+rounded to float32. One thread (torch.set_num_threads(1)), so that the float32 run of the
+phase check below does not depend on the machine.
+
+Choice of the phase: the leaky ReLU's slope jumps from 0.2 to 1 at 0, so an input within
+rounding distance of 0 can take the other branch in another implementation and change the
+gradients (hence the SGLD negatives and the updates) by far more than rounding; in the second
+iteration one such input changes an update by 5e-3. Each phase 0.31, 0.32, ... is run in
+float64 and in float32, recording the input of every leaky ReLU call (all forward passes of
+both iterations, sampler steps and both SAM passes included), and the first phase is taken for
+which
+  - both runs make the same calls with the same shapes,
+  - no input has a different sign in float32 than in float64 (no kink crossing), and
+  - every input is, in float64, at least KINK_SIGMAS times the root-mean-square
+    float32-vs-float64 difference of its call away from 0, and at least KINK_ABS (about four
+    float32 ulps of 1) away.
+The second condition makes the float32 reference agree with the golden branch for branch; the
+third keeps a margin, measured in the rounding error a float32 implementation accumulates at
+that point of the computation, for implementations (the Rust side) whose rounding differs
+from PyTorch's. A fixed margin such as 1e-4 is out of reach: the ~7e6 inputs have a density of
+about 0.25 near 0, so hundreds of them lie within 1e-4 of the kink at any phase; the largest
+margin over the phases 0.30-0.99 is about 2 such root-mean-square differences.
 """
 import os
 import sys
@@ -30,12 +55,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../../jem-models/tests/golden"))
 import make_golden as g  # noqa: E402
 
+torch.set_num_threads(1)  # after make_golden, which sets 2
+
 K = 2
 L2 = 0.1
 RHO = 0.2
-# inputs of the leaky ReLUs must stay away from the kink (see make_golden.py)
-KINK_MARGIN = 5e-7
 LR = 0.1
+# margin of the leaky ReLUs' inputs from the kink (see the docstring)
+KINK_SIGMAS = 1.5
+KINK_ABS = 5e-7
+
+LRELU_INPUTS = []
+
+
+def recording_lrelu(x):
+    LRELU_INPUTS.append(x.detach().to(torch.float64).clone())
+    return F.leaky_relu(x, 0.2)
+
+
+# make_golden's network looks lrelu up at call time
+g.lrelu = recording_lrelu
 
 
 def mean_lse(model, x):
@@ -79,9 +118,14 @@ def iteration(model, bufs, x_start):
     return x_neg, stats
 
 
-def compute():
+def compute(phase, dtype):
+    """Both iterations in `dtype` from the float32 formula values; returns the results and
+    the inputs of every leaky ReLU call (float64 copies, in call order)."""
+    g.set_phase(phase)
+    g.X_LAB, g.X_POS, g.X_NEG = (x.to(dtype) for x in (g.X_LAB, g.X_POS, g.X_NEG))
+    LRELU_INPUTS.clear()
     out = {}
-    m = g.fresh(10, 1)
+    m = g.fresh(10, 1).to(dtype)
     bufs = {}
     x_start = g.X_NEG
     for it in (1, 2):
@@ -90,24 +134,44 @@ def compute():
         out[f"it{it}/stats"] = stats
         g.snapshot(m, f"it{it}", out)
         x_start = x_neg
-    return out
+    return out, list(LRELU_INPUTS)
+
+
+def kink_check(ins64, ins32):
+    """(sign flips between the runs, smallest |x64| / rms(x32 - x64) of its call, smallest
+    |x64|); None if the runs made different calls."""
+    if [t.shape for t in ins64] != [t.shape for t in ins32]:
+        return None
+    flips, sigmas, closest = 0, float("inf"), float("inf")
+    for a, b in zip(ins64, ins32):
+        flips += int(((a > 0) != (b > 0)).sum())
+        rms = (b - a).pow(2).mean().sqrt().clamp_min(1e-30)
+        sigmas = min(sigmas, (a.abs().min() / rms).item())
+        closest = min(closest, a.abs().min().item())
+    return flips, sigmas, closest
 
 
 def main():
     phase = 0.31
     while True:
-        g.set_phase(phase)
-        g.MIN_ABS[0] = float("inf")
-        out = compute()
-        closest = g.MIN_ABS[0]
-        print(f"phase {phase:.2f}: closest leaky-ReLU input to 0 is {closest:.2e}")
-        if closest >= KINK_MARGIN:
-            break
+        out, ins64 = compute(phase, torch.float64)
+        _, ins32 = compute(phase, torch.float32)
+        check = kink_check(ins64, ins32)
+        if check is None:
+            print(f"phase {phase:.2f}: float32 and float64 make different leaky-ReLU calls")
+        else:
+            flips, sigmas, closest = check
+            print(f"phase {phase:.2f}: {flips} kink crossings float32 vs float64; closest "
+                  f"leaky-ReLU input {closest:.2e}, {sigmas:.2f} rms differences of its call")
+            if flips == 0 and sigmas >= KINK_SIGMAS and closest >= KINK_ABS:
+                break
         phase = round(phase + 0.01, 2)
-    out["meta/phase"] = torch.tensor([phase], dtype=torch.float64)
-    save_file({k: v.contiguous() for k, v in out.items()},
-              os.path.join(HERE, "iteration_golden.safetensors"))
-    print("wrote", len(out), "tensors")
+    del ins64, ins32
+    golden = {k: (v if k.endswith("/stats") else v.to(torch.float32)).contiguous()
+              for k, v in out.items()}
+    golden["meta/phase"] = torch.tensor([phase], dtype=torch.float64)
+    save_file(golden, os.path.join(HERE, "iteration_golden.safetensors"))
+    print("wrote", len(golden), "tensors")
 
 
 if __name__ == "__main__":
