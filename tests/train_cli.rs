@@ -122,3 +122,65 @@ fn bad_configs_are_errors_naming_the_key() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dataset = \"fashion-mnist-quick\""), "{text}");
 }
+
+#[test]
+fn a_missing_data_set_is_an_error_naming_the_file_and_creates_no_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-data");
+    std::fs::create_dir(&empty).unwrap();
+    let empty_s = empty.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let full = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/fashion-mnist/sadajem-wrn10-2.toml"
+    );
+    // the training set
+    let out = jem(
+        &[
+            "train",
+            "--config",
+            full,
+            "--data-dir",
+            empty_s,
+            "--out",
+            run_s,
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    let file = empty.join("fashion-mnist/train-images-idx3-ubyte.gz");
+    assert!(
+        e.contains(file.to_str().unwrap())
+            && e.contains("not found")
+            && e.contains("jem data fetch fashion-mnist"),
+        "{e}"
+    );
+    assert!(
+        !run.exists(),
+        "a run folder was created for a run that cannot start"
+    );
+    // an out-of-distribution set (the training set is embedded)
+    let mut args = vec![
+        "train",
+        "--config",
+        PRESET,
+        "--data-dir",
+        empty_s,
+        "--out",
+        run_s,
+        "--quiet",
+    ];
+    args.extend(["--set", "eval.ood=[\"mnist\"]"]);
+    let out = jem(&args, tmp.path());
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    let file = empty.join("mnist/t10k-images-idx3-ubyte.gz");
+    assert!(
+        e.contains("eval.ood") && e.contains(file.to_str().unwrap()) && e.contains("not found"),
+        "{e}"
+    );
+    assert!(!run.exists());
+}

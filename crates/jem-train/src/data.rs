@@ -73,7 +73,11 @@ impl RunData {
         let mut ood = Vec::new();
         for name in &cfg.eval.ood {
             let d: DatasetName = name.parse().map_err(data_err)?;
-            let set = d.load("test", data_dir, &opts).map_err(data_err)?;
+            let set = d.load("test", data_dir, &opts).map_err(|e| {
+                TrainError::Data(format!(
+                    "eval.ood `{name}` (or leave it out with --set eval.ood=[]): {e}"
+                ))
+            })?;
             let s = base.output_shape(set.shape).map_err(data_err)?;
             if s != shape {
                 return Err(TrainError::Config(format!(

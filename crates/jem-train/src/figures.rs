@@ -112,6 +112,7 @@ pub fn curves(run_dir: &Path) -> Result<()> {
         }
         charts.push(("ood.png", chart));
     }
+    // a chart without data is not drawn (the energies of a softmax run are logged as null)
     for (file, mut chart) in charts {
         chart.series.retain(|s| !s.points.is_empty());
         if !chart.series.is_empty() {

@@ -17,6 +17,7 @@ pub mod eval;
 mod figures;
 mod log;
 mod run;
+mod rundir;
 pub mod step;
 mod trainer;
 

@@ -5,11 +5,10 @@ use std::time::Instant;
 
 use jem_data::rng::rng_for;
 use jem_data::{Batches, Position};
-use serde_json::json;
 
 use crate::config::SelectOn;
 use crate::eval::{EvalRecord, evaluate};
-use crate::log::Reporter;
+use crate::log::{Reporter, TrainRecord};
 use crate::step::{StepBatch, StepStats, finish, first_pass};
 use crate::trainer::{RunSummary, Trainer};
 use crate::{Result, TrainError};
@@ -222,13 +221,13 @@ impl Trainer {
         let mut streams = self.streams()?;
         let mut window = Window::default();
         let mut injected = BTreeSet::new();
-        let mut last_eval: Option<EvalRecord> = None;
+        let mut last_eval: Option<EvalRecord> = self.resumed_eval.take();
         let session_start = self.progress.train_seconds;
         let session_iter = self.progress.iteration;
         let max_seconds = self.cfg.run.max_minutes.map(|m| m * 60.0);
         let run = self.cfg.run.clone();
         let mut stopped = "the schedule ended".to_string();
-        if self.progress.iteration == 0 && run.eval_every_iters > 0 {
+        if self.progress.iteration == 0 && run.eval_every_iters > 0 && last_eval.is_none() {
             last_eval = Some(self.record_eval(&reporter)?);
         }
         while self.progress.iteration < stop {
@@ -259,27 +258,26 @@ impl Trainer {
             if it.is_multiple_of(run.log_every) || it == stop {
                 let m = window.mean();
                 let ips = window.n as f64 / window.seconds.max(1e-9);
-                let rec = json!({
-                    "iteration": it,
-                    "epoch": it as f64 / self.iters_per_epoch as f64,
-                    "e_pos": m.e_pos, "e_neg": m.e_neg, "e_diff": m.e_pos - m.e_neg,
-                    "ce": m.ce, "acc": m.acc, "loss": m.loss, "lr": lr,
-                    "iters_per_s": ips,
-                    "images_per_s": ips * self.cfg.data.clf_batch_size as f64,
-                    "train_minutes": self.progress.train_seconds / 60.0,
-                });
-                self.log.write(&rec)?;
+                let (px, pyx) = (self.cfg.loss.px > 0.0, self.cfg.loss.pyx > 0.0);
+                let rec = TrainRecord {
+                    iteration: it,
+                    epoch: it as f64 / self.iters_per_epoch as f64,
+                    e_pos: px.then_some(m.e_pos),
+                    e_neg: px.then_some(m.e_neg),
+                    e_diff: px.then_some(m.e_pos - m.e_neg),
+                    ce: pyx.then_some(m.ce),
+                    acc: pyx.then_some(m.acc),
+                    loss: m.loss,
+                    lr,
+                    iters_per_s: ips,
+                    images_per_s: ips * self.cfg.data.clf_batch_size as f64,
+                    train_minutes: self.progress.train_seconds / 60.0,
+                };
+                self.log.write(&rec.to_json()?)?;
                 let done = (it - session_iter) as f64;
                 let rate = done / (self.progress.train_seconds - session_start).max(1e-9);
                 let eta = (stop - it) as f64 / rate.max(1e-9);
-                reporter.update(
-                    it,
-                    &format!(
-                        "iter {it}/{stop} loss {:.3} ce {:.3} acc {:.3} E+ {:.3} E- {:.3} lr {:.4} {:.2} it/s ETA {:.0} min",
-                        m.loss, m.ce, m.acc, m.e_pos, m.e_neg, lr, ips, eta / 60.0
-                    ),
-                    true,
-                );
+                reporter.update(it, &rec.progress_line(stop, eta / 60.0), true);
                 window = Window::default();
             } else {
                 reporter.update(it, "", false);

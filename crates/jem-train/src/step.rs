@@ -39,7 +39,9 @@ pub struct StepBatch {
     pub y_lab: Tensor,
 }
 
-/// Scalars of one pass.
+/// Scalars of one pass. Terms the objective does not compute stay 0 here (the energies when
+/// `loss.px == 0`, cross-entropy and accuracy when `loss.pyx == 0`); the run log writes them
+/// as `null`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepStats {
     /// Mean energy of the positive batch, `-mean LSE(f(x+))`.

@@ -64,6 +64,21 @@ pub struct Trainer {
     pub(crate) iters_per_epoch: u64,
     pub(crate) log: JsonLines,
     pub(crate) evals: JsonLines,
+    /// The evaluation logged at the iteration a resumed run starts from (not redone).
+    pub(crate) resumed_eval: Option<EvalRecord>,
+}
+
+/// Removes temporary files that killed processes left in the run folder, saying so.
+fn remove_stale_temps(run_dir: &Path, quiet: bool) -> Result<()> {
+    for f in crate::rundir::remove_stale_temps(run_dir)? {
+        if !quiet {
+            eprintln!(
+                "removed {}, left by a process that no longer runs",
+                f.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn build_optim(cfg: &TrainConfig) -> Result<Optimizers> {
@@ -117,7 +132,8 @@ pub fn build_model(
 impl Trainer {
     /// Starts a new run in `opts.run_dir` (which must not hold a run already): loads the
     /// data, builds the model, optimizer and replay buffer, writes `config.toml` and the
-    /// iteration-0 checkpoint (the first rollback target).
+    /// iteration-0 checkpoint (the first rollback target). Nothing is created when the data
+    /// cannot be loaded; temporary files a killed process left in the folder are removed.
     pub fn new(cfg: TrainConfig, opts: TrainOptions) -> Result<Self> {
         let last = opts.run_dir.join("last.safetensors");
         if last.exists() {
@@ -127,9 +143,10 @@ impl Trainer {
                 opts.run_dir.display()
             )));
         }
+        let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
         std::fs::create_dir_all(opts.run_dir.join("samples"))
             .map_err(|e| TrainError::RunDir(format!("{}: {e}", opts.run_dir.display())))?;
-        let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
+        remove_stale_temps(&opts.run_dir, opts.quiet)?;
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
         let buffer = if cfg.loss.px > 0.0 {
             let mut rng = rng_for(&[cfg.seed, 0, u64::MAX]);
@@ -156,7 +173,9 @@ impl Trainer {
     }
 
     /// Continues the run in `opts.run_dir` from its `last.safetensors`. `overrides` may only
-    /// change `run.*` and `eval.*` keys (when to stop, log, evaluate and checkpoint).
+    /// change `run.*` and `eval.*` keys (when to stop, log, evaluate and checkpoint). Log
+    /// lines of iterations after the checkpoint (a run killed after it) are dropped, as the
+    /// resumed run does those iterations again, and so are temporary files of dead processes.
     pub fn resume(opts: TrainOptions, overrides: &[String]) -> Result<Self> {
         let path = opts.run_dir.join("last.safetensors");
         if !path.exists() {
@@ -187,6 +206,8 @@ impl Trainer {
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
         let mut t = Self::assemble(cfg, opts, data, model, None, ck.progress.clone())?;
         t.restore(ck, &path)?;
+        remove_stale_temps(&t.opts.run_dir, t.opts.quiet)?;
+        t.resumed_eval = crate::rundir::trim_logs(&t.opts.run_dir, &t.progress)?;
         jem_data::fsutil::write_atomic(
             &t.opts.run_dir.join("config.toml"),
             t.cfg.to_toml()?.as_bytes(),
@@ -226,6 +247,7 @@ impl Trainer {
             iters_per_epoch,
             log,
             evals,
+            resumed_eval: None,
         })
     }
 

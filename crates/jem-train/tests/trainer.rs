@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock};
 use candle_core::{Device, Tensor};
 use jem_train::checkpoint::Checkpoint;
 use jem_train::{TrainConfig, TrainError, TrainOptions, Trainer};
+use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -68,6 +69,44 @@ fn options(dir: &Path) -> TrainOptions {
     }
 }
 
+/// A run's JSON-lines log (`train.jsonl`, `eval.jsonl`) split into iteration records and
+/// events (`divergence`, `rollback`); every line must parse.
+fn read_log(dir: &Path, file: &str) -> (Vec<Value>, Vec<Value>) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
+        .partition(|v| v.get("event").is_none())
+}
+
+/// The `iteration` of each record.
+fn iterations(records: &[Value]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| r["iteration"].as_u64().unwrap())
+        .collect()
+}
+
+fn assert_same_checkpoints(a: &Path, b: &Path) {
+    let ca = Checkpoint::load(a, &Device::Cpu).unwrap();
+    let cb = Checkpoint::load(b, &Device::Cpu).unwrap();
+    assert_eq!(ca.progress.iteration, cb.progress.iteration);
+    for (name, ta) in &ca.model {
+        assert!(
+            bits(ta) == bits(&cb.model[name]),
+            "model tensor {name} differs"
+        );
+    }
+    assert_eq!(ca.optim.tensors.len(), cb.optim.tensors.len());
+    for (name, ta) in &ca.optim.tensors {
+        assert!(
+            bits(ta) == bits(&cb.optim.tensors[name]),
+            "optimizer tensor {name} differs"
+        );
+    }
+    assert!(bits(ca.replay_buffer.as_ref().unwrap()) == bits(cb.replay_buffer.as_ref().unwrap()));
+}
+
 fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all()
         .unwrap()
@@ -95,24 +134,15 @@ fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
     let mut t = resume(&b, &["run.max_iters=4"]).unwrap();
     assert_eq!(t.progress().iteration, 2);
     assert_eq!(t.run().unwrap().iterations, 4);
-    let ca = Checkpoint::load(&a.join("last.safetensors"), &Device::Cpu).unwrap();
-    let cb = Checkpoint::load(&b.join("last.safetensors"), &Device::Cpu).unwrap();
-    assert_eq!(ca.progress.iteration, 4);
-    assert_eq!(cb.progress.iteration, 4);
-    for (name, ta) in &ca.model {
-        assert!(
-            bits(ta) == bits(&cb.model[name]),
-            "model tensor {name} differs"
-        );
-    }
-    assert_eq!(ca.optim.tensors.len(), cb.optim.tensors.len());
-    for (name, ta) in &ca.optim.tensors {
-        assert!(
-            bits(ta) == bits(&cb.optim.tensors[name]),
-            "optimizer tensor {name} differs"
-        );
-    }
-    assert!(bits(ca.replay_buffer.as_ref().unwrap()) == bits(cb.replay_buffer.as_ref().unwrap()));
+    let ck = |dir: &Path| dir.join("last.safetensors");
+    assert_eq!(
+        Checkpoint::load(&ck(&a), &Device::Cpu)
+            .unwrap()
+            .progress
+            .iteration,
+        4
+    );
+    assert_same_checkpoints(&ck(&a), &ck(&b));
     // the run folder has what a researcher looks at
     for f in [
         "config.toml",
@@ -127,11 +157,17 @@ fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
     ] {
         assert!(b.join(f).exists(), "{f} missing");
     }
-    let lines = std::fs::read_to_string(b.join("train.jsonl")).unwrap();
+    let (records, events) = read_log(&b, "train.jsonl");
     assert_eq!(
-        lines.lines().count(),
-        4,
+        iterations(&records),
+        [1, 2, 3, 4],
         "one log line per iteration across both sessions"
+    );
+    assert!(events.is_empty(), "{events:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["e_pos"].is_f64() && r["ce"].is_f64())
     );
     // a resumed run may only change when to stop, log and evaluate
     let e = resume(&b, &["optim.lr=1"]).err().unwrap().to_string();
@@ -156,13 +192,9 @@ fn an_injected_nan_rolls_back_and_applies_the_recoveries() {
     let g = &t.progress().guard;
     assert_eq!((g.failures, g.seed_offset, g.extra_steps), (1, 1, 5));
     assert!((g.lr_scale - 0.5).abs() < 1e-12);
-    let log = std::fs::read_to_string(dir.join("train.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("event").is_some())
-        .collect();
-    assert_eq!(events.len(), 2, "{log}");
+    let (records, events) = read_log(&dir, "train.jsonl");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(iterations(&records), [1, 2, 3, 4]);
     assert_eq!(events[0]["event"], "divergence");
     assert_eq!(events[0]["iteration"], 2);
     assert_eq!(events[1]["event"], "rollback");
@@ -214,4 +246,67 @@ fn the_softmax_baseline_trains_without_a_sampler() {
     assert_eq!(s.iterations, 3);
     let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
     assert!(ck.replay_buffer.is_none());
+    // no energy term: the energies are not computed, so they are null, not zeros, and
+    // there is no energy chart
+    let (records, _) = read_log(&dir, "train.jsonl");
+    assert_eq!(
+        iterations(&records),
+        [3],
+        "run.log_every = 10: a line at the end"
+    );
+    for r in &records {
+        for k in ["e_pos", "e_neg", "e_diff"] {
+            assert!(r[k].is_null(), "{k}: {r}");
+        }
+        assert!(r["ce"].is_f64() && r["loss"].is_f64(), "{r}");
+    }
+    assert!(dir.join("curves/loss.png").exists());
+    assert!(!dir.join("curves/energy.png").exists());
+}
+
+#[test]
+fn a_run_killed_after_its_last_checkpoint_resumes_with_each_iteration_logged_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let last = dir.join("last.safetensors");
+    start(tiny(&["run.max_iters=2"]), &dir)
+        .unwrap()
+        .run()
+        .unwrap();
+    let at_2 = tmp.path().join("at-2.safetensors");
+    std::fs::copy(&last, &at_2).unwrap();
+    resume(&dir, &["run.max_iters=4"]).unwrap().run().unwrap();
+    let at_4 = tmp.path().join("at-4.safetensors");
+    std::fs::copy(&last, &at_4).unwrap();
+    // as if killed after iteration 4 with the last checkpoint at 2, in the middle of
+    // writing a log line and a checkpoint
+    std::fs::copy(&at_2, &last).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("train.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"iteration\": 5, \"e_p").unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = dir.join(format!("last.safetensors.tmp{dead}"));
+    let foreign = dir.join(format!("notes.txt.tmp{dead}"));
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    std::fs::write(&foreign, b"not ours").unwrap();
+
+    let mut t = resume(&dir, &["run.max_iters=4"]).unwrap();
+    assert_eq!(t.progress().iteration, 2);
+    if cfg!(target_os = "linux") {
+        assert!(!stale.exists(), "the dead process's temporary file stays");
+    }
+    assert!(foreign.exists(), "a file that is not ours was removed");
+    let (records, _) = read_log(&dir, "train.jsonl");
+    assert_eq!(iterations(&records), [1, 2], "trimmed to the checkpoint");
+    t.run().unwrap();
+    let (records, events) = read_log(&dir, "train.jsonl");
+    assert_eq!(iterations(&records), [1, 2, 3, 4]);
+    assert!(events.is_empty(), "{events:?}");
+    let (evals, _) = read_log(&dir, "eval.jsonl");
+    assert_eq!(iterations(&evals), [2, 4]);
+    assert_same_checkpoints(&at_4, &last);
 }
