@@ -1,19 +1,24 @@
-//! 2-D convolution as one large matrix product, with a fast input gradient.
+//! 2-D convolution on the CPU as per-image GEMMs, with fast gradients.
 //!
 //! candle's CPU convolution computes its input gradient with a naive transposed
 //! convolution and its weight gradient with an im2col whose kernel is the whole image, which
-//! makes conv-net backward passes 7-15x slower than PyTorch's. Here a convolution is
+//! makes conv-net backward passes 7-15x slower than PyTorch's. Here a convolution with bias
+//! is one candle custom op whose forward pass and both gradients are GEMMs on the `gemm`
+//! crate, image by image (images run in parallel, each with a small reused column buffer,
+//! so no `[C*k*k, N*Ho*Wo]` matrix is ever allocated):
 //!
 //! ```text
-//! colsT = im2col(x)            [C*k*k, N*Ho*Wo]   (custom op; its gradient is col2im)
-//! y     = W[Cout, C*k*k] @ colsT                   (one GEMM; candle differentiates it)
+//! forward   cols_b = im2col(x_b)  [C*k*k, Ho*Wo]      y_b = W @ cols_b + bias
+//! input     dx_b   = col2im(W^T @ dy_b)
+//! weight    dW     = sum_b dy_b @ cols_b^T   (cols_b recomputed)    dbias = sum dy
 //! ```
 //!
-//! so the forward pass and both gradients are single GEMMs on the `gemm` crate, plus two
-//! memory-bound rearrangements that run on all cores. On other devices the stock candle
-//! convolution is used.
+//! Gradients are computed only for the operands that need one (an input that is neither a
+//! variable nor computed from one, such as a data batch or detached weights, gets none).
+//! On other devices and dtypes the stock candle convolution is used.
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Geometry of a square-kernel convolution.
@@ -21,6 +26,8 @@ use rayon::prelude::*;
 pub struct ConvGeometry {
     /// Input `[N, C, H, W]`.
     pub input: [usize; 4],
+    /// Output channels.
+    pub out_channels: usize,
     /// Kernel size.
     pub k: usize,
     /// Stride.
@@ -37,13 +44,88 @@ impl ConvGeometry {
         (o(h), o(w))
     }
 
+    /// Rows of an image's column matrix, `C * k * k`.
     fn rows(&self) -> usize {
         self.input[1] * self.k * self.k
     }
 
-    fn cols(&self) -> usize {
+    /// Output pixels per image, `Ho * Wo`.
+    fn pixels(&self) -> usize {
         let (ho, wo) = self.output_hw();
-        self.input[0] * ho * wo
+        ho * wo
+    }
+
+    /// Values per input image.
+    fn image_len(&self) -> usize {
+        let [_, c, h, w] = self.input;
+        c * h * w
+    }
+
+    /// Calls `f(row, oy, ox_range, iy, ix0)` for every in-bounds stretch of row `oy` of
+    /// column-matrix row `row`: output columns `ox_range` read input row `iy` from column
+    /// `ix0` on (`ix = ix0 + (ox - ox_range.start) * stride`).
+    fn for_each_span(&self, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize)) {
+        let [_, _, h, w] = self.input;
+        let (ho, wo) = self.output_hw();
+        let (k, s, p) = (self.k, self.stride, self.padding);
+        for row in 0..self.rows() {
+            let (ky, kx) = (row / k % k, row % k);
+            // output columns whose input column ox*s + kx - p lies in [0, w)
+            let ox_lo = p.saturating_sub(kx).div_ceil(s);
+            let ox_hi = if w + p > kx {
+                ((w + p - kx - 1) / s + 1).min(wo)
+            } else {
+                0
+            };
+            if ox_lo >= ox_hi {
+                continue;
+            }
+            for oy in 0..ho {
+                let iy = (oy * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                f(row, oy, ox_lo..ox_hi, iy as usize, ox_lo * s + kx - p);
+            }
+        }
+    }
+
+    /// `cols [C*k*k, Ho*Wo]` of one image `x [C, H, W]` (zero where the kernel hangs over).
+    fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        let [_, _, h, w] = self.input;
+        let (l, wo, s, kk) = (
+            self.pixels(),
+            self.output_hw().1,
+            self.stride,
+            self.k * self.k,
+        );
+        cols.fill(0.0);
+        self.for_each_span(|row, oy, ox, iy, ix0| {
+            let src = &x[(row / kk * h + iy) * w..];
+            let dst = &mut cols[row * l + oy * wo..];
+            for (j, o) in ox.enumerate() {
+                dst[o] = src[ix0 + j * s];
+            }
+        });
+    }
+
+    /// Adds the column gradient `dcols [C*k*k, Ho*Wo]` of one image into `dx [C, H, W]`.
+    fn col2im(&self, dcols: &[f32], dx: &mut [f32]) {
+        let [_, _, h, w] = self.input;
+        let (l, wo, s, kk) = (
+            self.pixels(),
+            self.output_hw().1,
+            self.stride,
+            self.k * self.k,
+        );
+        dx.fill(0.0);
+        self.for_each_span(|row, oy, ox, iy, ix0| {
+            let dst = &mut dx[(row / kk * h + iy) * w..];
+            let src = &dcols[row * l + oy * wo..];
+            for (j, o) in ox.enumerate() {
+                dst[ix0 + j * s] += src[o];
+            }
+        });
     }
 }
 
@@ -62,106 +144,219 @@ pub(crate) fn cpu_f32<'a>(
     Ok(&data[start..end])
 }
 
-/// `x [N, C, H, W] -> colsT [C*k*k, N*Ho*Wo]`.
-struct Im2ColT(ConvGeometry);
+/// A row-major matrix view for [`matmul`]: pointer, rows, columns, and whether it is
+/// stored transposed (then element `(i, j)` is at `j * rows + i`).
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
 
-impl CustomOp1 for Im2ColT {
+impl Mat<'_> {
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (1, self.rows as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
+    }
+}
+
+/// `dst [m, n] (row-major) = accumulate * dst + a @ b`.
+fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Parallelism) {
+    assert!(a.cols == b.rows && dst.len() == a.rows * b.cols);
+    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
+    // SAFETY: the asserts above keep every index the strides describe inside the slices,
+    // and `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Images run in parallel when there are enough of them; otherwise each GEMM is parallel.
+fn inner_parallelism(images: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if images >= 2 * threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    }
+}
+
+fn needs_grad(t: &Tensor) -> bool {
+    t.is_variable() || t.track_op()
+}
+
+/// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,k,k], bias [Cout])`.
+struct Conv(ConvGeometry);
+
+impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
-        "im2col-t"
+        "conv2d-gemm"
     }
 
     fn cpu_fwd(
         &self,
-        storage: &CpuStorage,
-        layout: &Layout,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let x = cpu_f32(storage, layout, "im2col")?;
-        let [n, c, h, w] = g.input;
-        let (ho, wo) = g.output_hw();
-        let (k, s, p) = (g.k, g.stride, g.padding);
-        let ncols = g.cols();
-        let mut out = vec![0f32; g.rows() * ncols];
-        out.par_chunks_mut(ncols)
-            .enumerate()
-            .for_each(|(row, dst)| {
-                let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
-                for b in 0..n {
-                    let src = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-                    for oy in 0..ho {
-                        let d = &mut dst[(b * ho + oy) * wo..(b * ho + oy + 1) * wo];
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue; // stays zero
-                        }
-                        let line = &src[iy as usize * w..(iy as usize + 1) * w];
-                        for (ox, v) in d.iter_mut().enumerate() {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if ix >= 0 && ix < w as isize {
-                                *v = line[ix as usize];
-                            }
-                        }
+        let (x, w, bias) = (
+            cpu_f32(s1, l1, "conv2d")?,
+            cpu_f32(s2, l2, "conv2d")?,
+            cpu_f32(s3, l3, "conv2d")?,
+        );
+        let (n, cout, l, rows) = (g.input[0], g.out_channels, g.pixels(), g.rows());
+        let par = inner_parallelism(n);
+        let mut y = vec![0f32; n * cout * l];
+        y.par_chunks_mut(cout * l)
+            .zip(x.par_chunks(g.image_len()))
+            .for_each_init(
+                || vec![0f32; rows * l],
+                |cols, (yb, xb)| {
+                    g.im2col(xb, cols);
+                    let wm = Mat {
+                        data: w,
+                        rows: cout,
+                        cols: rows,
+                        transposed: false,
+                    };
+                    let cm = Mat {
+                        data: cols,
+                        rows,
+                        cols: l,
+                        transposed: false,
+                    };
+                    matmul(yb, wm, cm, false, par);
+                    for (plane, &b) in yb.chunks_mut(l).zip(bias) {
+                        plane.iter_mut().for_each(|v| *v += b);
                     }
-                }
-            });
-        Ok((CpuStorage::F32(out), Shape::from((g.rows(), ncols))))
+                },
+            );
+        let (ho, wo) = g.output_hw();
+        Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))))
     }
 
     fn bwd(
         &self,
-        _arg: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        Ok(Some(grad.apply_op1_no_bwd(&Col2ImT(self.0))?))
-    }
-}
-
-/// `gT [C*k*k, N*Ho*Wo] -> dx [N, C, H, W]`: the adjoint of [`Im2ColT`] (sums overlaps).
-struct Col2ImT(ConvGeometry);
-
-impl CustomOp1 for Col2ImT {
-    fn name(&self) -> &'static str {
-        "col2im-t"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
-        let gt = cpu_f32(storage, layout, "col2im")?;
-        let [n, c, h, w] = g.input;
-        let (ho, wo) = g.output_hw();
-        let (k, s, p) = (g.k, g.stride, g.padding);
-        let ncols = g.cols();
-        let mut out = vec![0f32; n * c * h * w];
-        out.par_chunks_mut(c * h * w)
-            .enumerate()
-            .for_each(|(b, dimg)| {
-                for row in 0..g.rows() {
-                    let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
-                    let dst = &mut dimg[ci * h * w..(ci + 1) * h * w];
-                    let src = &gt[row * ncols + b * ho * wo..row * ncols + (b + 1) * ho * wo];
-                    for oy in 0..ho {
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let line = &mut dst[iy as usize * w..(iy as usize + 1) * w];
-                        let sl = &src[oy * wo..(oy + 1) * wo];
-                        for (ox, v) in sl.iter().enumerate() {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if ix >= 0 && ix < w as isize {
-                                line[ix as usize] += v;
-                            }
-                        }
+        let (n, cout, l, rows) = (g.input[0], g.out_channels, g.pixels(), g.rows());
+        let par = inner_parallelism(n);
+        let dev = x.device();
+        let dy = dy.contiguous()?;
+        let dys: Vec<f32> = dy.flatten_all()?.to_vec1()?;
+        let dx = if needs_grad(x) {
+            let wv: Vec<f32> = w.flatten_all()?.to_vec1()?;
+            let mut dx = vec![0f32; x.elem_count()];
+            dx.par_chunks_mut(g.image_len())
+                .zip(dys.par_chunks(cout * l))
+                .for_each_init(
+                    || vec![0f32; rows * l],
+                    |dcols, (dxb, dyb)| {
+                        let wt = Mat {
+                            data: &wv,
+                            rows,
+                            cols: cout,
+                            transposed: true,
+                        };
+                        let dm = Mat {
+                            data: dyb,
+                            rows: cout,
+                            cols: l,
+                            transposed: false,
+                        };
+                        matmul(dcols, wt, dm, false, par);
+                        g.col2im(dcols, dxb);
+                    },
+                );
+            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+        } else {
+            None
+        };
+        let dw = if needs_grad(w) {
+            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let dw = xs
+                .par_chunks(g.image_len())
+                .zip(dys.par_chunks(cout * l))
+                .fold(
+                    || (vec![0f32; cout * rows], vec![0f32; rows * l]),
+                    |(mut acc, mut cols), (xb, dyb)| {
+                        g.im2col(xb, &mut cols);
+                        let dm = Mat {
+                            data: dyb,
+                            rows: cout,
+                            cols: l,
+                            transposed: false,
+                        };
+                        let ct = Mat {
+                            data: &cols,
+                            rows: l,
+                            cols: rows,
+                            transposed: true,
+                        };
+                        matmul(&mut acc, dm, ct, true, par);
+                        (acc, cols)
+                    },
+                )
+                .map(|(acc, _)| acc)
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                    a
+                })
+                .unwrap_or_else(|| vec![0f32; cout * rows]);
+            Some(Tensor::from_vec(dw, w.shape(), dev)?)
+        } else {
+            None
+        };
+        let db = if needs_grad(bias) {
+            let sums: Vec<f32> = (0..cout)
+                .into_par_iter()
+                .map(|o| {
+                    let mut s = 0f64;
+                    for b in 0..n {
+                        let p = &dys[(b * cout + o) * l..(b * cout + o + 1) * l];
+                        s += p.iter().map(|&v| v as f64).sum::<f64>();
                     }
-                }
-            });
-        Ok((CpuStorage::F32(out), Shape::from(g.input.to_vec())))
+                    s as f32
+                })
+                .collect();
+            Some(Tensor::from_vec(sums, cout, dev)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
     }
 }
 
@@ -174,25 +369,32 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
-    let (cout, _, k, _) = weight.dims4()?;
-    let y = if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+    let (cout, cin, k, _) = weight.dims4()?;
+    if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
         let (n, c, h, w) = x.dims4()?;
+        if c != cin || h + 2 * padding < k || w + 2 * padding < k || stride == 0 {
+            candle_core::bail!(
+                "conv2d: input {:?} does not fit weight {:?} with stride {stride}, padding {padding}",
+                x.dims(),
+                weight.dims()
+            );
+        }
         let g = ConvGeometry {
             input: [n, c, h, w],
+            out_channels: cout,
             k,
             stride,
             padding,
         };
-        let (ho, wo) = g.output_hw();
-        let cols = x.contiguous()?.apply_op1(Im2ColT(g))?;
-        let y = weight.reshape((cout, g.rows()))?.matmul(&cols)?; // [Cout, N*L]
-        y.reshape((cout, n, ho * wo))?
-            .transpose(0, 1)?
+        let bias = match bias {
+            Some(b) => b.contiguous()?,
+            None => Tensor::zeros(cout, candle_core::DType::F32, x.device())?,
+        };
+        return x
             .contiguous()?
-            .reshape((n, cout, ho, wo))?
-    } else {
-        x.conv2d(weight, padding, stride, 1, 1)?
-    };
+            .apply_op3(&weight.contiguous()?, &bias, Conv(g));
+    }
+    let y = x.conv2d(weight, padding, stride, 1, 1)?;
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, cout, 1, 1))?),
         None => Ok(y),
@@ -298,6 +500,9 @@ mod tests {
             (2, 1, 5, 5, 2, 3, 1, 0),
             (1, 16, 16, 16, 8, 3, 1, 1),
             (2, 5, 6, 7, 3, 3, 2, 0),
+            // enough images for the image-parallel path
+            (5, 3, 6, 6, 4, 3, 1, 1),
+            (6, 2, 9, 9, 3, 3, 2, 1),
         ];
         for (case, &geo) in cases.iter().enumerate() {
             let (n, c, h, w, cout, k, s, p) = geo;
@@ -333,6 +538,27 @@ mod tests {
                 let e = max_rel_vec(g.get(v.as_tensor()).unwrap(), want);
                 assert!(e < 1e-5, "case {case}: {name} gradient off by {e}");
             }
+            // detached weights (SGLD): only the input gradient, and the same one
+            let y = conv2d(x.as_tensor(), &wt.as_tensor().detach(), None, s, p).unwrap();
+            let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(g.get(wt.as_tensor()).is_none() && g.get(b.as_tensor()).is_none());
+            let e = max_rel_vec(g.get(x.as_tensor()).unwrap(), &dx);
+            assert!(
+                e < 1e-5,
+                "case {case}: input gradient with detached weights off by {e}"
+            );
         }
+    }
+
+    /// A data batch (not a variable) gets no gradient; the weights still get theirs.
+    #[test]
+    fn no_input_gradient_for_data() {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(values(2 * 3 * 5 * 5, 0.1), (2, 3, 5, 5), &dev).unwrap();
+        let wt = Var::from_vec(values(4 * 3 * 9, 0.2), (4, 3, 3, 3), &dev).unwrap();
+        let y = conv2d(&x, wt.as_tensor(), None, 1, 1).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none());
+        assert_eq!(g.get(wt.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
     }
 }

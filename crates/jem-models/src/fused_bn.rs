@@ -1,18 +1,21 @@
-//! Train-mode BatchNorm as one CPU operation with f64 accumulation.
+//! BatchNorm (+ leaky ReLU) as one CPU operation with f64 accumulation.
 //!
 //! Composed from candle's elementwise and reduction ops, a train-mode BatchNorm costs about
 //! a dozen full passes over the activations forward and more backward (each broadcast's
-//! gradient is a strided reduction). Here the forward pass is one pass for the per-channel
-//! statistics and one for the affine map; the backward pass is one pass for the two
-//! per-channel sums and one for the input gradient:
+//! gradient is a strided reduction), and a leaky ReLU three more (compare, scale, select)
+//! whose gradient allocates zeros. Here the forward pass is one pass for the per-channel
+//! statistics and one for the affine map and the activation; the backward pass is one pass
+//! for the two per-channel sums and one for the input gradient:
 //!
 //! ```text
-//! xhat = (x - mean) / sqrt(var + eps)       y = gamma * xhat + beta
-//! dbeta = sum dy    dgamma = sum dy * xhat
-//! dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M),  M = N * H * W
+//! xhat = (x - mean) / sqrt(var + eps)    z = gamma * xhat + beta    y = z > 0 ? z : slope * z
+//! dz = dy * (z > 0 ? 1 : slope)          dbeta = sum dz              dgamma = sum dz * xhat
+//! batch statistics:  dx = gamma / sqrt(var + eps) * (dz - dbeta / M - xhat * dgamma / M)
+//! running statistics (eval):  dx = gamma / sqrt(var + eps) * dz,      M = N * H * W
 //! ```
 //!
-//! Sums are accumulated in f64 as PyTorch's CPU kernels do.
+//! Sums are accumulated in f64 as PyTorch's CPU kernels do; `z` is rounded to f32 before
+//! the activation, as in PyTorch's two separate kernels.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -61,10 +64,39 @@ impl CustomOp1 for ChannelStats {
     }
 }
 
-/// `y = gamma * (x - mean) * inv_std + beta` over `(x, gamma, beta)` with fixed statistics.
+/// `y = act(gamma * (x - mean) * inv_std + beta)` over `(x, gamma, beta)`; `mean` and
+/// `inv_std` are the batch's (their gradient included) or the running ones (constants).
 struct Normalize {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
+    /// Leaky ReLU slope, if an activation follows.
+    slope: Option<f32>,
+    /// Whether `mean` / `inv_std` are functions of `x` (train modes).
+    batch_stats: bool,
+}
+
+impl Normalize {
+    /// The pre-activation `z` (rounded to f32) and the activation's derivative there.
+    #[inline]
+    fn z(&self, v: f32, a: f64, b: f64) -> f32 {
+        (v as f64 * a + b) as f32
+    }
+
+    #[inline]
+    fn act(&self, z: f32) -> f32 {
+        match self.slope {
+            Some(s) if z <= 0.0 => z * s,
+            _ => z,
+        }
+    }
+
+    #[inline]
+    fn act_grad(&self, z: f32) -> f64 {
+        match self.slope {
+            Some(s) if z <= 0.0 => s as f64,
+            _ => 1.0,
+        }
+    }
 }
 
 impl CustomOp3 for Normalize {
@@ -92,7 +124,7 @@ impl CustomOp3 for Normalize {
             let a = self.inv_std[ci] * gamma[ci] as f64;
             let b = beta[ci] as f64 - self.mean[ci] * a;
             for (o, &v) in out.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
-                *o = (v as f64 * a + b) as f32;
+                *o = self.act(self.z(v, a, b));
             }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -102,7 +134,7 @@ impl CustomOp3 for Normalize {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -112,16 +144,23 @@ impl CustomOp3 for Normalize {
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
         let dys: Vec<f32> = dy.flatten_all()?.to_vec1()?;
         let g: Vec<f32> = gamma.to_vec1()?;
+        let beta: Vec<f32> = beta.to_vec1()?;
+        let affine = |ci: usize| {
+            let a = self.inv_std[ci] * g[ci] as f64;
+            (a, beta[ci] as f64 - self.mean[ci] * a)
+        };
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ci| {
                 let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
+                let (a, b) = affine(ci);
                 let (mut sd, mut sdx) = (0f64, 0f64);
-                for b in 0..n {
-                    let o = (b * c + ci) * hw;
+                for bi in 0..n {
+                    let o = (bi * c + ci) * hw;
                     for (&d, &v) in dys[o..o + hw].iter().zip(&xs[o..o + hw]) {
-                        sd += d as f64;
-                        sdx += d as f64 * (v as f64 - mean) * inv;
+                        let dz = d as f64 * self.act_grad(self.z(v, a, b));
+                        sd += dz;
+                        sdx += dz * (v as f64 - mean) * inv;
                     }
                 }
                 (sd, sdx)
@@ -131,12 +170,18 @@ impl CustomOp3 for Normalize {
         dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
             let ci = plane % c;
             let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
-            let (sd, sdx) = sums[ci];
+            let (a, b) = affine(ci);
+            let (sd, sdx) = if self.batch_stats {
+                sums[ci]
+            } else {
+                (0.0, 0.0)
+            };
             let k = g[ci] as f64 * inv;
             let range = plane * hw..(plane + 1) * hw;
             for ((o, &d), &v) in out.iter_mut().zip(&dys[range.clone()]).zip(&xs[range]) {
+                let dz = d as f64 * self.act_grad(self.z(v, a, b));
                 let xhat = (v as f64 - mean) * inv;
-                *o = (k * (d as f64 - sd / m - xhat * sdx / m)) as f32;
+                *o = (k * (dz - sd / m - xhat * sdx / m)) as f32;
             }
         });
         let dev = x.device();
@@ -150,13 +195,15 @@ impl CustomOp3 for Normalize {
     }
 }
 
-/// Train-mode BatchNorm of a contiguous f32 CPU tensor `[N, C, H, W]`: returns the output
-/// and the batch's per-channel mean and biased variance (f32, `[C]` each).
+/// Train-mode BatchNorm (followed by a leaky ReLU of `slope`, if given) of an f32 CPU
+/// tensor `[N, C, H, W]`: returns the output and the batch's per-channel mean and biased
+/// variance (f32, `[C]` each).
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    slope: Option<f64>,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let x = x.contiguous()?;
     let stats = x.apply_op1_no_bwd(&ChannelStats)?.to_vec2::<f64>()?;
@@ -164,6 +211,8 @@ pub fn batch_norm_train(
     let op = Normalize {
         mean: stats[0].clone(),
         inv_std,
+        slope: slope.map(|s| s as f32),
+        batch_stats: true,
     };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let dev = x.device();
@@ -173,11 +222,33 @@ pub fn batch_norm_train(
     Ok((y, to_t(&stats[0])?, to_t(&stats[1])?))
 }
 
+/// Eval-mode BatchNorm with the running statistics `mean` / `var` (`[C]`), followed by a
+/// leaky ReLU of `slope` if given, of an f32 CPU tensor `[N, C, H, W]`.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    (mean, var): (&Tensor, &Tensor),
+    eps: f64,
+    slope: Option<f64>,
+) -> candle_core::Result<Tensor> {
+    let mean: Vec<f64> = mean.to_dtype(DType::F64)?.to_vec1()?;
+    let var: Vec<f64> = var.to_dtype(DType::F64)?.to_vec1()?;
+    let op = Normalize {
+        mean,
+        inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        slope: slope.map(|s| s as f32),
+        batch_stats: false,
+    };
+    x.contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
+}
+
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
+    use candle_core::{DType, Device, Tensor, Var};
 
-    use crate::layers::{BatchNorm2d, BnMode};
+    use crate::layers::{BatchNorm2d, BnMode, leaky_relu};
     use crate::params::ParamStore;
 
     fn values(n: usize, seed: f64) -> Vec<f32> {
@@ -194,51 +265,91 @@ mod tests {
         d.to_scalar::<f64>().unwrap() / m.to_scalar::<f64>().unwrap().max(1e-12)
     }
 
+    /// The composed f64 reference: BatchNorm in `mode` (eval: with the layer's running
+    /// statistics), then the leaky ReLU.
+    fn composed(bn: &BatchNorm2d, x64: &Tensor, mode: BnMode, slope: Option<f64>) -> Tensor {
+        let f64t = |v: &Var| v.as_tensor().to_dtype(DType::F64).unwrap();
+        let y = if mode == BnMode::Eval {
+            let c = x64.dim(1).unwrap();
+            let r = |t: Tensor| t.reshape((1, c, 1, 1)).unwrap();
+            let inv = r(((f64t(&bn.running_var) + bn.eps).unwrap().sqrt().unwrap())
+                .recip()
+                .unwrap());
+            x64.broadcast_sub(&r(f64t(&bn.running_mean)))
+                .unwrap()
+                .broadcast_mul(&inv)
+                .unwrap()
+                .broadcast_mul(&r(f64t(&bn.weight)))
+                .unwrap()
+                .broadcast_add(&r(f64t(&bn.bias)))
+                .unwrap()
+        } else {
+            bn.forward(x64, mode).unwrap()
+        };
+        match slope {
+            Some(s) => leaky_relu(&y, s).unwrap(),
+            None => y,
+        }
+    }
+
     /// The fused f32 kernel against the composed f64 operations (the path other devices
-    /// take): output and the gradients of input, scale and shift, on odd sizes and batch 1.
+    /// take): output and the gradients of input, scale and shift, in the batch-statistics
+    /// and running-statistics modes, with and without the leaky ReLU, on odd sizes and
+    /// batch 1.
     #[test]
     fn fused_kernel_matches_the_composed_operations() {
-        for &(n, c, h, w) in &[(3, 5, 4, 7), (1, 2, 3, 3), (8, 4, 1, 1)] {
-            let dev = Device::Cpu;
-            let mut store = ParamStore::new(&dev);
-            let bn = BatchNorm2d::new(&mut store, "bn", c, 1e-5, 0.9).unwrap();
-            bn.weight
-                .set(&Tensor::from_vec(values(c, 1.0), c, &dev).unwrap())
-                .unwrap();
-            bn.bias
-                .set(&Tensor::from_vec(values(c, 2.0), c, &dev).unwrap())
-                .unwrap();
-            let x = Var::from_vec(values(n * c * h * w, 0.5), (n, c, h, w), &dev).unwrap();
-            let x64 = Var::from_tensor(&x.as_tensor().to_dtype(candle_core::DType::F64).unwrap())
-                .unwrap();
-            let up = Tensor::from_vec(values(n * c * h * w, 3.0), (n, c, h, w), &dev).unwrap();
-            let fused = bn.forward(x.as_tensor(), BnMode::TrainFrozen).unwrap();
-            let composed = bn.forward(x64.as_tensor(), BnMode::TrainFrozen).unwrap();
-            assert!(max_rel(&fused, &composed) < 1e-6, "{n}x{c}x{h}x{w} output");
-            let g1 = (&fused * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let up64 = up.to_dtype(candle_core::DType::F64).unwrap();
-            let g2 = (&composed * &up64)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gx = (
-                g1.get(x.as_tensor()).unwrap(),
-                g2.get(x64.as_tensor()).unwrap(),
-            );
-            assert!(max_rel(gx.0, gx.1) < 1e-5, "{n}x{c}x{h}x{w} input gradient");
-            for p in [&bn.weight, &bn.bias] {
-                let (a, b) = (
-                    g1.get(p.as_tensor()).unwrap(),
-                    g2.get(p.as_tensor()).unwrap(),
+        let shapes = [(3, 5, 4, 7), (1, 2, 3, 3), (8, 4, 1, 1)];
+        let variants = [
+            (BnMode::TrainFrozen, None),
+            (BnMode::TrainFrozen, Some(0.2)),
+            (BnMode::Eval, None),
+            (BnMode::Eval, Some(0.2)),
+        ];
+        for &(n, c, h, w) in &shapes {
+            for &(mode, slope) in &variants {
+                let id = format!("{n}x{c}x{h}x{w} {mode:?} {slope:?}");
+                let dev = Device::Cpu;
+                let mut store = ParamStore::new(&dev);
+                let bn = BatchNorm2d::new(&mut store, "bn", c, 1e-5, 0.9).unwrap();
+                let set = |v: &Var, vals: Vec<f32>| {
+                    v.set(&Tensor::from_vec(vals, c, &dev).unwrap()).unwrap()
+                };
+                set(&bn.weight, values(c, 1.0));
+                set(&bn.bias, values(c, 2.0));
+                set(&bn.running_mean, values(c, 4.0));
+                set(
+                    &bn.running_var,
+                    values(c, 5.0).iter().map(|v| v.abs() + 0.5).collect(),
                 );
-                assert!(max_rel(a, b) < 1e-5, "{n}x{c}x{h}x{w} parameter gradient");
+                let x = Var::from_vec(values(n * c * h * w, 0.5), (n, c, h, w), &dev).unwrap();
+                let x64 = Var::from_tensor(&x.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+                let up = Tensor::from_vec(values(n * c * h * w, 3.0), (n, c, h, w), &dev).unwrap();
+                let fused = bn.forward_act(x.as_tensor(), mode, slope).unwrap();
+                let reference = composed(&bn, x64.as_tensor(), mode, slope);
+                assert!(max_rel(&fused, &reference) < 1e-6, "{id}: output");
+                let g1 = (&fused * &up)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let up64 = up.to_dtype(DType::F64).unwrap();
+                let g2 = (&reference * &up64)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gx = (
+                    g1.get(x.as_tensor()).unwrap(),
+                    g2.get(x64.as_tensor()).unwrap(),
+                );
+                assert!(max_rel(gx.0, gx.1) < 1e-5, "{id}: input gradient");
+                for p in [&bn.weight, &bn.bias] {
+                    let a = g1.get(p.as_tensor()).unwrap();
+                    let b = g2.get(p.as_tensor()).unwrap();
+                    assert!(max_rel(a, b) < 1e-5, "{id}: parameter gradient");
+                }
             }
         }
     }

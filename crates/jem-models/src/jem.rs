@@ -10,11 +10,21 @@ use crate::layers::BnMode;
 pub trait Classifier {
     /// Logits `[N, classes]`.
     fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor>;
+
+    /// Logits for a pass whose backward needs only input gradients (SGLD): a model may
+    /// treat its parameters as constants here. The values must equal [`logits`](Self::logits).
+    fn logits_input_only(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.logits(x, mode)
+    }
 }
 
 impl Classifier for crate::wrn::WideResNet {
     fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         crate::wrn::WideResNet::logits(self, x, mode)
+    }
+
+    fn logits_input_only(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.logits_with(x, mode, crate::layers::Params::Detached)
     }
 }
 
@@ -65,7 +75,7 @@ pub fn input_gradient<M: Classifier + ?Sized>(
     mode: BnMode,
 ) -> Result<(Tensor, Tensor)> {
     let xv = Var::from_tensor(&x.detach())?;
-    let lse = log_density(&model.logits(xv.as_tensor(), mode)?)?;
+    let lse = log_density(&model.logits_input_only(xv.as_tensor(), mode)?)?;
     let grads = lse.sum_all()?.backward()?;
     let g = grads
         .get(xv.as_tensor())

@@ -22,6 +22,27 @@ pub enum BnMode {
     Eval,
 }
 
+/// Whether a forward pass records the parameters for their gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Params {
+    /// The usual: gradients reach the parameters.
+    Tracked,
+    /// The parameters are constants of the pass, so a backward pass computes only the
+    /// gradients of the inputs (SGLD needs `d LSE / dx`, never the weight gradients, which
+    /// would cost a third of its backward pass).
+    Detached,
+}
+
+impl Params {
+    /// The variable's tensor, detached if asked.
+    pub fn get(self, v: &Var) -> Tensor {
+        match self {
+            Params::Tracked => v.as_tensor().clone(),
+            Params::Detached => v.as_tensor().detach(),
+        }
+    }
+}
+
 /// 2-D convolution with bias (`nn.Conv2d(..., bias=True)`), square kernel.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
@@ -68,10 +89,15 @@ impl Conv2d {
 
     /// Applies the convolution to `x` (`[N, C, H, W]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, Params::Tracked)
+    }
+
+    /// [`forward`](Self::forward) with the parameters tracked or detached.
+    pub fn forward_with(&self, x: &Tensor, params: Params) -> Result<Tensor> {
         Ok(crate::conv::conv2d(
             x,
-            self.weight.as_tensor(),
-            Some(self.bias.as_tensor()),
+            &params.get(&self.weight),
+            Some(&params.get(&self.bias)),
             self.stride,
             self.padding,
         )?)
@@ -115,8 +141,13 @@ impl Linear {
 
     /// Applies the layer to `x` (`[N, in]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+        self.forward_with(x, Params::Tracked)
+    }
+
+    /// [`forward`](Self::forward) with the parameters tracked or detached.
+    pub fn forward_with(&self, x: &Tensor, params: Params) -> Result<Tensor> {
+        Ok(x.matmul(&params.get(&self.weight).t()?)?
+            .broadcast_add(&params.get(&self.bias))?)
     }
 }
 
@@ -178,6 +209,49 @@ impl BatchNorm2d {
     /// gradients that nearly cancel, and f32 sums over `N * H * W` values would leave errors
     /// of about 1e-4 relative in input gradients.
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.forward_act(x, mode, None)
+    }
+
+    /// [`forward`](Self::forward) followed by a leaky ReLU of `slope` (if given), fused
+    /// into one operation on the CPU.
+    pub fn forward_act(&self, x: &Tensor, mode: BnMode, slope: Option<f64>) -> Result<Tensor> {
+        self.forward_with(x, mode, slope, Params::Tracked)
+    }
+
+    /// [`forward_act`](Self::forward_act) with the parameters tracked or detached.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        mode: BnMode,
+        slope: Option<f64>,
+        params: Params,
+    ) -> Result<Tensor> {
+        let fused = matches!(x.device(), candle_core::Device::Cpu) && x.dtype() == DType::F32;
+        if !fused {
+            let y = self.forward_composed(x, mode, params)?;
+            return match slope {
+                Some(s) => leaky_relu(&y, s),
+                None => Ok(y),
+            };
+        }
+        let (gamma, beta) = (&params.get(&self.weight), &params.get(&self.bias));
+        if mode == BnMode::Eval {
+            let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            return Ok(crate::fused_bn::batch_norm_eval(
+                x, gamma, beta, running, self.eps, slope,
+            )?);
+        }
+        let (n, _, h, w) = x.dims4()?;
+        let (y, mean, var) = crate::fused_bn::batch_norm_train(x, gamma, beta, self.eps, slope)?;
+        if mode == BnMode::Train {
+            self.update_running(&mean, &var, n * h * w)?;
+        }
+        Ok(y)
+    }
+
+    /// The composed operations (devices other than the CPU, dtypes other than f32).
+    fn forward_composed(&self, x: &Tensor, mode: BnMode, params: Params) -> Result<Tensor> {
+        let (weight, bias) = (params.get(&self.weight), params.get(&self.bias));
         let c = x.dim(1)?;
         let shape = (1, c, 1, 1);
         let dtype = x.dtype();
@@ -186,27 +260,12 @@ impl BatchNorm2d {
                 let mean = self.running_mean.as_tensor().reshape(shape)?;
                 let var = self.running_var.as_tensor().reshape(shape)?;
                 let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-                let scale = self.weight.as_tensor().reshape(shape)?;
-                let shift = self.bias.as_tensor().reshape(shape)?;
+                let scale = weight.reshape(shape)?;
+                let shift = bias.reshape(shape)?;
                 Ok(x.broadcast_sub(&mean)?
                     .broadcast_mul(&inv_std)?
                     .broadcast_mul(&scale)?
                     .broadcast_add(&shift)?)
-            }
-            BnMode::Train | BnMode::TrainFrozen
-                if matches!(x.device(), candle_core::Device::Cpu) && dtype == DType::F32 =>
-            {
-                let (n, _, h, w) = x.dims4()?;
-                let (y, mean, var) = crate::fused_bn::batch_norm_train(
-                    x,
-                    self.weight.as_tensor(),
-                    self.bias.as_tensor(),
-                    self.eps,
-                )?;
-                if mode == BnMode::Train {
-                    self.update_running(&mean, &var, n * h * w)?;
-                }
-                Ok(y)
             }
             BnMode::Train | BnMode::TrainFrozen => {
                 let (n, _, h, w) = x.dims4()?;
@@ -220,12 +279,8 @@ impl BatchNorm2d {
                     self.update_running(&flat(&mean)?, &flat(&var)?, n * h * w)?;
                 }
                 let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-                let scale = self
-                    .weight
-                    .as_tensor()
-                    .to_dtype(DType::F64)?
-                    .reshape(shape)?;
-                let shift = self.bias.as_tensor().to_dtype(DType::F64)?.reshape(shape)?;
+                let scale = weight.to_dtype(DType::F64)?.reshape(shape)?;
+                let shift = bias.to_dtype(DType::F64)?.reshape(shape)?;
                 Ok(xc
                     .broadcast_mul(&inv_std)?
                     .broadcast_mul(&scale)?

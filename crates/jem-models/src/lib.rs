@@ -32,6 +32,6 @@ pub mod torch_import;
 pub mod wrn;
 
 pub use error::{ModelError, Result};
-pub use layers::BnMode;
+pub use layers::{BnMode, Params};
 pub use params::ParamStore;
 pub use wrn::{Activation, Norm, WideResNet, WrnConfig};

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::layers::{BatchNorm2d, BnMode, Conv2d, Linear, leaky_relu};
+use crate::layers::{BatchNorm2d, BnMode, Conv2d, Linear, Params, leaky_relu};
 use crate::params::ParamStore;
 
 /// Normalization layers.
@@ -257,12 +257,20 @@ impl WideResNet {
         })
     }
 
-    fn norm_act(&self, bn: &Option<BatchNorm2d>, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        let x = match bn {
-            Some(bn) => bn.forward(x, mode)?,
-            None => x.clone(),
-        };
-        self.config.activation.apply(&x)
+    fn norm_act(
+        &self,
+        bn: &Option<BatchNorm2d>,
+        x: &Tensor,
+        mode: BnMode,
+        p: Params,
+    ) -> Result<Tensor> {
+        match (bn, &self.config.activation) {
+            (Some(bn), Activation::LeakyRelu { slope }) => {
+                bn.forward_with(x, mode, Some(*slope), p)
+            }
+            (Some(bn), act) => act.apply(&bn.forward_with(x, mode, None, p)?),
+            (None, act) => act.apply(x),
+        }
     }
 
     fn dropout(&self, x: Tensor, mode: BnMode) -> Result<Tensor> {
@@ -289,19 +297,25 @@ impl WideResNet {
 
     /// Penultimate features `[N, 64k]` (after the final BN, activation and pooling).
     pub fn features(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.features_with(x, mode, Params::Tracked)
+    }
+
+    /// [`features`](Self::features) with the parameters tracked or detached.
+    pub fn features_with(&self, x: &Tensor, mode: BnMode, p: Params) -> Result<Tensor> {
         let (_, _, in_h, in_w) = x.dims4()?;
-        let mut out = self.conv1.forward(x)?;
+        let mut out = self.conv1.forward_with(x, p)?;
         for b in &self.blocks {
-            let h = self.conv1_of(b, &out, mode)?;
-            let h = self.norm_act(&b.bn2, &h, mode)?;
-            let h = b.conv2.forward(&h)?;
+            let h = self.norm_act(&b.bn1, &out, mode, p)?;
+            let h = self.dropout(b.conv1.forward_with(&h, p)?, mode)?;
+            let h = self.norm_act(&b.bn2, &h, mode, p)?;
+            let h = b.conv2.forward_with(&h, p)?;
             let sc = match &b.shortcut {
-                Some(c) => c.forward(&out)?,
+                Some(c) => c.forward_with(&out, p)?,
                 None => out.clone(),
             };
             out = (h + sc)?;
         }
-        let out = self.norm_act(&self.bn1, &out, mode)?;
+        let out = self.norm_act(&self.bn1, &out, mode, p)?;
         // avg_pool2d(8) as the reference: an 8x8 map (32x32 inputs) becomes one cell; like
         // PyTorch, a map of 8..15 pixels (e.g. 39x32 CelebA) pools its top-left 8x8 window
         let (_, _, h, w) = out.dims4()?;
@@ -317,14 +331,14 @@ impl WideResNet {
         Ok(out.avg_pool2d(8)?.flatten_from(1)?)
     }
 
-    fn conv1_of(&self, b: &WideBasic, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        let h = self.norm_act(&b.bn1, x, mode)?;
-        let h = b.conv1.forward(&h)?;
-        self.dropout(h, mode)
-    }
-
     /// Logits `[N, classes]` of images `[N, C, 32, 32]`.
     pub fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        self.class_output.forward(&self.features(x, mode)?)
+        self.logits_with(x, mode, Params::Tracked)
+    }
+
+    /// [`logits`](Self::logits) with the parameters tracked or detached.
+    pub fn logits_with(&self, x: &Tensor, mode: BnMode, p: Params) -> Result<Tensor> {
+        self.class_output
+            .forward_with(&self.features_with(x, mode, p)?, p)
     }
 }

@@ -159,7 +159,7 @@ pub fn conditional_gradient<M: Classifier + ?Sized>(
     mode: BnMode,
 ) -> Result<Tensor> {
     let xv = Var::from_tensor(&x.detach())?;
-    let fy = jem::class_logit(&model.logits(xv.as_tensor(), mode)?, y)?;
+    let fy = jem::class_logit(&model.logits_input_only(xv.as_tensor(), mode)?, y)?;
     let grads = fy.sum_all()?.backward()?;
     grads
         .get(xv.as_tensor())
