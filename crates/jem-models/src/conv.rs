@@ -21,6 +21,8 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::simd;
+
 /// Geometry of a square-kernel convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -99,12 +101,18 @@ impl ConvGeometry {
             self.stride,
             self.k * self.k,
         );
-        cols.fill(0.0);
+        if self.padding > 0 {
+            cols.fill(0.0); // without padding every entry is written below
+        }
         self.for_each_span(|row, oy, ox, iy, ix0| {
             let src = &x[(row / kk * h + iy) * w..];
             let dst = &mut cols[row * l + oy * wo..];
-            for (j, o) in ox.enumerate() {
-                dst[o] = src[ix0 + j * s];
+            if s == 1 {
+                dst[ox.clone()].copy_from_slice(&src[ix0..ix0 + ox.len()]);
+            } else {
+                for (j, o) in ox.enumerate() {
+                    dst[o] = src[ix0 + j * s];
+                }
             }
         });
     }
@@ -122,8 +130,12 @@ impl ConvGeometry {
         self.for_each_span(|row, oy, ox, iy, ix0| {
             let dst = &mut dx[(row / kk * h + iy) * w..];
             let src = &dcols[row * l + oy * wo..];
-            for (j, o) in ox.enumerate() {
-                dst[ix0 + j * s] += src[o];
+            if s == 1 {
+                simd::add_assign(&mut dst[ix0..ix0 + ox.len()], &src[ox]);
+            } else {
+                for (j, o) in ox.enumerate() {
+                    dst[ix0 + j * s] += src[o];
+                }
             }
         });
     }
@@ -142,6 +154,20 @@ pub(crate) fn cpu_f32<'a>(
         candle_core::bail!("{op}: the input must be contiguous");
     };
     Ok(&data[start..end])
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor, without copying it when it is
+/// already contiguous.
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a CPU tensor");
+    };
+    f(cpu_f32(cpu, layout, "with_f32")?)
 }
 
 /// A row-major matrix view for [`matmul`]: pointer, rows, columns, and whether it is
@@ -271,14 +297,28 @@ impl CustomOp3 for Conv {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        with_f32(dy, |dys| {
+            with_f32(x, |xs| {
+                with_f32(w, |wv| self.grads((x, w, bias), xs, dys, wv))
+            })
+        })
+    }
+}
+
+impl Conv {
+    /// The gradients of [`CustomOp3::bwd`] from the contiguous data of `x`, `dy` and `W`.
+    fn grads(
+        &self,
+        (x, w, bias): (&Tensor, &Tensor, &Tensor),
+        xs: &[f32],
+        dys: &[f32],
+        wv: &[f32],
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
         let (n, cout, l, rows) = (g.input[0], g.out_channels, g.pixels(), g.rows());
         let par = inner_parallelism(n);
         let dev = x.device();
-        let dy = dy.contiguous()?;
-        let dys: Vec<f32> = dy.flatten_all()?.to_vec1()?;
         let dx = if needs_grad(x) {
-            let wv: Vec<f32> = w.flatten_all()?.to_vec1()?;
             let mut dx = vec![0f32; x.elem_count()];
             dx.par_chunks_mut(g.image_len())
                 .zip(dys.par_chunks(cout * l))
@@ -306,7 +346,6 @@ impl CustomOp3 for Conv {
             None
         };
         let dw = if needs_grad(w) {
-            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
             let dw = xs
                 .par_chunks(g.image_len())
                 .zip(dys.par_chunks(cout * l))
@@ -344,11 +383,8 @@ impl CustomOp3 for Conv {
             let sums: Vec<f32> = (0..cout)
                 .into_par_iter()
                 .map(|o| {
-                    let mut s = 0f64;
-                    for b in 0..n {
-                        let p = &dys[(b * cout + o) * l..(b * cout + o + 1) * l];
-                        s += p.iter().map(|&v| v as f64).sum::<f64>();
-                    }
+                    let plane = |b: usize| &dys[(b * cout + o) * l..(b * cout + o + 1) * l];
+                    let s: f64 = (0..n).map(|b| simd::sum(plane(b))).sum();
                     s as f32
                 })
                 .collect();

@@ -20,7 +20,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv::cpu_f32;
+use crate::conv::{cpu_f32, with_f32};
+use crate::simd;
 
 /// Per-channel mean and biased variance of `[N, C, H, W]`, as a `[2, C]` f64 tensor.
 struct ChannelStats;
@@ -38,23 +39,9 @@ impl CustomOp1 for ChannelStats {
         let stats: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ci| {
-                let mut sum = 0f64;
-                for b in 0..n {
-                    let o = (b * c + ci) * hw;
-                    sum += x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>();
-                }
-                let mean = sum / m;
-                let mut sq = 0f64;
-                for b in 0..n {
-                    let o = (b * c + ci) * hw;
-                    sq += x[o..o + hw]
-                        .iter()
-                        .map(|&v| {
-                            let d = v as f64 - mean;
-                            d * d
-                        })
-                        .sum::<f64>();
-                }
+                let planes = || (0..n).map(|b| &x[(b * c + ci) * hw..(b * c + ci + 1) * hw]);
+                let mean = planes().map(simd::sum).sum::<f64>() / m;
+                let sq: f64 = planes().map(|p| simd::sum_sq_dev(p, mean)).sum();
                 (mean, sq / m)
             })
             .collect();
@@ -69,33 +56,17 @@ impl CustomOp1 for ChannelStats {
 struct Normalize {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
-    /// Leaky ReLU slope, if an activation follows.
-    slope: Option<f32>,
+    /// Leaky ReLU slope (1 when no activation follows).
+    slope: f32,
     /// Whether `mean` / `inv_std` are functions of `x` (train modes).
     batch_stats: bool,
 }
 
 impl Normalize {
-    /// The pre-activation `z` (rounded to f32) and the activation's derivative there.
-    #[inline]
-    fn z(&self, v: f32, a: f64, b: f64) -> f32 {
-        (v as f64 * a + b) as f32
-    }
-
-    #[inline]
-    fn act(&self, z: f32) -> f32 {
-        match self.slope {
-            Some(s) if z <= 0.0 => z * s,
-            _ => z,
-        }
-    }
-
-    #[inline]
-    fn act_grad(&self, z: f32) -> f64 {
-        match self.slope {
-            Some(s) if z <= 0.0 => s as f64,
-            _ => 1.0,
-        }
+    /// The affine map `z = a * x + b` of channel `ci`.
+    fn affine(&self, ci: usize, gamma: &[f32], beta: &[f32]) -> (f64, f64) {
+        let a = self.inv_std[ci] * gamma[ci] as f64;
+        (a, beta[ci] as f64 - self.mean[ci] * a)
     }
 }
 
@@ -120,12 +91,8 @@ impl CustomOp3 for Normalize {
         let hw = h * w;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
-            let ci = plane % c;
-            let a = self.inv_std[ci] * gamma[ci] as f64;
-            let b = beta[ci] as f64 - self.mean[ci] * a;
-            for (o, &v) in out.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
-                *o = self.act(self.z(v, a, b));
-            }
+            let (a, b) = self.affine(plane % c, gamma, beta);
+            simd::affine_act(&x[plane * hw..(plane + 1) * hw], out, a, b, self.slope);
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -138,57 +105,71 @@ impl CustomOp3 for Normalize {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c, h, w) = x.dims4()?;
+        let dims = x.dims4()?;
+        with_f32(x, |xs| {
+            with_f32(dy, |dys| self.grads(xs, dys, gamma, beta, dims, x.device()))
+        })
+    }
+}
+
+impl Normalize {
+    /// The three gradients of [`CustomOp3::bwd`] from the contiguous input and output
+    /// gradient.
+    fn grads(
+        &self,
+        xs: &[f32],
+        dys: &[f32],
+        gamma: &Tensor,
+        beta: &Tensor,
+        (n, c, h, w): (usize, usize, usize, usize),
+        dev: &candle_core::Device,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let hw = h * w;
         let m = (n * hw) as f64;
-        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let dys: Vec<f32> = dy.flatten_all()?.to_vec1()?;
         let g: Vec<f32> = gamma.to_vec1()?;
         let beta: Vec<f32> = beta.to_vec1()?;
-        let affine = |ci: usize| {
-            let a = self.inv_std[ci] * g[ci] as f64;
-            (a, beta[ci] as f64 - self.mean[ci] * a)
-        };
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ci| {
-                let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
-                let (a, b) = affine(ci);
+                let ab = self.affine(ci, &g, &beta);
                 let (mut sd, mut sdx) = (0f64, 0f64);
                 for bi in 0..n {
-                    let o = (bi * c + ci) * hw;
-                    for (&d, &v) in dys[o..o + hw].iter().zip(&xs[o..o + hw]) {
-                        let dz = d as f64 * self.act_grad(self.z(v, a, b));
-                        sd += dz;
-                        sdx += dz * (v as f64 - mean) * inv;
-                    }
+                    let r = (bi * c + ci) * hw..(bi * c + ci + 1) * hw;
+                    let (d, x) =
+                        simd::act_grad_sums(&dys[r.clone()], &xs[r], ab, self.slope, self.mean[ci]);
+                    sd += d;
+                    sdx += x;
                 }
-                (sd, sdx)
+                (sd, sdx * self.inv_std[ci])
             })
             .collect();
         let mut dx = vec![0f32; xs.len()];
         dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
             let ci = plane % c;
-            let (mean, inv) = (self.mean[ci], self.inv_std[ci]);
-            let (a, b) = affine(ci);
             let (sd, sdx) = if self.batch_stats {
                 sums[ci]
             } else {
                 (0.0, 0.0)
             };
+            let inv = self.inv_std[ci];
             let k = g[ci] as f64 * inv;
-            let range = plane * hw..(plane + 1) * hw;
-            for ((o, &d), &v) in out.iter_mut().zip(&dys[range.clone()]).zip(&xs[range]) {
-                let dz = d as f64 * self.act_grad(self.z(v, a, b));
-                let xhat = (v as f64 - mean) * inv;
-                *o = (k * (dz - sd / m - xhat * sdx / m)) as f32;
-            }
+            let r = plane * hw..(plane + 1) * hw;
+            let kc = (k, sd / m, sdx / m * inv);
+            let ab = self.affine(ci, &g, &beta);
+            simd::act_input_grad(
+                &dys[r.clone()],
+                &xs[r],
+                out,
+                ab,
+                self.slope,
+                self.mean[ci],
+                kc,
+            );
         });
-        let dev = x.device();
         let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
         let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dx, (n, c, h, w), dev)?),
             Some(Tensor::from_vec(dgamma, c, dev)?),
             Some(Tensor::from_vec(dbeta, c, dev)?),
         ))
@@ -211,7 +192,7 @@ pub fn batch_norm_train(
     let op = Normalize {
         mean: stats[0].clone(),
         inv_std,
-        slope: slope.map(|s| s as f32),
+        slope: slope.unwrap_or(1.0) as f32,
         batch_stats: true,
     };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
@@ -237,7 +218,7 @@ pub fn batch_norm_eval(
     let op = Normalize {
         mean,
         inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
-        slope: slope.map(|s| s as f32),
+        slope: slope.unwrap_or(1.0) as f32,
         batch_stats: false,
     };
     x.contiguous()?

@@ -27,6 +27,7 @@ pub mod init;
 pub mod jem;
 pub mod layers;
 pub mod params;
+mod simd;
 pub mod summary;
 pub mod torch_import;
 pub mod wrn;

@@ -1,0 +1,193 @@
+//! Elementwise CPU kernels compiled for the vector units the machine has.
+//!
+//! The workspace is built for baseline x86-64 (SSE2), where the compiler leaves loops with
+//! f32 <-> f64 conversions and selects scalar. Each kernel here is one `#[inline(always)]`
+//! body instantiated for AVX-512 and for AVX2 + FMA and chosen at run time, so a binary
+//! stays portable and still uses wide vectors. The compiler never fuses a multiply and an
+//! add on its own, so every variant gives bit-identical results.
+//!
+//! Sums run over eight explicit lanes (a single running f64 sum is a serial chain the
+//! compiler may not reorder).
+
+/// Defines `pub(crate) fn $name` dispatching to AVX-512 / AVX2 copies of its body.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? { generic($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? { generic($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
+                    // SAFETY: the features were detected on this CPU
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// `sum xs` in f64.
+    fn sum(xs: &[f32]) -> f64 {
+        let mut acc = [0f64; 8];
+        let chunks = xs.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+        for ch in chunks {
+            for j in 0..8 {
+                acc[j] += ch[j] as f64;
+            }
+        }
+        acc.iter().sum::<f64>() + tail
+    }
+}
+
+multiversion! {
+    /// `sum (xs - mean)^2` in f64.
+    fn sum_sq_dev(xs: &[f32], mean: f64) -> f64 {
+        let mut acc = [0f64; 8];
+        let chunks = xs.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+        for ch in chunks {
+            for j in 0..8 {
+                let d = ch[j] as f64 - mean;
+                acc[j] += d * d;
+            }
+        }
+        acc.iter().sum::<f64>() + tail
+    }
+}
+
+/// `z = (v * a + b)` rounded to f32.
+#[inline(always)]
+fn pre(v: f32, a: f64, b: f64) -> f32 {
+    (v as f64 * a + b) as f32
+}
+
+/// Leaky ReLU of slope `s` (1: identity).
+#[inline(always)]
+fn act(z: f32, s: f32) -> f32 {
+    if z > 0.0 { z } else { z * s }
+}
+
+/// Its derivative (`s` at 0, as PyTorch).
+#[inline(always)]
+fn act_grad(z: f32, s: f32) -> f64 {
+    (if z > 0.0 { 1.0 } else { s }) as f64
+}
+
+multiversion! {
+    /// `out = act(x * a + b)`.
+    fn affine_act(x: &[f32], out: &mut [f32], a: f64, b: f64, slope: f32) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = act(pre(v, a, b), slope);
+        }
+    }
+}
+
+multiversion! {
+    /// With `dz = dy * act'(x * a + b)`: `(sum dz, sum dz * (x - mean))`.
+    fn act_grad_sums(dy: &[f32], x: &[f32], ab: (f64, f64), slope: f32, mean: f64) -> (f64, f64) {
+        let (a, b) = ab;
+        let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
+        let (cd, cx) = (dy.chunks_exact(8), x.chunks_exact(8));
+        let (mut t1, mut t2) = (0f64, 0f64);
+        for (&d, &v) in cd.remainder().iter().zip(cx.remainder()) {
+            let dz = d as f64 * act_grad(pre(v, a, b), slope);
+            t1 += dz;
+            t2 += dz * (v as f64 - mean);
+        }
+        for (chd, chx) in cd.zip(cx) {
+            for j in 0..8 {
+                let dz = chd[j] as f64 * act_grad(pre(chx[j], a, b), slope);
+                s1[j] += dz;
+                s2[j] += dz * (chx[j] as f64 - mean);
+            }
+        }
+        (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
+    }
+}
+
+multiversion! {
+    /// `out = k * (dz - c1 - (x - mean) * c2)` with `dz = dy * act'(x * a + b)`.
+    fn act_input_grad(
+        dy: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+        ab: (f64, f64),
+        slope: f32,
+        mean: f64,
+        kc: (f64, f64, f64),
+    ) {
+        let ((a, b), (k, c1, c2)) = (ab, kc);
+        for ((o, &d), &v) in out.iter_mut().zip(dy).zip(x) {
+            let dz = d as f64 * act_grad(pre(v, a, b), slope);
+            *o = (k * (dz - c1 - (v as f64 - mean) * c2)) as f32;
+        }
+    }
+}
+
+multiversion! {
+    /// `dst += src`.
+    fn add_assign(dst: &mut [f32], src: &[f32]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatched kernels against plain loops, on lengths around the lane count.
+    #[test]
+    fn kernels_match_plain_loops() {
+        for n in [0, 1, 7, 8, 9, 31, 100] {
+            let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() - 0.2).collect();
+            let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
+            let plain_sum: f64 = x.iter().map(|&v| v as f64).sum();
+            assert!((sum(&x) - plain_sum).abs() < 1e-12);
+            let sq: f64 = x.iter().map(|&v| (v as f64 - 0.1).powi(2)).sum();
+            assert!((sum_sq_dev(&x, 0.1) - sq).abs() < 1e-12);
+            let (a, b, s) = (1.3, -0.05, 0.2f32);
+            let mut out = vec![0f32; n];
+            affine_act(&x, &mut out, a, b, s);
+            for (o, &v) in out.iter().zip(&x) {
+                let z = (v as f64 * a + b) as f32;
+                assert_eq!(*o, if z > 0.0 { z } else { z * s });
+            }
+            let g = |d: f32, v: f32| {
+                let z = (v as f64 * a + b) as f32;
+                d as f64 * if z > 0.0 { 1.0 } else { s as f64 }
+            };
+            let want1: f64 = dy.iter().zip(&x).map(|(&d, &v)| g(d, v)).sum();
+            let want2: f64 = dy
+                .iter()
+                .zip(&x)
+                .map(|(&d, &v)| g(d, v) * (v as f64 - 0.3))
+                .sum();
+            let (s1, s2) = act_grad_sums(&dy, &x, (a, b), s, 0.3);
+            assert!((s1 - want1).abs() < 1e-12 && (s2 - want2).abs() < 1e-12);
+            act_input_grad(&dy, &x, &mut out, (a, b), s, 0.3, (0.7, 0.01, 0.02));
+            for ((o, &d), &v) in out.iter().zip(&dy).zip(&x) {
+                let want = (0.7 * (g(d, v) - 0.01 - (v as f64 - 0.3) * 0.02)) as f32;
+                assert_eq!(*o, want);
+            }
+            let mut acc = x.clone();
+            add_assign(&mut acc, &dy);
+            for ((o, &u), &v) in acc.iter().zip(&x).zip(&dy) {
+                assert_eq!(*o, u + v);
+            }
+        }
+    }
+}
