@@ -326,7 +326,7 @@ impl Conv {
                     || vec![0f32; rows * l],
                     |dcols, (dxb, dyb)| {
                         let wt = Mat {
-                            data: &wv,
+                            data: wv,
                             rows,
                             cols: cout,
                             transposed: true,
