@@ -24,22 +24,8 @@ fn cli() -> Command {
         .subcommand(train::command())
 }
 
-/// Keeps freed memory in the process instead of returning it to the system: training
-/// allocates and frees the same large activation buffers every step, and with glibc's
-/// defaults each of them is a fresh `mmap` whose pages the kernel must fault in and zero
-/// (about 15 % of a CPU training step).
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    jem_models::alloc::tune_allocator();
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("data", m)) => data::run(m),

@@ -20,6 +20,7 @@
 //! # Ok::<(), jem_models::ModelError>(())
 //! ```
 
+pub mod alloc;
 pub mod conv;
 pub mod error;
 mod fused_bn;

@@ -1,0 +1,84 @@
+//! Contiguous f32 access to candle CPU tensors and a strided GEMM on the `gemm` crate.
+
+use candle_core::{CpuStorage, Layout, Tensor};
+use gemm::Parallelism;
+
+/// The contiguous f32 data of a custom op's CPU input; other dtypes and layouts are errors.
+pub(crate) fn cpu_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 is supported");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: the input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor, without copying it when it is
+/// already contiguous.
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a CPU tensor");
+    };
+    f(cpu_f32(cpu, layout, "with_f32")?)
+}
+
+/// A row-major matrix view for [`matmul`]: pointer, rows, columns, and whether it is
+/// stored transposed (then element `(i, j)` is at `j * rows + i`).
+pub(super) struct Mat<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) transposed: bool,
+}
+
+impl Mat<'_> {
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (1, self.rows as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
+    }
+}
+
+/// `dst [m, n] (row-major) = accumulate * dst + a @ b`.
+pub(super) fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Parallelism) {
+    assert!(a.cols == b.rows && dst.len() == a.rows * b.cols);
+    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
+    // SAFETY: the asserts above keep every index the strides describe inside the slices,
+    // and `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
