@@ -58,7 +58,11 @@ pub fn parse_device(s: &str) -> Result<Device> {
                 None => bail!("--device `{s}`: expected cpu or cuda:N"),
             };
             Device::new_cuda(n).with_context(|| {
-                format!("--device {s}: no CUDA device (was jem built with `--features cuda`?)")
+                if cfg!(feature = "cuda") {
+                    format!("--device {s}: cannot open CUDA device {n}")
+                } else {
+                    format!("--device {s}: this jem was built without `--features cuda`")
+                }
             })
         }
     }
