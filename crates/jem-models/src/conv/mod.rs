@@ -44,6 +44,22 @@ fn inner_parallelism(images: usize) -> Parallelism {
     }
 }
 
+/// The loop sizes of a convolution: images, output channels, pixels per image, rows of the
+/// column matrix, values per input image, images per GEMM, and the GEMMs' parallelism.
+fn plan(g: &ConvGeometry) -> (usize, usize, usize, usize, usize, usize, Parallelism) {
+    let (n, gsz) = (g.input[0], g.group_size());
+    let par = inner_parallelism(n.div_ceil(gsz));
+    (
+        n,
+        g.out_channels,
+        g.pixels(),
+        g.rows(),
+        g.image_len(),
+        gsz,
+        par,
+    )
+}
+
 fn needs_grad(t: &Tensor) -> bool {
     t.is_variable() || t.track_op()
 }
@@ -71,15 +87,7 @@ impl CustomOp3 for Conv {
             cpu_f32(s2, l2, "conv2d")?,
             cpu_f32(s3, l3, "conv2d")?,
         );
-        let (n, cout, l, rows, img) = (
-            g.input[0],
-            g.out_channels,
-            g.pixels(),
-            g.rows(),
-            g.image_len(),
-        );
-        let gsz = g.group_size();
-        let par = inner_parallelism(n.div_ceil(gsz));
+        let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let wm = || Mat {
             data: w,
             rows: cout,
@@ -147,15 +155,7 @@ impl Conv {
         wv: &[f32],
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
-        let (n, cout, l, rows, img) = (
-            g.input[0],
-            g.out_channels,
-            g.pixels(),
-            g.rows(),
-            g.image_len(),
-        );
-        let gsz = g.group_size();
-        let par = inner_parallelism(n.div_ceil(gsz));
+        let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let dev = x.device();
         // dy of a group as one [cout, m * l] matrix
         let dy_matrix = |dyg: &[f32], buf: &mut Vec<f32>| -> usize {
