@@ -9,7 +9,8 @@ use crate::{MetricError, Result, check_finite};
 #[serde(rename_all = "kebab-case")]
 pub enum EceConvention {
     /// torchmetrics (`binary/multiclass_calibration_error`, usually 15 bins): `[lo, hi)`, and
-    /// a confidence of exactly 1 goes to the last bin.
+    /// a confidence of exactly 1 goes to an extra bin `[1, 1]` of its own (so the table has
+    /// `n_bins + 1` rows).
     #[default]
     Torchmetrics,
     /// The SADA-JEM reference (`Task/calibration.py`, 20 bins): `(lo, hi]`, so a confidence
@@ -81,37 +82,24 @@ pub fn calibration(
             "confidences[{i}] = {c} is not in [0, 1]"
         )));
     }
-    let edge = |b: usize| b as f64 / n_bins as f64;
-    let mut count = vec![0usize; n_bins];
-    let mut conf_sum = vec![0.0f64; n_bins];
-    let mut hit_sum = vec![0usize; n_bins];
+    let edges = torch_linspace_edges(n_bins);
+    // torchmetrics keeps a confidence of exactly 1 in an extra bin [1, 1]
+    let table_bins = match convention {
+        EceConvention::Torchmetrics => n_bins + 1,
+        EceConvention::Reference => n_bins,
+    };
+    let mut count = vec![0usize; table_bins];
+    let mut conf_sum = vec![0.0f64; table_bins];
+    let mut hit_sum = vec![0usize; table_bins];
     for (&c, &h) in confidences.iter().zip(hits) {
+        // both tools compare float32 confidences with float32 edges
+        let c32 = c as f32;
         let bin = match convention {
-            EceConvention::Torchmetrics => {
-                // the b with edge(b) <= c < edge(b + 1); c = 1 in the last bin
-                let mut b = ((c * n_bins as f64).floor() as usize).min(n_bins - 1);
-                while b > 0 && c < edge(b) {
-                    b -= 1;
-                }
-                while b + 1 < n_bins && c >= edge(b + 1) {
-                    b += 1;
-                }
-                Some(b)
-            }
+            // torch.bucketize(c, edges, right=True) - 1: the last edge <= c
+            EceConvention::Torchmetrics => Some(edges.partition_point(|&e| e <= c32) - 1),
+            // (lo, hi]: the first upper edge >= c; c = 0 is in no bin
             EceConvention::Reference => {
-                if c <= 0.0 {
-                    None
-                } else {
-                    // the b with edge(b) < c <= edge(b + 1)
-                    let mut b = ((c * n_bins as f64).ceil() as usize).clamp(1, n_bins) - 1;
-                    while b > 0 && c <= edge(b) {
-                        b -= 1;
-                    }
-                    while b + 1 < n_bins && c > edge(b + 1) {
-                        b += 1;
-                    }
-                    Some(b)
-                }
+                (c32 > 0.0).then(|| edges[1..].partition_point(|&e| e < c32))
             }
         };
         if let Some(b) = bin {
@@ -122,7 +110,7 @@ pub fn calibration(
     }
     let n = confidences.len() as f64;
     let (mut ece, mut mce, mut sq) = (0.0f64, 0.0f64, 0.0f64);
-    let bins = (0..n_bins)
+    let bins = (0..table_bins)
         .map(|b| {
             let (confidence, accuracy) = if count[b] > 0 {
                 let k = count[b] as f64;
@@ -137,8 +125,8 @@ pub fn calibration(
                 mce = mce.max(gap);
             }
             CalibrationBin {
-                lo: edge(b),
-                hi: edge(b + 1),
+                lo: f64::from(edges[b]),
+                hi: f64::from(edges[(b + 1).min(n_bins)]),
                 count: count[b],
                 confidence,
                 accuracy,
@@ -153,6 +141,24 @@ pub fn calibration(
     })
 }
 
+/// The `n_bins + 1` bin edges of `torch.linspace(0, 1, n_bins + 1)` in float32, bit for bit
+/// (torch computes `step * k` from the start for the first half and `1 - step * (n_bins - k)`
+/// from the end for the second, each with one rounding), so that confidences on an edge go to
+/// the same bin as in torchmetrics and the reference.
+pub fn torch_linspace_edges(n_bins: usize) -> Vec<f32> {
+    let steps = n_bins + 1;
+    let step = 1.0f32 / n_bins as f32;
+    (0..steps)
+        .map(|k| {
+            if k < steps / 2 {
+                (f64::from(step) * k as f64) as f32
+            } else {
+                (1.0 - f64::from(step) * (steps - k - 1) as f64) as f32
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,8 +169,8 @@ mod tests {
         let hits = [true, false, true, true];
         let t = calibration(&conf, &hits, 4, EceConvention::Torchmetrics).unwrap();
         let counts: Vec<usize> = t.bins.iter().map(|b| b.count).collect();
-        // [0,.25): 0.0   [.25,.5): 0.25   [.5,.75): 0.5   [.75,1]: 1.0
-        assert_eq!(counts, vec![1, 1, 1, 1]);
+        // [0,.25): 0.0   [.25,.5): 0.25   [.5,.75): 0.5   [.75,1): none   [1,1]: 1.0
+        assert_eq!(counts, vec![1, 1, 1, 0, 1]);
         // gaps: |1-0| + |1-.25| + |0-.5| + |1-1| over 4
         assert!((t.ece - (1.0 + 0.75 + 0.5) / 4.0).abs() < 1e-12);
         assert!((t.mce - 1.0).abs() < 1e-12);
@@ -173,6 +179,20 @@ mod tests {
         // (0,.25]: 0.25   (.25,.5]: 0.5   (.75,1]: 1.0; 0.0 in no bin
         assert_eq!(counts, vec![1, 1, 0, 1]);
         assert!((r.ece - (0.75 + 0.5) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn edges_are_torch_linspace_float32() {
+        // torch.linspace(0, 1, 16)[3] is 0x3e4cccce, one ulp above float32(0.2) = 0x3e4ccccd
+        let e = torch_linspace_edges(15);
+        assert_eq!(e.len(), 16);
+        assert_eq!(e[3].to_bits(), 0x3e4c_ccce);
+        assert_eq!(e[9].to_bits(), 0x3f19_9999);
+        assert_eq!((e[0], e[15]), (0.0, 1.0));
+        // so a confidence of float32(0.2) is below that edge: bin 2 in [lo, hi)
+        let c = calibration(&[f64::from(0.2f32)], &[true], 15, EceConvention::Torchmetrics)
+            .unwrap();
+        assert_eq!(c.bins[2].count, 1);
     }
 
     #[test]

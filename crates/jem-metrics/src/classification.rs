@@ -50,6 +50,36 @@ pub fn accuracy(scores: &[f64], classes: usize, labels: &[u32]) -> Result<f64> {
     Ok(hits.iter().filter(|&&h| h).count() as f64 / hits.len() as f64)
 }
 
+/// Fraction of rows whose label is among the `k` top-scoring classes. A tie is broken towards
+/// the lower class index (as [`accuracy`], which this equals for `k = 1`).
+pub fn top_k_accuracy(scores: &[f64], classes: usize, labels: &[u32], k: usize) -> Result<f64> {
+    if labels.is_empty() {
+        return Err(MetricError::Invalid("labels: no samples".into()));
+    }
+    if k == 0 || k > classes {
+        return Err(MetricError::Invalid(format!(
+            "k: {k} is not in 1..={classes}"
+        )));
+    }
+    // checks the shapes, values and labels
+    confidences_and_hits(scores, classes, labels)?;
+    let hits = scores
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, y)| {
+            let y = **y as usize;
+            let sy = row[y];
+            let rank = row
+                .iter()
+                .enumerate()
+                .filter(|&(j, &s)| s > sy || (s == sy && j < y))
+                .count();
+            rank < k
+        })
+        .count();
+    Ok(hits as f64 / labels.len() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +91,21 @@ mod tests {
         assert_eq!(conf, vec![0.9, 0.5, 0.7]);
         assert_eq!(hits, vec![true, false, false]);
         assert!((accuracy(&scores, 2, &[1, 1, 1]).unwrap() - 1.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn top_k_counts_labels_among_the_best_k() {
+        let scores = [0.1, 0.6, 0.3, 0.5, 0.2, 0.3, 0.2, 0.2, 0.6];
+        // row 0: label 2 is 2nd; row 1: label 2 is 2nd; row 2: label 1 ties class 0, ranked 3rd
+        let labels = [2, 2, 1];
+        assert_eq!(top_k_accuracy(&scores, 3, &labels, 1).unwrap(), 0.0);
+        assert!((top_k_accuracy(&scores, 3, &labels, 2).unwrap() - 2.0 / 3.0).abs() < 1e-15);
+        assert_eq!(top_k_accuracy(&scores, 3, &labels, 3).unwrap(), 1.0);
+        assert!(top_k_accuracy(&scores, 3, &labels, 4).is_err());
+        assert_eq!(
+            top_k_accuracy(&scores, 3, &[1, 0, 2], 1).unwrap(),
+            accuracy(&scores, 3, &[1, 0, 2]).unwrap()
+        );
     }
 
     #[test]

@@ -18,11 +18,19 @@
 
 pub mod calibration;
 pub mod classification;
+pub mod fid;
+#[cfg(feature = "inception")]
+pub mod inception;
+pub mod inception_score;
+pub mod npy;
 pub mod ood;
+pub mod stats_io;
 
 pub use calibration::{Calibration, CalibrationBin, EceConvention, calibration};
-pub use classification::{accuracy, confidences_and_hits};
-pub use ood::auroc;
+pub use classification::{accuracy, confidences_and_hits, top_k_accuracy};
+pub use fid::{FidOptions, FidReport, GaussianStats, frechet_distance};
+pub use inception_score::{InceptionScore, inception_score, inception_score_from_logits};
+pub use ood::{OodReport, RocCurve, auroc, ood_report};
 
 /// Errors of the metric functions: the message names the offending input.
 #[derive(Debug, thiserror::Error)]
