@@ -1,12 +1,13 @@
 //! `jem data ...`: fetch and inspect data sets.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Arg, ArgMatches, Command};
 use jem_data::celeba::CelebaResize;
 use jem_data::cifar::Cifar100Labels;
-use jem_data::download::FetchOptions;
+use jem_data::download::{Checksum, FetchOptions, RemoteFile, fetch_file};
 use jem_data::info::dataset_info;
 
 use crate::args::{data_dir, flag, is_set, opt, parsed, path, string};
@@ -50,7 +51,10 @@ pub fn command() -> Command {
                      folder. An interrupted download resumes; files already present are verified instead \
                      of downloaded again, so files placed there by hand are checked and unpacked.",
                 )
-                .arg(dataset().help("mnist, fashion-mnist, cifar10, cifar100, svhn or celeba"))
+                .arg(dataset().help(
+                    "mnist, fashion-mnist, cifar10, cifar100, svhn or celeba; or inception \
+                     (pytorch-fid's FID Inception-v3 weights, into <data folder>/inception/)",
+                ))
                 .arg(data_dir())
                 .arg(opt("mirror", "URL", "Download from this base URL instead (files are looked up by their official name)"))
                 .arg(flag("keep-archives", "Keep downloaded archives after unpacking them"))
@@ -104,13 +108,23 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     let folder = || resolve_data_dir(path(m, "data-dir").as_deref());
     match sub {
         "fetch" => {
-            let name = dataset()?;
             let data_dir = folder();
             let (mirror, keep_archives, quiet) = (
                 string(m, "mirror"),
                 is_set(m, "keep-archives"),
                 is_set(m, "quiet"),
             );
+            let opts = FetchOptions {
+                mirror: mirror.clone(),
+                progress: !quiet,
+                ..FetchOptions::default()
+            };
+            if string(m, "dataset").as_deref() == Some("inception") {
+                let file = fetch_inception(&data_dir, &opts)?;
+                println!("inception weights are ready in {}", file.display());
+                return Ok(());
+            }
+            let name = dataset()?;
             if name.is_embedded() {
                 println!("{name} is embedded in jem: nothing to download");
                 return Ok(());
@@ -226,4 +240,18 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         }
         other => unreachable!("unknown subcommand {other}"),
     }
+}
+
+/// Downloads pytorch-fid's Inception-v3 weights (checked against their SHA-256) into
+/// `<data folder>/inception/`.
+pub fn fetch_inception(data_dir: &Path, opts: &FetchOptions) -> Result<PathBuf> {
+    use jem_metrics::inception::{FID_WEIGHTS_FILE, FID_WEIGHTS_SHA256, FID_WEIGHTS_URL};
+    let file = RemoteFile {
+        urls: vec![FID_WEIGHTS_URL.to_string()],
+        file_name: FID_WEIGHTS_FILE.to_string(),
+        checksum: Checksum::Sha256(FID_WEIGHTS_SHA256.to_string()),
+    };
+    let dir = data_dir.join("inception");
+    fetch_file(&file, &dir, opts)
+        .with_context(|| format!("fetching the Inception weights into {}", dir.display()))
 }

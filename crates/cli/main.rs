@@ -6,6 +6,8 @@
 
 mod args;
 mod data;
+mod metric;
+mod metric_images;
 mod model;
 mod train;
 
@@ -20,6 +22,7 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(data::command())
+        .subcommand(metric::command())
         .subcommand(model::command())
         .subcommand(train::command())
 }
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("data", m)) => data::run(m),
+        Some(("metric", m)) => metric::run(m),
         Some(("model", m)) => model::run(m),
         Some(("train", m)) => train::run(m),
         _ => unreachable!("clap requires a subcommand"),

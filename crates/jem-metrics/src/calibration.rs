@@ -190,8 +190,13 @@ mod tests {
         assert_eq!(e[9].to_bits(), 0x3f19_9999);
         assert_eq!((e[0], e[15]), (0.0, 1.0));
         // so a confidence of float32(0.2) is below that edge: bin 2 in [lo, hi)
-        let c = calibration(&[f64::from(0.2f32)], &[true], 15, EceConvention::Torchmetrics)
-            .unwrap();
+        let c = calibration(
+            &[f64::from(0.2f32)],
+            &[true],
+            15,
+            EceConvention::Torchmetrics,
+        )
+        .unwrap();
         assert_eq!(c.bins[2].count, 1);
     }
 

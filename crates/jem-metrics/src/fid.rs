@@ -4,14 +4,18 @@
 //! `FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))`.
 //!
 //! pytorch-fid takes the trace term from `scipy.linalg.sqrtm(S1 @ S2)`, a Schur decomposition
-//! of a non-symmetric matrix. Here it comes from two symmetric eigendecompositions (faer),
-//! which is both faster and exact for singular covariances: with `S1 = U diag(s) U^T`, the
-//! eigenvalues of `S1 S2` are those of the symmetric positive semi-definite matrix
-//! `diag(sqrt s) U^T S2 U diag(sqrt s)`, and the trace of the square root is the sum of their
-//! square roots.
+//! of a non-symmetric matrix. Here it comes from the eigenvalues of a symmetric positive
+//! semi-definite matrix similar to `S1 S2` (faer), which is faster and exact also for
+//! singular covariances: the trace of the square root is the sum of their square roots.
+//! - `S1` positive definite: `S1 = L L^T` (Cholesky) and the matrix is `L^T S2 L`;
+//! - otherwise: `S1 = U diag(s) U^T` and the matrix is `diag(sqrt s) U^T S2 U diag(sqrt s)`.
+//!
+//! Eigenvalues within float64 rounding of zero (`d * eps * max |lambda|`) count as zero.
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par, Side};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{MetricError, Result, check_finite};
@@ -21,7 +25,7 @@ use crate::{MetricError, Result, check_finite};
 pub struct GaussianStats {
     /// Mean, `d` values.
     pub mu: Vec<f64>,
-    /// Covariance, `d x d`, row-major.
+    /// Covariance, `d x d`, symmetric (one triangle is read).
     pub sigma: Vec<f64>,
     /// Number of samples the statistics come from (0 when unknown, e.g. loaded stats).
     pub n: usize,
@@ -60,30 +64,54 @@ impl GaussianStats {
                 "{name}: a covariance needs at least 2 samples, got {n}"
             )));
         }
-        check_finite(name, features)?;
-        let x = MatRef::from_row_major_slice(features, n, d);
         let mut mu = vec![0.0f64; d];
         for row in features.chunks_exact(d) {
             for (m, v) in mu.iter_mut().zip(row) {
                 *m += v;
             }
         }
+        // a NaN or an infinity anywhere makes its column's sum non-finite
+        if mu.iter().any(|m| !m.is_finite()) {
+            check_finite(name, features)?;
+            return Err(MetricError::Invalid(format!(
+                "{name}: values too large, their column sums overflow float64"
+            )));
+        }
         mu.iter_mut().for_each(|m| *m /= n as f64);
-        let centered = Mat::from_fn(n, d, |i, j| x[(i, j)] - mu[j]);
+        // the lower half of X^T X / (n - 1) for the centred samples X, accumulated over
+        // chunks of rows; each chunk is centred into a reused column-major buffer (each
+        // feature's values contiguous: the layout faer's rank-k update is fastest on)
         let mut cov = Mat::<f64>::zeros(d, d);
-        matmul(
-            cov.as_mut(),
-            Accum::Replace,
-            centered.transpose(),
-            centered.as_ref(),
-            1.0 / (n as f64 - 1.0),
-            Par::rayon(0),
-        );
+        let mut buf = vec![0.0f64; CHUNK_ROWS.min(n) * d];
+        for (c, rows) in features.chunks(CHUNK_ROWS * d).enumerate() {
+            let k = rows.len() / d;
+            let chunk = &mut buf[..k * d];
+            center_column_major(rows, &mu, k, d, chunk);
+            let x = MatRef::from_column_major_slice(chunk, k, d);
+            triangular::matmul(
+                cov.as_mut(),
+                BlockStructure::TriangularLower,
+                if c == 0 { Accum::Replace } else { Accum::Add },
+                x.transpose(),
+                BlockStructure::Rectangular,
+                x,
+                BlockStructure::Rectangular,
+                1.0 / (n as f64 - 1.0),
+                Par::rayon(0),
+            );
+        }
+        // exactly symmetric, as np.cov's result; in 32 x 32 tiles to stay in cache
+        const TILE: usize = 32;
         let mut sigma = vec![0.0; d * d];
-        for i in 0..d {
-            for j in 0..d {
-                // exactly symmetric, as np.cov's result
-                sigma[i * d + j] = if i <= j { cov[(i, j)] } else { cov[(j, i)] };
+        for bj in (0..d).step_by(TILE) {
+            for bi in (bj..d).step_by(TILE) {
+                for j in bj..(bj + TILE).min(d) {
+                    let col = cov.col(j);
+                    for i in bi.max(j)..(bi + TILE).min(d) {
+                        sigma[j * d + i] = col[i];
+                        sigma[i * d + j] = col[i];
+                    }
+                }
             }
         }
         Ok(Self { mu, sigma, n })
@@ -102,6 +130,29 @@ impl GaussianStats {
         check_finite(&format!("{name} mu"), &self.mu)?;
         check_finite(&format!("{name} sigma"), &self.sigma)
     }
+}
+
+/// Rows per chunk of the covariance accumulation (a 2048-wide chunk is 32 MiB).
+const CHUNK_ROWS: usize = 2048;
+
+/// `rows` (row-major `k x d`) minus `mu`, written column-major into `out` (`k x d`), in
+/// cache-sized tiles, features split over the rayon threads.
+fn center_column_major(rows: &[f64], mu: &[f64], k: usize, d: usize, out: &mut [f64]) {
+    const TILE: usize = 32;
+    out.par_chunks_mut(TILE * k)
+        .enumerate()
+        .for_each(|(t, block)| {
+            let j0 = t * TILE;
+            let width = block.len() / k;
+            for i0 in (0..k).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(k) {
+                    let row = &rows[i * d + j0..i * d + j0 + width];
+                    for (dj, (v, m)) in row.iter().zip(&mu[j0..j0 + width]).enumerate() {
+                        block[dj * k + i] = v - m;
+                    }
+                }
+            }
+        });
 }
 
 /// How to compute the Fréchet distance.
@@ -240,13 +291,64 @@ pub fn fid_from_features(
 /// `tr((S1 S2)^(1/2))` with `offset` on both diagonals, and the largest magnitude of an
 /// imaginary eigenvalue of the square root (from numerically negative eigenvalues).
 fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize, offset: f64) -> Result<(f64, f64)> {
+    // sigma is symmetric: reading it as column-major keeps the reads contiguous
     let with_offset = |s: &[f64]| {
         Mat::from_fn(d, d, |i, j| {
-            s[i * d + j] + if i == j { offset } else { 0.0 }
+            s[j * d + i] + if i == j { offset } else { 0.0 }
         })
     };
     let m1 = with_offset(s1);
     let m2 = with_offset(s2);
+    let eig = match m1.llt(Side::Lower) {
+        // S1 = L L^T: the eigenvalues of S1 S2 are those of L^T S2 L
+        Ok(llt) => {
+            let l = llt.L();
+            let mut t = Mat::<f64>::zeros(d, d);
+            triangular::matmul(
+                t.as_mut(),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                m2.as_ref(),
+                BlockStructure::Rectangular,
+                l,
+                BlockStructure::TriangularLower,
+                1.0,
+                Par::rayon(0),
+            );
+            let mut c = Mat::<f64>::zeros(d, d);
+            triangular::matmul(
+                c.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                l.transpose(),
+                BlockStructure::TriangularUpper,
+                t.as_ref(),
+                BlockStructure::Rectangular,
+                1.0,
+                Par::rayon(0),
+            );
+            c.self_adjoint_eigenvalues(Side::Lower)
+        }
+        // S1 singular: S1 = U diag(s) U^T, and the eigenvalues of S1 S2 are those of
+        // diag(sqrt s) U^T S2 U diag(sqrt s)
+        Err(_) => eigen_route(&m1, &m2, d)?.self_adjoint_eigenvalues(Side::Lower),
+    }
+    .map_err(|e| MetricError::Invalid(format!("eigenvalues of the product failed: {e:?}")))?;
+    let tol = noise_level(&eig, d);
+    let mut tr = 0.0;
+    let mut imag: f64 = 0.0;
+    for l in eig {
+        if l > tol {
+            tr += l.sqrt();
+        } else if l < -tol {
+            imag = imag.max((-l).sqrt());
+        }
+    }
+    Ok((tr, imag))
+}
+
+/// `diag(sqrt s) U^T S2 U diag(sqrt s)` for `S1 = U diag(s) U^T`.
+fn eigen_route(m1: &Mat<f64>, m2: &Mat<f64>, d: usize) -> Result<Mat<f64>> {
     let evd = m1
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| MetricError::Invalid(format!("eigendecomposition of S1 failed: {e:?}")))?;
@@ -259,7 +361,6 @@ fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize, offset: f64) -> Result<(
         .iter()
         .map(|&s| if s > tol_s { s.sqrt() } else { 0.0 })
         .collect();
-    // B = U^T S2 U, then C = diag(root) B diag(root)
     let mut t = Mat::<f64>::zeros(d, d);
     matmul(
         t.as_mut(),
@@ -270,26 +371,18 @@ fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize, offset: f64) -> Result<(
         Par::rayon(0),
     );
     let mut c = Mat::<f64>::zeros(d, d);
-    matmul(c.as_mut(), Accum::Replace, t.as_ref(), u, 1.0, Par::rayon(0));
-    drop(t);
+    matmul(
+        c.as_mut(),
+        Accum::Replace,
+        t.as_ref(),
+        u,
+        1.0,
+        Par::rayon(0),
+    );
     // symmetrise while scaling: only the lower half is read by the eigensolver
-    let c = Mat::from_fn(d, d, |i, j| {
+    Ok(Mat::from_fn(d, d, |i, j| {
         0.5 * (c[(i, j)] + c[(j, i)]) * root[i] * root[j]
-    });
-    let eig = c
-        .self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|e| MetricError::Invalid(format!("eigenvalues of the product failed: {e:?}")))?;
-    let tol = noise_level(&eig, d);
-    let mut tr = 0.0;
-    let mut imag: f64 = 0.0;
-    for l in eig {
-        if l > tol {
-            tr += l.sqrt();
-        } else if l < -tol {
-            imag = imag.max((-l).sqrt());
-        }
-    }
-    Ok((tr, imag))
+    }))
 }
 
 /// The size below which an eigenvalue of a symmetric `d x d` matrix with eigenvalues
@@ -338,15 +431,42 @@ mod tests {
     #[test]
     fn singular_covariances_stay_exact() {
         // rank-1 covariances along the same axis: FID = (sqrt 4 - sqrt 1)^2
-        let g1 = stats(vec![0.0; 3], vec![4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        let g2 = stats(vec![0.0; 3], vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let g1 = stats(
+            vec![0.0; 3],
+            vec![4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        );
+        let g2 = stats(
+            vec![0.0; 3],
+            vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        );
         let r = frechet_distance(&g1, &g2).unwrap();
         assert!((r.fid - 1.0).abs() < 1e-12, "{r:?}");
         assert!(!r.offset_applied);
         // orthogonal rank-1 covariances: the product is 0
-        let g3 = stats(vec![0.0; 3], vec![0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        let g3 = stats(
+            vec![0.0; 3],
+            vec![0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        );
         let r = frechet_distance(&g1, &g3).unwrap();
         assert!((r.fid - 5.0).abs() < 1e-12, "{r:?}");
+    }
+
+    #[test]
+    fn cholesky_and_eigen_routes_agree() {
+        let d = 6;
+        let f = |seed: f64| {
+            let x: Vec<f64> = (0..40 * d).map(|i| (i as f64 * seed).sin()).collect();
+            GaussianStats::from_features(&x, 40, d).unwrap().sigma
+        };
+        let (s1, s2) = (f(0.731), f(1.377));
+        let (tr, _) = trace_sqrt_product(&s1, &s2, d, 0.0).unwrap();
+        let m = |s: &[f64]| Mat::from_fn(d, d, |i, j| s[i * d + j]);
+        let eig = eigen_route(&m(&s1), &m(&s2), d)
+            .unwrap()
+            .self_adjoint_eigenvalues(Side::Lower)
+            .unwrap();
+        let tr2: f64 = eig.iter().map(|l| l.max(0.0).sqrt()).sum();
+        assert!((tr - tr2).abs() < 1e-12 * tr, "{tr} vs {tr2}");
     }
 
     #[test]

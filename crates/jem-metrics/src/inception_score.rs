@@ -44,8 +44,8 @@ pub fn inception_score(probs: &[f64], classes: usize, splits: usize) -> Result<I
         let s: f64 = row.iter().sum();
         if (s - 1.0).abs() > 1e-3 {
             return Err(MetricError::Invalid(format!(
-                "probabilities: row {r} sums to {s}, not 1 (pass logits to \
-                 inception_score_from_logits)"
+                "probabilities: row {r} sums to {s}, not 1 (for logits use \
+                 inception_score_from_logits, `jem metric is --logits`)"
             )));
         }
     }
@@ -75,7 +75,7 @@ pub fn inception_score_from_logits(
 }
 
 fn rows(len: usize, classes: usize, name: &str) -> Result<usize> {
-    if classes == 0 || len % classes != 0 {
+    if classes == 0 || !len.is_multiple_of(classes) {
         return Err(MetricError::Invalid(format!(
             "{name}: {len} values do not make rows of {classes} classes"
         )));
@@ -107,7 +107,10 @@ fn score(
         }
         let log_marginal: Vec<f64> = marginal.iter().map(|m| (m / k).ln()).collect();
         let mut kl_sum = 0.0;
-        for (row, lrow) in part.chunks_exact(classes).zip(part_logs.chunks_exact(classes)) {
+        for (row, lrow) in part
+            .chunks_exact(classes)
+            .zip(part_logs.chunks_exact(classes))
+        {
             for ((p, lp), lm) in row.iter().zip(lrow).zip(&log_marginal) {
                 if *p > 0.0 {
                     kl_sum += p * (lp - lm);
@@ -134,7 +137,7 @@ mod tests {
         let p = vec![0.25; 4 * 6];
         let is = inception_score(&p, 4, 2).unwrap();
         assert!((is.mean - 1.0).abs() < 1e-12 && is.std.abs() < 1e-12);
-        let is = inception_score_from_logits(&vec![3.0; 24], 4, 3).unwrap();
+        let is = inception_score_from_logits(&[3.0; 24], 4, 3).unwrap();
         assert!((is.mean - 1.0).abs() < 1e-12);
     }
 

@@ -1,11 +1,17 @@
-//! Metrics of hybrid generative classifiers, on plain `f64` slices (no model needed).
+//! Metrics of generative classifiers, standalone: the math on plain `f64` slices, and
+//! pytorch-fid's FID Inception-v3 in candle behind the default feature `inception`.
 //!
-//! - [`calibration`]: expected calibration error in the torchmetrics convention
-//!   (`[lo, hi)` bins, a confidence of exactly 1 counted in the last bin) or the SADA-JEM
-//!   reference's (`(lo, hi]` bins), with the per-bin table of a reliability diagram;
-//! - [`ood`]: AUROC with the in-distribution set as the positive class, tied scores counted
-//!   half, as scikit-learn's `roc_auc_score`;
-//! - [`accuracy`](classification::accuracy) from class probabilities or logits.
+//! - [`fid`]: Fréchet distance between feature statistics, equal to pytorch-fid's (exact
+//!   also for singular covariances), with [`stats_io`] to save and load statistics;
+//! - [`mod@inception_score`]: the Inception Score in the TF / torch-fidelity convention;
+//! - [`mod@calibration`]: expected, maximum and RMS calibration error in the torchmetrics
+//!   convention (`[lo, hi)` bins, a confidence of exactly 1 in a bin of its own) or the
+//!   SADA-JEM reference's (`(lo, hi]` bins), with the per-bin table of a reliability diagram;
+//! - [`ood`]: AUROC (in-distribution positive, ties half, as scikit-learn's
+//!   `roc_auc_score`), the ROC curve, AUPR and the FPR at 95 % TPR;
+//! - [`classification::accuracy`] and [`top_k_accuracy`];
+//! - [`npy`]: NumPy `.npy` arrays in and out;
+//! - `inception` (feature `inception`): the FID / IS network.
 //!
 //! ```
 //! use jem_metrics::ood::auroc;
@@ -15,6 +21,10 @@
 //! assert_eq!(auroc(&[1.0, 1.0], &[1.0])?, 0.5);
 //! # Ok::<(), jem_metrics::MetricError>(())
 //! ```
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub mod calibration;
 pub mod classification;

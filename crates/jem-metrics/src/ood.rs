@@ -102,9 +102,7 @@ pub fn average_precision(scores_in: &[f64], scores_out: &[f64]) -> Result<f64> {
 /// (`fpr[searchsorted(tpr_curve, tpr)]` on scikit-learn's `roc_curve`).
 pub fn fpr_at_tpr(scores_in: &[f64], scores_out: &[f64], tpr: f64) -> Result<f64> {
     if !(tpr > 0.0 && tpr <= 1.0) {
-        return Err(MetricError::Invalid(format!(
-            "tpr: {tpr} is not in (0, 1]"
-        )));
+        return Err(MetricError::Invalid(format!("tpr: {tpr} is not in (0, 1]")));
     }
     let curve = roc_curve(scores_in, scores_out)?;
     let k = curve.tpr.partition_point(|&t| t < tpr);

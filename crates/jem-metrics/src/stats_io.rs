@@ -160,7 +160,8 @@ mod tests {
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
         z.start_file("mu.npy", opts).unwrap();
-        z.write_all(&npy_bytes(&[2], &[1.0f64, -2.0]).unwrap()).unwrap();
+        z.write_all(&npy_bytes(&[2], &[1.0f64, -2.0]).unwrap())
+            .unwrap();
         z.start_file("sigma.npy", opts).unwrap();
         z.write_all(&npy_bytes(&[2, 2], &[2.0f32, 0.5, 0.5, 1.0]).unwrap())
             .unwrap();

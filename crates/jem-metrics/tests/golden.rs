@@ -60,7 +60,12 @@ fn fid_equals_the_50_digit_value_and_pytorch_fid() {
         } else {
             1e-7
         };
-        close(r.fid, num(&case["pytorch_fid"]), tol, &format!("{name} pytorch-fid"));
+        close(
+            r.fid,
+            num(&case["pytorch_fid"]),
+            tol,
+            &format!("{name} pytorch-fid"),
+        );
     }
 }
 
@@ -108,7 +113,12 @@ fn ece_matches_torchmetrics_and_the_reference_with_edge_confidences() {
     // moves the ECE by far more than 1e-5 (so the tests above do check the binning)
     let shifted: Vec<f64> = conf.iter().map(|c| c - 1e-7).collect();
     let moved = calibration(&shifted, &hits, 15, EceConvention::Torchmetrics).unwrap();
-    assert!((moved.ece - tm.ece).abs() > 1e-4, "{} vs {}", moved.ece, tm.ece);
+    assert!(
+        (moved.ece - tm.ece).abs() > 1e-4,
+        "{} vs {}",
+        moved.ece,
+        tm.ece
+    );
     close(
         accuracy(&p.to_f64(), classes, &labels).unwrap(),
         num(&e["accuracy"]),

@@ -1,0 +1,313 @@
+//! The image side of `jem metric`: images (folders, `.npy`, data sets) through pytorch-fid's
+//! Inception-v3, and FID statistics of data sets cached once per data set and split.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use clap::{ArgMatches, Command};
+use jem_data::datasets::{DatasetName, LoadOptions, resolve_cache_dir, resolve_data_dir};
+use jem_data::download::{Checksum, file_digest};
+use jem_metrics::fid::GaussianStats;
+use jem_metrics::inception::{FID_WEIGHTS_FILE, FidInception, InceptionFeatures, NUM_LOGITS};
+use jem_metrics::npy::{NpyData, read_npy};
+use jem_metrics::stats_io::{load_stats, save_stats};
+use serde_json::json;
+
+use crate::args::{data_dir, flag, opt, parsed, path, string};
+use crate::train::parse_device;
+
+/// The options of commands that run the Inception network.
+pub fn network_args(cmd: Command) -> Command {
+    cmd.arg(opt(
+        "weights",
+        "FILE",
+        "pytorch-fid's Inception weights (.pth or .safetensors; default: \
+         <data folder>/inception/pt_inception-2015-12-05-6726825d.pth, from \
+         `jem data fetch inception`)",
+    ))
+    .arg(data_dir())
+    .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
+    .arg(opt("batch-size", "N", "Images per forward pass").default_value("50"))
+    .arg(
+        opt(
+            "pixel-range",
+            "RANGE",
+            "Pixel values of image .npy files: auto (uint8 -> 0..255, floats -> 0..1), \
+             unit (0..1), symmetric (-1..1, as model samples) or byte (0..255)",
+        )
+        .value_parser(["auto", "unit", "symmetric", "byte"])
+        .default_value("auto"),
+    )
+    .arg(flag("quiet", "No progress output").short('q'))
+}
+
+/// `jem metric stats`.
+pub fn stats_command() -> Command {
+    network_args(
+        Command::new("stats")
+            .about(
+                "FID statistics (mean and covariance of the Inception pool features) of images \
+                 or of a data set; a data set's statistics are computed once and cached under \
+                 <cache folder>/fid-stats/. Prints one JSON object with the file's path.",
+            )
+            .arg(opt(
+                "images",
+                "DIR_OR_NPY",
+                "Images (a folder of PNG/JPEG, or .npy)",
+            ))
+            .arg(opt("dataset", "NAME", "A data set (see `jem data list`)"))
+            .arg(
+                opt(
+                    "split",
+                    "SPLITS",
+                    "Split(s) of --dataset, comma-separated (the reference uses train,test)",
+                )
+                .default_value("train"),
+            )
+            .arg(opt(
+                "out",
+                "FILE",
+                "Where to write the statistics (.safetensors)",
+            ))
+            .arg(opt(
+                "cache-dir",
+                "DIR",
+                "Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder)",
+            )),
+    )
+}
+
+/// The Inception weight file, which must exist.
+fn weights_path(m: &ArgMatches) -> Result<PathBuf> {
+    let weights = match path(m, "weights") {
+        Some(p) => p,
+        None => resolve_data_dir(path(m, "data-dir").as_deref())
+            .join("inception")
+            .join(FID_WEIGHTS_FILE),
+    };
+    if !weights.exists() {
+        bail!(
+            "Inception weights {} not found: run `jem data fetch inception` (or pass --weights)",
+            weights.display()
+        );
+    }
+    Ok(weights)
+}
+
+fn network(m: &ArgMatches) -> Result<FidInception> {
+    let weights = weights_path(m)?;
+    let device = parse_device(&string(m, "device").unwrap_or_else(|| "cpu".into()))?;
+    FidInception::load(&weights, &device)
+        .with_context(|| format!("loading the Inception weights {}", weights.display()))
+}
+
+fn features(m: &ArgMatches, images: &Tensor) -> Result<InceptionFeatures> {
+    let net = network(m)?;
+    let images = images.to_device(net.device())?;
+    let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(50);
+    Ok(net.extract(&images, batch, !m.get_flag("quiet"))?)
+}
+
+/// Statistics of the pool features of the images in `file`.
+pub fn image_stats(m: &ArgMatches, file: &Path, what: &str) -> Result<GaussianStats> {
+    weights_path(m)?;
+    let images = load_images(file, &string(m, "pixel-range").unwrap_or_default())
+        .with_context(|| what.to_string())?;
+    let f = features(m, &images)?;
+    let d = f.pool.len() / f.count.max(1);
+    Ok(GaussianStats::from_features_named(
+        &format!("{what} {}", file.display()),
+        &f.pool,
+        f.count,
+        d,
+    )?)
+}
+
+/// Unbiased logits (TF's Inception Score convention) of the images in `file`.
+pub fn image_logits(m: &ArgMatches, file: &Path) -> Result<(Vec<f64>, usize, usize)> {
+    weights_path(m)?;
+    let images =
+        load_images(file, &string(m, "pixel-range").unwrap_or_default()).context("--images")?;
+    let f = features(m, &images)?;
+    Ok((f.logits_unbiased, f.count, NUM_LOGITS))
+}
+
+/// `jem metric stats`.
+pub fn stats(m: &ArgMatches) -> Result<serde_json::Value> {
+    match (path(m, "images"), string(m, "dataset")) {
+        (Some(images), None) => {
+            let out = path(m, "out").context("--images needs --out FILE")?;
+            let s = image_stats(m, &images, "--images")?;
+            let source = images.display().to_string();
+            save_stats(&out, &s, &[("source", &source)])?;
+            Ok(json!({ "stats": out, "n": s.n, "dim": s.dim(), "cached": false }))
+        }
+        (None, Some(name)) => {
+            let splits = string(m, "split").unwrap_or_else(|| "train".into());
+            let (file, n, cached) = dataset_stats(m, &name, &splits, path(m, "out"))?;
+            Ok(json!({ "stats": file, "n": n, "cached": cached }))
+        }
+        _ => bail!("give exactly one of --images and --dataset"),
+    }
+}
+
+/// The cached statistics of a data set's splits, computed when missing:
+/// `(file, samples, whether it was cached)`.
+pub fn dataset_stats(
+    m: &ArgMatches,
+    name: &str,
+    splits: &str,
+    out: Option<PathBuf>,
+) -> Result<(PathBuf, usize, bool)> {
+    let dataset: DatasetName = name.parse()?;
+    let weights_stem = path(m, "weights")
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| FID_WEIGHTS_FILE.trim_end_matches(".pth").to_string());
+    let cache = resolve_cache_dir(path(m, "cache-dir").as_deref()).join("fid-stats");
+    let file = match out {
+        Some(p) => p,
+        None => cache.join(format!(
+            "{dataset}-{}-{weights_stem}.safetensors",
+            splits.replace(',', "+")
+        )),
+    };
+    if file.exists() {
+        let s = load_stats(&file).with_context(|| {
+            format!(
+                "cached statistics {} (delete it to recompute)",
+                file.display()
+            )
+        })?;
+        return Ok((file, s.n, true));
+    }
+    let data_dir = resolve_data_dir(path(m, "data-dir").as_deref());
+    let mut set = None;
+    for split in splits.split(',').map(str::trim) {
+        let part = dataset
+            .load(split, &data_dir, &LoadOptions::default())
+            .with_context(|| format!("loading {dataset} {split} from {}", data_dir.display()))?;
+        match &mut set {
+            None => set = Some(part),
+            Some(s) => s.extend(&part)?,
+        }
+    }
+    let set = set.context("--split: no split given")?;
+    let [c, h, w] = set.shape;
+    let pixels: Vec<f32> = set.images.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let images = Tensor::from_vec(pixels, (set.len(), c, h, w), &Device::Cpu)?;
+    let f = features(m, &images)?;
+    let s = GaussianStats::from_features_named(
+        &format!("{dataset} {splits}"),
+        &f.pool,
+        f.count,
+        f.pool.len() / f.count.max(1),
+    )?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let weights_sha = match path(m, "weights") {
+        Some(p) => file_digest(&p, &Checksum::Sha256(String::new()))?,
+        None => jem_metrics::inception::FID_WEIGHTS_SHA256.to_string(),
+    };
+    let meta = [
+        ("dataset", dataset.as_str()),
+        ("splits", splits),
+        ("weights_sha256", weights_sha.as_str()),
+    ];
+    save_stats(&file, &s, &meta)?;
+    Ok((file, s.n, false))
+}
+
+/// Images as `[N, C, H, W]` f32 in `[0, 1]`: a folder of PNG / JPEG files (sorted by name,
+/// all of one size) or a `.npy` array `[N, H, W]`, `[N, H, W, C]` or `[N, C, H, W]`.
+pub fn load_images(file: &Path, range: &str) -> Result<Tensor> {
+    if file.is_dir() {
+        return load_folder(file);
+    }
+    let a = read_npy(file)?;
+    let (n, c, h, w, nhwc) = match a.shape[..] {
+        [n, h, w] => (n, 1, h, w, false),
+        [n, c, h, w] if c == 1 || c == 3 => (n, c, h, w, false),
+        [n, h, w, c] if c == 1 || c == 3 => (n, c, h, w, true),
+        _ => bail!(
+            "{}: images must be [N, H, W], [N, C, H, W] or [N, H, W, C] with 1 or 3 \
+             channels, got shape {:?}",
+            file.display(),
+            a.shape
+        ),
+    };
+    if n == 0 {
+        bail!("{}: no images", file.display());
+    }
+    let byte = matches!(a.data, NpyData::UInt(_) | NpyData::Int(_));
+    let (scale, offset) = match (range, byte) {
+        ("byte", _) | ("auto", true) => (1.0 / 255.0, 0.0),
+        ("symmetric", _) => (0.5, 0.5),
+        _ => (1.0, 0.0),
+    };
+    let v: Vec<f32> = a
+        .to_f64()
+        .iter()
+        .map(|&x| (x * scale + offset) as f32)
+        .collect();
+    if let Some(i) = v
+        .iter()
+        .position(|x| !(-1e-6..=1.0 + 1e-6).contains(x) || x.is_nan())
+    {
+        bail!(
+            "{}: value {} at flat index {i} is outside the pixel range (--pixel-range {range}); \
+             use --pixel-range symmetric for images in [-1, 1] or byte for 0..255",
+            file.display(),
+            a.to_f64()[i]
+        );
+    }
+    let t = if nhwc {
+        Tensor::from_vec(v, (n, h, w, c), &Device::Cpu)?.permute((0, 3, 1, 2))?
+    } else {
+        Tensor::from_vec(v, (n, c, h, w), &Device::Cpu)?
+    };
+    Ok(t.clamp(0f32, 1f32)?.contiguous()?)
+}
+
+fn load_folder(dir: &Path) -> Result<Tensor> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no PNG or JPEG images in the folder", dir.display());
+    }
+    let mut pixels = Vec::new();
+    let mut size = None;
+    for f in &files {
+        let img = image::open(f)
+            .with_context(|| format!("decoding {}", f.display()))?
+            .to_rgb8();
+        let dims = img.dimensions();
+        if *size.get_or_insert(dims) != dims {
+            bail!(
+                "{}: {}x{} pixels, but the first image has {}x{}: all images must have one size",
+                f.display(),
+                dims.0,
+                dims.1,
+                size.map_or(0, |s| s.0),
+                size.map_or(0, |s| s.1)
+            );
+        }
+        pixels.extend(img.into_raw().into_iter().map(|p| f32::from(p) / 255.0));
+    }
+    let (w, h) = size.unwrap_or((0, 0));
+    let t = Tensor::from_vec(
+        pixels,
+        (files.len(), h as usize, w as usize, 3),
+        &Device::Cpu,
+    )?;
+    Ok(t.permute((0, 3, 1, 2))?.contiguous()?)
+}
