@@ -349,3 +349,46 @@ fn class_stats_are_computed_once_then_cached() {
     );
     assert!(jem_data::ClassGaussians::load(&path).is_ok());
 }
+
+#[test]
+fn fetch_inception_weights_offline_explains_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mirror = format!("http://127.0.0.1:{port}");
+    let args = [
+        "data",
+        "fetch",
+        "inception",
+        "--quiet",
+        "--mirror",
+        &mirror,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = jem(&args, &[]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("pt_inception-2015-12-05-6726825d.pth")
+            && e.contains("6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"),
+        "{e}"
+    );
+    // a file placed by hand is verified before use
+    let weights = dir.path().join("inception");
+    std::fs::create_dir_all(&weights).unwrap();
+    std::fs::write(
+        weights.join("pt_inception-2015-12-05-6726825d.pth"),
+        b"not the weights",
+    )
+    .unwrap();
+    let out = jem(&args, &[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+}

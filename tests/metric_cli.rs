@@ -236,3 +236,88 @@ fn bad_inputs_are_named_errors_not_panics() {
         &["missing.npy", "jem data fetch inception"],
     );
 }
+
+/// The network path on stand-in weights (`inception::synthetic`): statistics of a PNG folder,
+/// FID against the same images as a `.npy` (0), the Inception Score of images, and a data
+/// set's statistics cached on the second call.
+#[test]
+fn images_through_the_inception_network() {
+    use candle_core::Tensor;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let weights = d.join("w.safetensors");
+    let tensors: std::collections::HashMap<String, Tensor> =
+        jem_metrics::inception::synthetic::formula_weights().unwrap();
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let w = weights.display().to_string();
+
+    let (n, size) = (4usize, 16usize);
+    let pngs = d.join("pngs");
+    std::fs::create_dir(&pngs).unwrap();
+    let mut bytes = Vec::new();
+    for b in 0..n {
+        let img = image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+            let v = |c: u32| ((x * (b as u32 + 1) * 13 + y * 7 * (c + 1) + c * 50) % 256) as u8;
+            image::Rgb([v(0), v(1), v(2)])
+        });
+        bytes.extend(img.as_raw().iter().map(|&p| i64::from(p)));
+        img.save(pngs.join(format!("{b:03}.png"))).unwrap();
+    }
+    let npy = d.join("images.npy");
+    write_npy(&npy, &[n, size, size, 3], &bytes).unwrap();
+    let (pngs, npy) = (pngs.display().to_string(), npy.display().to_string());
+
+    let stats = d.join("real.safetensors").display().to_string();
+    let s = json_of(&[
+        "metric",
+        "stats",
+        "--images",
+        &pngs,
+        "--out",
+        &stats,
+        "--weights",
+        &w,
+        "-q",
+    ]);
+    assert_eq!(s["n"], 4);
+    let f = json_of(&[
+        "metric",
+        "fid",
+        "--real-stats",
+        &stats,
+        "--fake-images",
+        &npy,
+        "--weights",
+        &w,
+        "-q",
+    ]);
+    assert_eq!(f["mean_term"].as_f64().unwrap(), 0.0, "{f}");
+    assert!(f["fid"].as_f64().unwrap().abs() < 1e-6, "{f}");
+    let is = json_of(&["metric", "is", "--images", &npy, "--weights", &w, "-q"]);
+    assert!(is["is_mean"].as_f64().unwrap() >= 1.0, "{is}");
+
+    let cache = d.join("cache").display().to_string();
+    let args = [
+        "metric",
+        "stats",
+        "--dataset",
+        "mnist-quick",
+        "--split",
+        "test",
+        "--max-images",
+        "3",
+        "--cache-dir",
+        &cache,
+        "--weights",
+        &w,
+        "-q",
+    ];
+    let first = json_of(&args);
+    assert_eq!(
+        (first["cached"].as_bool(), first["n"].as_u64()),
+        (Some(false), Some(3))
+    );
+    let second = json_of(&args);
+    assert_eq!(second["cached"].as_bool(), Some(true));
+    assert_eq!(first["stats"], second["stats"]);
+}

@@ -225,7 +225,7 @@ fn side_stats(m: &ArgMatches, side: &str) -> Result<GaussianStats> {
         "-dataset" => {
             let name = string(m, "real-dataset").unwrap_or_default();
             let splits = string(m, "real-split").unwrap_or_else(|| "train".into());
-            let (file, _, _) = metric_images::dataset_stats(m, &name, &splits, None)?;
+            let (file, _, _) = metric_images::dataset_stats(m, &name, &splits, None, None)?;
             load_stats(&file).with_context(|| format!("statistics of {name}"))
         }
         _ => {

@@ -66,6 +66,12 @@ pub fn stats_command() -> Command {
                 .default_value("train"),
             )
             .arg(opt(
+                "max-images",
+                "N",
+                "Only the first N images of --dataset (for quick checks; the cache file is \
+                 named after N)",
+            ))
+            .arg(opt(
                 "out",
                 "FILE",
                 "Where to write the statistics (.safetensors)",
@@ -145,7 +151,8 @@ pub fn stats(m: &ArgMatches) -> Result<serde_json::Value> {
         }
         (None, Some(name)) => {
             let splits = string(m, "split").unwrap_or_else(|| "train".into());
-            let (file, n, cached) = dataset_stats(m, &name, &splits, path(m, "out"))?;
+            let max = parsed::<usize>(m, "max-images")?;
+            let (file, n, cached) = dataset_stats(m, &name, &splits, max, path(m, "out"))?;
             Ok(json!({ "stats": file, "n": n, "cached": cached }))
         }
         _ => bail!("give exactly one of --images and --dataset"),
@@ -158,6 +165,7 @@ pub fn dataset_stats(
     m: &ArgMatches,
     name: &str,
     splits: &str,
+    max_images: Option<usize>,
     out: Option<PathBuf>,
 ) -> Result<(PathBuf, usize, bool)> {
     let dataset: DatasetName = name.parse()?;
@@ -168,8 +176,9 @@ pub fn dataset_stats(
     let file = match out {
         Some(p) => p,
         None => cache.join(format!(
-            "{dataset}-{}-{weights_stem}.safetensors",
-            splits.replace(',', "+")
+            "{dataset}-{}{}-{weights_stem}.safetensors",
+            splits.replace(',', "+"),
+            max_images.map(|n| format!("-first{n}")).unwrap_or_default()
         )),
     };
     if file.exists() {
@@ -192,7 +201,10 @@ pub fn dataset_stats(
             Some(s) => s.extend(&part)?,
         }
     }
-    let set = set.context("--split: no split given")?;
+    let mut set = set.context("--split: no split given")?;
+    if let Some(max) = max_images.filter(|&k| k < set.len()) {
+        set = set.subset(&(0..max).collect::<Vec<_>>());
+    }
     let [c, h, w] = set.shape;
     let pixels: Vec<f32> = set.images.iter().map(|&p| f32::from(p) / 255.0).collect();
     let images = Tensor::from_vec(pixels, (set.len(), c, h, w), &Device::Cpu)?;
@@ -210,9 +222,11 @@ pub fn dataset_stats(
         Some(p) => file_digest(&p, &Checksum::Sha256(String::new()))?,
         None => jem_metrics::inception::FID_WEIGHTS_SHA256.to_string(),
     };
+    let count = set.len().to_string();
     let meta = [
         ("dataset", dataset.as_str()),
         ("splits", splits),
+        ("images", count.as_str()),
         ("weights_sha256", weights_sha.as_str()),
     ];
     save_stats(&file, &s, &meta)?;

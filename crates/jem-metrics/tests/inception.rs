@@ -1,23 +1,11 @@
 //! `jem_metrics::inception` against pytorch-fid 0.3.0, without the real weights.
 //!
 //! `tests/golden/inception/make_golden.py` runs pytorch-fid's own `InceptionV3` under
-//! formula weights on formula images; this test builds the same weights and images and
-//! compares. The formulas (identical to the script's docstring), for a tensor `name`, flat
-//! row-major index `i` and phase `p = (sum of the UTF-8 bytes of name mod 97) * 0.1`:
+//! formula weights on formula images; this test builds the same weights
+//! (`jem_metrics::inception::synthetic`, whose docs give the formula, identical to the
+//! script's docstring) and images and compares.
 //!
-//! ```text
-//! q    = 0.7548776662466927 * (i * i)
-//! s(a) = sin(a * i + p + 6.283185307179586 * (q - floor(q)))      (f64, left to right)
-//! *.conv.weight        sqrt(4 / fan_in) * s(0.9137)   fan_in = in_ch * kh * kw
-//! *.bn.weight          1 + 0.2 * s(1.31)
-//! *.bn.bias            0.1 * s(1.73)
-//! *.bn.running_mean    0.1 * s(2.11)
-//! *.bn.running_var     1 + 0.5 * s(2.93)^2
-//! fc.weight            sqrt(1 / 2048) * s(0.577)
-//! fc.bias              0.1 * s(0.331)
-//! ```
-//!
-//! each cast to f32. Images (f64, cast to f32):
+//! Images (f64, cast to f32):
 //!
 //! ```text
 //! cifar [4, 3, 32, 32]   0.5 + 0.5 sin((0.3 + 0.2 b) h (c + 1) + 0.17 w (b + 1) + 1.1 b)
@@ -49,53 +37,9 @@ fn golden() -> &'static HashMap<String, Tensor> {
     })
 }
 
-fn s(a: f64, i: usize, p: f64) -> f64 {
-    let i = i as f64;
-    let q = 0.7548776662466927 * (i * i);
-    (a * i + p + std::f64::consts::TAU * (q - q.floor())).sin()
-}
-
-fn formula_tensor(name: &str, shape: &[usize]) -> Tensor {
-    let p = (name.bytes().map(u64::from).sum::<u64>() % 97) as f64 * 0.1;
-    let n: usize = shape.iter().product();
-    let f: Box<dyn Fn(usize) -> f64> = if name.ends_with(".conv.weight") {
-        let fan_in: usize = shape[1..].iter().product();
-        let k = (4.0 / fan_in as f64).sqrt();
-        Box::new(move |i| k * s(0.9137, i, p))
-    } else if name.ends_with(".bn.weight") {
-        Box::new(move |i| 1.0 + 0.2 * s(1.31, i, p))
-    } else if name.ends_with(".bn.bias") {
-        Box::new(move |i| 0.1 * s(1.73, i, p))
-    } else if name.ends_with(".bn.running_mean") {
-        Box::new(move |i| 0.1 * s(2.11, i, p))
-    } else if name.ends_with(".bn.running_var") {
-        Box::new(move |i| {
-            let v = s(2.93, i, p);
-            1.0 + 0.5 * (v * v)
-        })
-    } else if name == "fc.weight" {
-        let k = (1.0f64 / 2048.0).sqrt();
-        Box::new(move |i| k * s(0.577, i, p))
-    } else if name == "fc.bias" {
-        Box::new(move |i| 0.1 * s(0.331, i, p))
-    } else {
-        panic!("no formula for {name}")
-    };
-    let v: Vec<f32> = (0..n).map(|i| f(i) as f32).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
 fn formula_weights() -> &'static HashMap<String, Tensor> {
     static W: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    W.get_or_init(|| {
-        FidInception::parameter_shapes()
-            .into_iter()
-            .map(|(name, shape)| {
-                let t = formula_tensor(&name, &shape);
-                (name, t)
-            })
-            .collect()
-    })
+    W.get_or_init(|| jem_metrics::inception::synthetic::formula_weights().unwrap())
 }
 
 fn model_f32() -> &'static FidInception {

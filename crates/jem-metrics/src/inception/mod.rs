@@ -33,6 +33,7 @@ mod legacy;
 mod network;
 mod pickle;
 mod resize;
+pub mod synthetic;
 mod weights;
 
 pub use extract::InceptionFeatures;
