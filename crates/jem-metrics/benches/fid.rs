@@ -124,7 +124,10 @@ fn main() {
             }
         }
     }
-    report("features -> FID (np.cov + calculate_frechet_distance)", &mut ratios);
+    report(
+        "features -> FID (np.cov + calculate_frechet_distance)",
+        &mut ratios,
+    );
     report(
         "statistics -> FID (calculate_frechet_distance alone)",
         &mut distance_ratios,

@@ -470,6 +470,22 @@ mod tests {
     }
 
     #[test]
+    fn an_indefinite_covariance_warns_of_an_imaginary_component() {
+        // S2 has eigenvalue -0.25: sqrt(S1 S2) has an imaginary eigenvalue 0.5i, where
+        // pytorch-fid raises; here its real part (0) is used and a warning says so
+        let g1 = stats(vec![0.0, 0.0], vec![1.0, 0.0, 0.0, 1.0]);
+        let g2 = stats(vec![0.0, 0.0], vec![1.0, 0.0, 0.0, -0.25]);
+        let r = frechet_distance(&g1, &g2).unwrap();
+        assert!((r.fid - 0.75).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("Imaginary component 5e-1"),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
     fn the_offset_adds_eps_to_both_diagonals() {
         let g1 = stats(vec![0.0], vec![4.0]);
         let g2 = stats(vec![0.0], vec![1.0]);
