@@ -6,6 +6,7 @@
 
 mod args;
 mod data;
+mod eval;
 mod metric;
 mod metric_images;
 mod model;
@@ -22,6 +23,7 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(data::command())
+        .subcommand(eval::command())
         .subcommand(metric::command())
         .subcommand(model::command())
         .subcommand(train::command())
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("data", m)) => data::run(m),
+        Some(("eval", m)) => eval::run(m),
         Some(("metric", m)) => metric::run(m),
         Some(("model", m)) => model::run(m),
         Some(("train", m)) => train::run(m),

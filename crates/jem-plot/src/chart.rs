@@ -10,7 +10,7 @@ use crate::{PlotError, Result, write_png};
 
 static FONT: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
@@ -54,7 +54,7 @@ pub struct LineChart {
     pub size: (u32, u32),
 }
 
-const COLORS: [RGBColor; 6] = [
+pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

@@ -1,14 +1,19 @@
-//! PNG figures of a run: sample grids ([`save_grid`]) and line charts ([`LineChart`]).
+//! PNG figures of a run: sample grids ([`save_grid`]), line charts ([`LineChart`]),
+//! reliability diagrams ([`save_reliability_diagram`]) and histograms ([`save_histograms`]).
 //!
 //! Files are written atomically (a temporary file renamed into place), so a reader never
 //! sees half a PNG. Text uses an embedded DejaVu Sans Mono, so charts render the same on a
 //! machine without fonts.
 
+mod bars;
 mod chart;
 mod grid;
+mod heatmap;
 
+pub use bars::{ReliabilityBin, save_histograms, save_reliability_diagram};
 pub use chart::{LineChart, Series};
 pub use grid::{grid_image, save_grid};
+pub use heatmap::{Heatmap, Segment, contour_segments};
 
 /// Errors while drawing or writing a figure; the message names the file.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,53 @@
+//! The evaluation protocols of SADA-JEM (reference section 6) on trained checkpoints.
+//!
+//! - [`session`]: a checkpoint, its config, its data and model, ready to evaluate;
+//! - [`classify`]: test accuracy with a per-class table, and calibration (ECE in both
+//!   conventions, reliability diagram);
+//! - [`ood`]: OOD detection with log p(x), max p(y|x) and input-gradient scores, an AUROC
+//!   table and log p(x) histograms;
+//! - [`robustness`]: white-box PGD under L-infinity and L2;
+//! - [`landscape`]: energy along filter-normalized random directions (Li et al.).
+//!
+//! Every task returns a serializable result; the `jem eval` command writes it as JSON next
+//! to its PNG figures.
+
+pub mod classify;
+pub mod landscape;
+pub mod ood;
+pub mod output;
+pub mod robustness;
+pub mod session;
+
+pub use session::EvalSession;
+
+/// Errors of the evaluation tasks; messages name the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A bad argument or input.
+    #[error("{0}")]
+    Invalid(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A model error.
+    #[error(transparent)]
+    Model(#[from] jem_models::ModelError),
+    /// A figure could not be drawn or written.
+    #[error("figure: {0}")]
+    Plot(String),
+    /// A file could not be written.
+    #[error("{0}")]
+    Io(String),
+    /// Loading the checkpoint, its config or its data failed.
+    #[error(transparent)]
+    Train(#[from] jem_train::TrainError),
+    /// A metric could not be computed.
+    #[error(transparent)]
+    Metric(#[from] jem_metrics::MetricError),
+    /// A data set could not be loaded.
+    #[error(transparent)]
+    Data(#[from] jem_data::DataError),
+}
+
+/// Result with [`EvalError`].
+pub type Result<T> = std::result::Result<T, EvalError>;

@@ -1,0 +1,258 @@
+//! OOD detection (reference 6.5): the test split is the positive class, each OOD set the
+//! negative one; scores log p(x) = LSE(f(x)), max p(y|x) and the input-gradient norm
+//! `-||d LSE(f(x)) / dx||`; AUROC (with AUPR and FPR at 95 % TPR) per set and score, as the
+//! paper's Table 3, and histograms of log p(x) as its Table 4.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{D, DType};
+use jem_data::{DatasetName, ImageSet, LoadOptions};
+use jem_metrics::ood::{OodReport, ood_report};
+use jem_models::BnMode;
+use jem_models::jem::{input_gradient, log_density};
+use jem_plot::save_histograms;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::output::{plot_err, write_json};
+use crate::{EvalError, EvalSession, Result};
+
+/// The OOD scores of one set of images (higher = more in-distribution).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// `LSE(f(x))`, the unnormalized log p(x).
+    pub px: Vec<f64>,
+    /// `max_y p(y|x)`.
+    pub py: Vec<f64>,
+    /// `-||grad_x LSE(f(x))||_2` per image (empty when not computed).
+    pub pxgrad: Vec<f64>,
+}
+
+/// How to score.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OodOptions {
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Compute the input-gradient score (one backward pass per batch).
+    pub pxgrad: bool,
+    /// The reference's `pxgrad` bug: differentiate only the FIRST image's LSE of each batch
+    /// (`f(x)[0]`), so the other images' gradients are 0 (kept only for comparison).
+    pub pxgrad_reference_bug: bool,
+    /// Seed of the synthetic sets (noise, constants, interpolations).
+    pub seed: u64,
+    /// At most this many images per OOD set (all when `None`).
+    pub max_images: Option<usize>,
+}
+
+impl Default for OodOptions {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            pxgrad: true,
+            pxgrad_reference_bug: false,
+            seed: 1,
+            max_images: None,
+        }
+    }
+}
+
+/// The detection numbers of one OOD set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OodSetResult {
+    /// Set name.
+    pub name: String,
+    /// Its images.
+    pub n: usize,
+    /// With score log p(x).
+    pub px: OodReport,
+    /// With score max p(y|x).
+    pub py: OodReport,
+    /// With the input-gradient score, when computed.
+    pub pxgrad: Option<OodReport>,
+}
+
+/// `jem eval ood`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OodResult {
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// In-distribution images (the test split).
+    pub n_in: usize,
+    /// One row per OOD set.
+    pub sets: Vec<OodSetResult>,
+    /// The options used.
+    pub options: OodOptions,
+}
+
+/// The paper's OOD sets for a model trained on `dataset`.
+pub fn default_ood_sets(dataset: DatasetName) -> Vec<String> {
+    let v: &[&str] = match dataset {
+        DatasetName::FashionMnist => &["mnist", "uniform", "constant"],
+        DatasetName::FashionMnistQuick => &["mnist-quick", "uniform", "constant"],
+        DatasetName::Mnist | DatasetName::MnistQuick => &["uniform", "constant"],
+        DatasetName::Cifar10 => &["svhn", "cifar100", "celeba", "cifar10-interp"],
+        DatasetName::Cifar100 => &["svhn", "cifar10", "celeba", "cifar100-interp"],
+        DatasetName::Svhn | DatasetName::Celeba => &["uniform", "constant"],
+    };
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The images of an OOD set by name: a data set's test split (`mnist`, `svhn`, ...), or a
+/// synthetic set of the in-distribution test split's shape and size: `uniform` (uniform
+/// pixel noise), `constant` (one random colour per image) or `<dataset>-interp` (the mean of
+/// two test images: the test split shuffled, each image averaged with its predecessor in its
+/// batch of 100, the first batch skipped, as the reference's CIFAR10-interp; pixel means are
+/// rounded to integers).
+pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Result<ImageSet> {
+    let test = &s.data.test;
+    let shape = test.shape;
+    let per = test.image_len();
+    let n = test.len();
+    let mut rng = jem_data::rng::rng_for(&[seed, 0x00d]);
+    let set = match name {
+        "uniform" => {
+            let px: Vec<u8> = (0..n * per).map(|_| rng.random::<u8>()).collect();
+            ImageSet::new(px, vec![0; n], shape, 1, "uniform noise")?
+        }
+        "constant" => {
+            let hw = shape[1] * shape[2];
+            let mut px = Vec::with_capacity(n * per);
+            for _ in 0..n {
+                for _ in 0..shape[0] {
+                    let v: u8 = rng.random();
+                    px.extend(std::iter::repeat_n(v, hw));
+                }
+            }
+            ImageSet::new(px, vec![0; n], shape, 1, "constant images")?
+        }
+        interp if interp.ends_with("-interp") => {
+            let order = jem_data::rng::permutation(n, jem_data::rng::derive_seed(&[seed, 7]));
+            let mut px = Vec::new();
+            for chunk in order.chunks(100).skip(1) {
+                for (k, &i) in chunk.iter().enumerate() {
+                    let j = chunk[(k + chunk.len() - 1) % chunk.len()];
+                    px.extend(
+                        test.image(i)
+                            .iter()
+                            .zip(test.image(j))
+                            .map(|(&a, &b)| (u16::from(a) + u16::from(b)).div_ceil(2) as u8),
+                    );
+                }
+            }
+            let m = px.len() / per;
+            ImageSet::new(px, vec![0; m], shape, 1, interp)?
+        }
+        other => {
+            let d: DatasetName = other.parse()?;
+            let set = d.load("test", data_dir, &LoadOptions::default())?;
+            if set.shape != shape {
+                return Err(EvalError::Invalid(format!(
+                    "OOD set {other}: images are {:?}, the model's test images {:?}",
+                    set.shape, shape
+                )));
+            }
+            set
+        }
+    };
+    Ok(set)
+}
+
+/// Scores every image of `set`.
+pub fn score(s: &EvalSession, set: Arc<ImageSet>, opts: &OodOptions) -> Result<Scores> {
+    let loader = s
+        .data
+        .eval_loader(set, opts.batch, &s.device)
+        .map_err(EvalError::Train)?;
+    let mut out = Scores::default();
+    let to_vec = |t: &candle_core::Tensor| -> Result<Vec<f64>> {
+        Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+    };
+    for b in loader.epoch(0) {
+        let b = b.map_err(|e| EvalError::Invalid(e.to_string()))?;
+        let logits = s.model.logits(&b.images, BnMode::Eval)?.detach();
+        let lse = log_density(&logits)?;
+        let py = logits
+            .broadcast_sub(&lse.unsqueeze(1)?)?
+            .exp()?
+            .max(D::Minus1)?;
+        out.px.extend(to_vec(&lse)?);
+        out.py.extend(to_vec(&py)?);
+        if opts.pxgrad {
+            let g = if opts.pxgrad_reference_bug {
+                let first = b.images.narrow(0, 0, 1)?;
+                let (g0, _) = input_gradient(&s.model, &first, BnMode::Eval)?;
+                let rest = b.images.dim(0)? - 1;
+                if rest > 0 {
+                    let zeros = b.images.narrow(0, 1, rest)?.zeros_like()?;
+                    candle_core::Tensor::cat(&[&g0, &zeros], 0)?
+                } else {
+                    g0
+                }
+            } else {
+                // eval-mode BatchNorm: the images are independent, so the gradient of the
+                // batch's summed LSE holds each image's own gradient
+                input_gradient(&s.model, &b.images, BnMode::Eval)?.0
+            };
+            let norm = g.sqr()?.flatten_from(1)?.sum(1)?.sqrt()?;
+            out.pxgrad.extend(to_vec(&norm)?.into_iter().map(|v| -v));
+        }
+    }
+    Ok(out)
+}
+
+/// Detection of every set in `sets` against the test split; writes `out/ood.json` and
+/// `out/ood-hist-<set>.png` (log p(x) of the test split against the set).
+pub fn ood(
+    s: &EvalSession,
+    sets: &[String],
+    data_dir: &Path,
+    opts: &OodOptions,
+    out: &Path,
+) -> Result<OodResult> {
+    if sets.is_empty() {
+        return Err(EvalError::Invalid("no OOD set given".into()));
+    }
+    let test = s.data.test.clone();
+    let inn = score(s, test, opts)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    let mut rows = Vec::new();
+    for name in sets {
+        let mut set = ood_images(s, name, data_dir, opts.seed)?;
+        if let Some(max) = opts.max_images.filter(|&m| m < set.len()) {
+            set = set.subset(&(0..max).collect::<Vec<_>>());
+        }
+        let o = score(s, Arc::new(set), opts)?;
+        let report = |a: &[f64], b: &[f64]| ood_report(a, b).map_err(EvalError::Metric);
+        rows.push(OodSetResult {
+            name: name.clone(),
+            n: o.px.len(),
+            px: report(&inn.px, &o.px)?,
+            py: report(&inn.py, &o.py)?,
+            pxgrad: if opts.pxgrad {
+                Some(report(&inn.pxgrad, &o.pxgrad)?)
+            } else {
+                None
+            },
+        });
+        let file = out.join(format!("ood-hist-{name}.png"));
+        let title = format!("log p(x): test vs {name}");
+        save_histograms(
+            &file,
+            &title,
+            "log p(x)",
+            &[("test", &inn.px), (name, &o.px)],
+            100,
+        )
+        .map_err(plot_err)?;
+    }
+    let result = OodResult {
+        checkpoint: s.checkpoint.display().to_string(),
+        n_in: inn.px.len(),
+        sets: rows,
+        options: *opts,
+    };
+    write_json(out, "ood.json", &result)?;
+    Ok(result)
+}

@@ -1,0 +1,24 @@
+//! Writing task results: JSON files written atomically, figures next to them.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::{EvalError, Result};
+
+/// Writes `value` as pretty JSON to `dir/name` atomically (temporary file, then rename).
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| EvalError::Io(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(name);
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| EvalError::Io(format!("{}: {e}", path.display())))?;
+    text.push('\n');
+    jem_data::fsutil::write_atomic(&path, text.as_bytes())
+        .map_err(|e| EvalError::Io(format!("writing {}: {e}", path.display())))
+}
+
+/// Converts a figure error.
+pub fn plot_err(e: jem_plot::PlotError) -> EvalError {
+    EvalError::Plot(e.to_string())
+}

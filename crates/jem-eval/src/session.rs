@@ -1,0 +1,61 @@
+//! A checkpoint opened for evaluation: its resolved config, its data sets and the model with
+//! the checkpoint's weights.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use jem_models::WideResNet;
+use jem_train::data::RunData;
+use jem_train::{Checkpoint, TrainConfig, build_model};
+
+use crate::Result;
+
+/// Everything an evaluation task needs.
+pub struct EvalSession {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// The run's resolved config (stored in the checkpoint).
+    pub config: TrainConfig,
+    /// Its data: test split, OOD sets of the config, the model-space transform.
+    pub data: RunData,
+    /// The model with the checkpoint's weights.
+    pub model: WideResNet,
+    /// The replay buffer saved with the checkpoint (model space), if any.
+    pub replay_buffer: Option<Tensor>,
+    /// Where the model runs.
+    pub device: Device,
+    /// Completed training iterations of the checkpoint.
+    pub iteration: u64,
+}
+
+impl EvalSession {
+    /// Opens `checkpoint` (a `.safetensors` checkpoint of `jem train`), loads the data sets
+    /// its config names from `data_dir` (class statistics cached in `cache_dir`) and builds
+    /// the model on `device`.
+    pub fn open(
+        checkpoint: &Path,
+        data_dir: &Path,
+        cache_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let ck = Checkpoint::load(checkpoint, device)?;
+        let source = format!("the config stored in {}", checkpoint.display());
+        let config = TrainConfig::from_toml(&ck.config, &source)?;
+        let data = RunData::load(&config, data_dir, cache_dir)?;
+        let model = build_model(&config, data.shape, data.num_classes, device)?;
+        let tensors: HashMap<String, Tensor> = ck.model.into_iter().collect();
+        model
+            .store
+            .load_tensors(&tensors, &checkpoint.display().to_string())?;
+        Ok(Self {
+            checkpoint: checkpoint.to_path_buf(),
+            config,
+            data,
+            model,
+            replay_buffer: ck.replay_buffer,
+            device: device.clone(),
+            iteration: ck.progress.iteration,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! End-to-end tests of `jem eval`: a tiny run trained here, then each task on its checkpoint
+//! (JSON fields, PNG files that decode, errors that name the input).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn jem(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jem"))
+        .args(args)
+        .env("JEM_CACHE_DIR", cache)
+        .output()
+        .expect("run jem")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PRESET: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/configs/fashion-mnist-quick/sadajem.toml"
+);
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn decodes(path: &Path) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(img.width() > 100 && img.height() > 100);
+}
+
+#[test]
+fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--config", PRESET, "--out", run_s, "--quiet"];
+    for set in [
+        "data.px_batch_size=8",
+        "data.clf_batch_size=8",
+        "sampler.steps=1",
+        "sampler.buffer_size=100",
+        "eval.ood=[]",
+        "data.valid_size=200",
+        "run.eval_every_iters=0",
+        "run.max_iters=2",
+    ] {
+        args.extend(["--set", set]);
+    }
+    let out = jem(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ck = run.join("last.safetensors");
+    let ck_s = ck.to_str().unwrap();
+    let eval_dir = run.join("eval");
+
+    let out = jem(&["eval", "accuracy", "--checkpoint", ck_s], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let acc = json(&eval_dir.join("accuracy.json"));
+    assert_eq!(acc["n"], 2000);
+    let per_class = acc["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 10);
+    assert_eq!(per_class[0]["name"], "T-shirt/top");
+    let mean: f64 = per_class
+        .iter()
+        .map(|c| c["accuracy"].as_f64().unwrap())
+        .sum::<f64>()
+        / 10.0;
+    // balanced test split: the mean of the per-class accuracies is the accuracy
+    assert!((mean - acc["accuracy"].as_f64().unwrap()).abs() < 1e-12);
+
+    let out = jem(&["eval", "calibration", "--checkpoint", ck_s], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cal = json(&eval_dir.join("calibration.json"));
+    assert_eq!(cal["reference"]["bins"].as_array().unwrap().len(), 20);
+    assert_eq!(cal["torchmetrics"]["bins"].as_array().unwrap().len(), 16);
+    assert_eq!(cal["accuracy"], acc["accuracy"]);
+    decodes(&eval_dir.join("calibration.png"));
+
+    let out = jem(
+        &["eval", "ood", "--checkpoint", ck_s, "--max-images", "64"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ood = json(&eval_dir.join("ood.json"));
+    let sets = ood["sets"].as_array().unwrap();
+    let names: Vec<&str> = sets.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mnist-quick", "uniform", "constant"]);
+    for s in sets {
+        assert_eq!(s["n"], 64);
+        for score in ["px", "py", "pxgrad"] {
+            let a = s[score]["auroc"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&a), "{score}: {a}");
+        }
+        decodes(&eval_dir.join(format!("ood-hist-{}.png", s["name"].as_str().unwrap())));
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("mnist-quick") && table.contains("AUROC"),
+        "{table}"
+    );
+
+    // errors name the input
+    let out = jem(&["eval", "accuracy", "--checkpoint", run_s], tmp.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(run_s), "{}", stderr(&out));
+    let out = jem(
+        &["eval", "ood", "--checkpoint", ck_s, "--sets", "imagenet"],
+        tmp.path(),
+    );
+    assert!(!out.status.success() && stderr(&out).contains("imagenet"));
+}
