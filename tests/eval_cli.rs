@@ -1,5 +1,6 @@
 //! End-to-end tests of `jem eval`: a tiny run trained here, then each task on its checkpoint
-//! (JSON fields, PNG files that decode, errors that name the input).
+//! (JSON fields, PNG files that decode, errors that name the input). The numerical checks of
+//! PGD and of the landscape are in jem-eval's own tests.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -99,6 +100,68 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         table.contains("mnist-quick") && table.contains("AUROC"),
         "{table}"
     );
+
+    let out = jem(
+        &[
+            "eval",
+            "robustness",
+            "--checkpoint",
+            ck_s,
+            "--images",
+            "10",
+            "--steps",
+            "2",
+            "--eps",
+            "2,8",
+            "--norm",
+            "linf,l2",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rob = json(&eval_dir.join("robustness.json"));
+    let rows = rob.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let points = r["result"]["points"].as_array().unwrap();
+        assert_eq!(points.len(), 2);
+        for p in points {
+            let (robust, last, clean) = (
+                p["robust_accuracy"].as_f64().unwrap(),
+                p["last_iterate_accuracy"].as_f64().unwrap(),
+                p["clean_accuracy"].as_f64().unwrap(),
+            );
+            assert!(robust <= last && last <= clean + 1e-12, "{p}");
+            assert_eq!(p["n"], 10);
+        }
+    }
+    decodes(&eval_dir.join("robustness.png"));
+
+    let out = jem(
+        &[
+            "eval",
+            "landscape",
+            "--checkpoint",
+            ck_s,
+            "--samples",
+            "8",
+            "--points",
+            "5",
+            "--two-d",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let land = json(&eval_dir.join("landscape.json"));
+    let c = &land["checkpoints"][0];
+    assert_eq!(c["one_d"]["energies"].as_array().unwrap().len(), 5);
+    assert_eq!(c["two_d"]["energies"].as_array().unwrap().len(), 5);
+    // the centre of the 2-D scan is the centre of the 1-D scan: the model itself
+    let mid1 = c["one_d"]["energies"][2].as_f64().unwrap();
+    let mid2 = c["two_d"]["energies"][2][2].as_f64().unwrap();
+    assert!((mid1 - mid2).abs() < 1e-9, "{mid1} vs {mid2}");
+    decodes(&eval_dir.join("landscape-1d.png"));
+    decodes(&eval_dir.join("landscape-2d.png"));
 
     // errors name the input
     let out = jem(&["eval", "accuracy", "--checkpoint", run_s], tmp.path());

@@ -7,7 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Arg, ArgMatches, Command};
 use jem_data::{resolve_cache_dir, resolve_data_dir};
 use jem_eval::EvalSession;
+use jem_eval::attack::RobustnessOptions;
+use jem_eval::energy::LandscapeOptions;
 use jem_eval::ood::{OodOptions, default_ood_sets};
+use jem_eval::robustness::{AttackNorm, PgdConfig};
 
 use crate::args::{data_dir, flag, opt, parsed, path, string};
 use crate::train::parse_device;
@@ -39,7 +42,10 @@ fn common(cmd: Command) -> Command {
 /// The `jem eval` command tree.
 pub fn command() -> Command {
     Command::new("eval")
-        .about("Evaluate a checkpoint: accuracy, calibration, OOD detection")
+        .about(
+            "Evaluate a checkpoint: accuracy, calibration, OOD detection, adversarial \
+             robustness, energy landscape",
+        )
         .subcommand_required(true)
         .subcommand(common(
             Command::new("accuracy")
@@ -77,6 +83,79 @@ pub fn command() -> Command {
                 ))
                 .arg(opt("seed", "N", "Seed of the synthetic OOD sets").default_value("1")),
         ))
+        .subcommand(common(
+            Command::new("robustness")
+                .about(
+                    "White-box PGD (the reference's PGD-50, step 2/255, random start) on 1,000 \
+                     shuffled test images: accuracy against the radius, robustness.png",
+                )
+                .arg(compare())
+                .arg(
+                    opt("norm", "NORMS", "linf, l2 or both, comma-separated")
+                        .value_delimiter(',')
+                        .default_value("linf"),
+                )
+                .arg(
+                    opt("eps", "LIST", "Radii in /255 units, comma-separated")
+                        .value_delimiter(',')
+                        .default_value("1,2,4,8,12,16,22,30"),
+                )
+                .arg(opt("steps", "N", "PGD steps").default_value("50"))
+                .arg(opt("step-size", "ETA", "Step size in /255 units").default_value("2"))
+                .arg(flag("no-random-start", "Start at the clean image"))
+                .arg(opt("images", "N", "Test images attacked").default_value("1000"))
+                .arg(opt("seed", "N", "Seed of the random starts").default_value("1")),
+        ))
+        .subcommand(common(
+            Command::new("landscape")
+                .about(
+                    "Mean LSE energy of a fixed test batch along filter-normalized random \
+                     directions (Li et al.), several checkpoints overlaid: landscape-1d.png, \
+                     and with --two-d landscape-2d.png",
+                )
+                .arg(compare())
+                .arg(opt("samples", "N", "Test images in the batch").default_value("100"))
+                .arg(opt("points", "N", "Points per direction").default_value("51"))
+                .arg(opt("range", "R", "Scan alpha (and beta) over [-R, R]").default_value("1"))
+                .arg(opt("seed", "N", "Seed of the directions").default_value("1"))
+                .arg(flag(
+                    "two-d",
+                    "Also scan the plane of two directions (points^2 passes)",
+                )),
+        ))
+}
+
+fn compare() -> Arg {
+    Arg::new("compare")
+        .long("compare")
+        .value_name("FILES")
+        .value_delimiter(',')
+        .help("More checkpoints to overlay, comma-separated")
+}
+
+/// The checkpoint and the `--compare` ones, opened, labelled by their run folders.
+fn sessions(
+    m: &ArgMatches,
+    first: EvalSession,
+    data_dir: &std::path::Path,
+    cache_dir: &std::path::Path,
+) -> Result<Vec<(String, EvalSession)>> {
+    let label = |p: &std::path::Path| {
+        p.parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let mut out = vec![(label(&first.checkpoint), first)];
+    if let Some(more) = m.get_many::<String>("compare") {
+        for c in more {
+            let p = PathBuf::from(c);
+            let s = EvalSession::open(&p, data_dir, cache_dir, &out[0].1.device)
+                .with_context(|| format!("opening --compare {}", p.display()))?;
+            out.push((label(&p), s));
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `jem eval ...`.
@@ -151,6 +230,88 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 println!(
                     "{:<16} {:>7} {:>9.4} {:>9.4} {:>9}",
                     row.name, row.n, row.px.auroc, row.py.auroc, g
+                );
+            }
+        }
+        "robustness" => {
+            let per255 = |name: &str| -> Result<Vec<f64>> {
+                m.get_many::<String>(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|v| {
+                        v.parse::<f64>()
+                            .map(|x| x / 255.0)
+                            .with_context(|| format!("--{name} `{v}`"))
+                    })
+                    .collect()
+            };
+            let norms = m
+                .get_many::<String>("norm")
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    n.parse::<AttackNorm>()
+                        .map_err(|e| anyhow::anyhow!("--norm `{n}`: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut attack = PgdConfig::reference(AttackNorm::Linf);
+            attack.steps = parsed::<usize>(m, "steps")?.unwrap_or(50);
+            attack.step_size = parsed::<f64>(m, "step-size")?.unwrap_or(2.0) / 255.0;
+            attack.random_start = !m.get_flag("no-random-start");
+            let opts = RobustnessOptions {
+                norms,
+                eps: per255("eps")?,
+                attack,
+                images: parsed::<usize>(m, "images")?.unwrap_or(1000),
+                shuffle_seed: 123,
+                batch: 10,
+                seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
+            };
+            let all = sessions(m, s, &data_dir, &cache_dir)?;
+            let refs: Vec<(String, &EvalSession)> =
+                all.iter().map(|(l, s)| (l.clone(), s)).collect();
+            let rows = jem_eval::attack::robustness(&refs, &opts, true, &out)?;
+            println!(
+                "{:<24} {:>5} {:>8} {:>10} {:>10}",
+                "model", "norm", "eps*255", "robust", "last-iter"
+            );
+            for r in &rows {
+                for p in &r.result.points {
+                    println!(
+                        "{:<24} {:>5} {:>8.1} {:>10.4} {:>10.4}",
+                        r.label,
+                        r.norm.to_string(),
+                        p.eps * 255.0,
+                        p.robust_accuracy,
+                        p.last_iterate_accuracy
+                    );
+                }
+            }
+        }
+        "landscape" => {
+            let opts = LandscapeOptions {
+                samples: parsed::<usize>(m, "samples")?.unwrap_or(100),
+                points: parsed::<usize>(m, "points")?.unwrap_or(51),
+                range: parsed::<f64>(m, "range")?.unwrap_or(1.0),
+                seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
+                two_d: m.get_flag("two-d"),
+            };
+            let all = sessions(m, s, &data_dir, &cache_dir)?;
+            let refs: Vec<(String, &EvalSession)> =
+                all.iter().map(|(l, s)| (l.clone(), s)).collect();
+            let r = jem_eval::energy::landscapes(&refs, &opts, &out)?;
+            for c in &r.checkpoints {
+                let e = &c.one_d.energies;
+                let mid = e[e.len() / 2];
+                let (lo, hi) = e
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                        (a.min(x), b.max(x))
+                    });
+                println!(
+                    "{}: mean energy {mid:.4} at alpha 0, {lo:.4} .. {hi:.4} over [-{r}, {r}]",
+                    c.label,
+                    r = opts.range
                 );
             }
         }

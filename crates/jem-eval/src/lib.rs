@@ -11,7 +11,9 @@
 //! Every task returns a serializable result; the `jem eval` command writes it as JSON next
 //! to its PNG figures.
 
+pub mod attack;
 pub mod classify;
+pub mod energy;
 pub mod landscape;
 pub mod ood;
 pub mod output;
