@@ -163,6 +163,64 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
     decodes(&eval_dir.join("landscape-1d.png"));
     decodes(&eval_dir.join("landscape-2d.png"));
 
+    // FID / IS: without the Inception weights, instructions and no number
+    let out = jem(
+        &["eval", "fid", "--checkpoint", ck_s, "--data-dir", run_s],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("jem data fetch inception"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    // with stand-in weights and pre-made real statistics (computing those is tested in
+    // metric_cli), on a few buffer images
+    let weights = tmp.path().join("w.safetensors");
+    let tensors = jem_metrics::inception::synthetic::formula_weights().unwrap();
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let stats_dir = tmp.path().join("fid-stats");
+    std::fs::create_dir_all(&stats_dir).unwrap();
+    let real = jem_metrics::fid::GaussianStats {
+        mu: vec![0.1; 2048],
+        sigma: (0..2048 * 2048)
+            .map(|i| if i % 2049 == 0 { 0.01 } else { 0.0 })
+            .collect(),
+        n: 0,
+    };
+    jem_metrics::stats_io::save_stats(
+        &stats_dir.join("fashion-mnist-quick-test-w.safetensors"),
+        &real,
+        &[],
+    )
+    .unwrap();
+    let w = weights.to_str().unwrap();
+    for task in ["fid", "is"] {
+        let args = [
+            "eval",
+            task,
+            "--checkpoint",
+            ck_s,
+            "--weights",
+            w,
+            "--real-splits",
+            "test",
+            "--ratio",
+            "0.05",
+        ];
+        let out = jem(&args, tmp.path());
+        assert!(out.status.success(), "{task}: {}", stderr(&out));
+        let q = json(&eval_dir.join("quality.json"));
+        assert_eq!(q["n_source"], 100);
+        if task == "fid" {
+            assert!(q["fid"]["fid"].as_f64().unwrap() > 0.0, "{q}");
+            assert!(q["n_fid"].as_u64().unwrap() >= 2);
+        } else {
+            assert!(q["is"]["mean"].as_f64().unwrap() >= 1.0, "{q}");
+        }
+    }
+
     // errors name the input
     let out = jem(&["eval", "accuracy", "--checkpoint", run_s], tmp.path());
     assert!(!out.status.success());

@@ -10,6 +10,7 @@ use jem_eval::EvalSession;
 use jem_eval::attack::RobustnessOptions;
 use jem_eval::energy::LandscapeOptions;
 use jem_eval::ood::{OodOptions, default_ood_sets};
+use jem_eval::quality::QualityOptions;
 use jem_eval::robustness::{AttackNorm, PgdConfig};
 
 use crate::args::{data_dir, flag, opt, parsed, path, string};
@@ -43,8 +44,8 @@ fn common(cmd: Command) -> Command {
 pub fn command() -> Command {
     Command::new("eval")
         .about(
-            "Evaluate a checkpoint: accuracy, calibration, OOD detection, adversarial \
-             robustness, energy landscape",
+            "Evaluate a checkpoint: accuracy, calibration, OOD detection, FID / IS of its \
+             samples, adversarial robustness, energy landscape",
         )
         .subcommand_required(true)
         .subcommand(common(
@@ -83,6 +84,14 @@ pub fn command() -> Command {
                 ))
                 .arg(opt("seed", "N", "Seed of the synthetic OOD sets").default_value("1")),
         ))
+        .subcommand(quality(Command::new("fid").about(
+            "FID of the replay buffer's samples (top 90% per predicted class by confidence, as \
+             the reference) against the real data's cached Inception statistics",
+        )))
+        .subcommand(quality(Command::new("is").about(
+            "Inception Score of the replay buffer's samples (top 10% per predicted class by \
+             confidence, as the reference)",
+        )))
         .subcommand(common(
             Command::new("robustness")
                 .about(
@@ -123,6 +132,30 @@ pub fn command() -> Command {
                     "Also scan the plane of two directions (points^2 passes)",
                 )),
         ))
+}
+
+fn quality(cmd: Command) -> Command {
+    common(cmd)
+        .arg(opt(
+            "weights",
+            "FILE",
+            "pytorch-fid's Inception weights (default: <data folder>/inception/, from `jem data \
+             fetch inception`)",
+        ))
+        .arg(
+            opt(
+                "real-splits",
+                "SPLITS",
+                "Real splits for FID's statistics (the reference: train,test)",
+            )
+            .default_value("train,test"),
+        )
+        .arg(opt(
+            "ratio",
+            "R",
+            "Fraction of each predicted class kept (default: 0.9 for FID, 0.1 for IS)",
+        ))
+        .arg(opt("inception-batch", "N", "Images per Inception pass").default_value("50"))
 }
 
 fn compare() -> Arg {
@@ -172,6 +205,14 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             .parent()
             .map(|p| p.join("eval"))
             .unwrap_or_else(|| PathBuf::from("eval")),
+    };
+    // FID and IS need the Inception weights: say so before any slow loading
+    let weights = match task {
+        "fid" | "is" => Some(jem_eval::quality::inception_weights(
+            path(m, "weights").as_deref(),
+            &data_dir,
+        )?),
+        _ => None,
     };
     eprintln!("loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)
@@ -231,6 +272,36 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     "{:<16} {:>7} {:>9.4} {:>9.4} {:>9}",
                     row.name, row.n, row.px.auroc, row.py.auroc, g
                 );
+            }
+        }
+        "fid" | "is" => {
+            let weights = weights.context("the Inception weights")?;
+            let mut opts = QualityOptions {
+                fid: task == "fid",
+                is: task == "is",
+                real_splits: string(m, "real-splits").unwrap_or_else(|| "train,test".into()),
+                batch: parsed::<usize>(m, "inception-batch")?.unwrap_or(50),
+                progress: true,
+                ..QualityOptions::default()
+            };
+            if let Some(r) = parsed::<f64>(m, "ratio")? {
+                opts.fid_ratio = r;
+                opts.is_ratio = r;
+            }
+            let r = jem_eval::quality::quality(&s, &weights, &data_dir, &cache_dir, &opts, &out)?;
+            if let Some(f) = &r.fid {
+                println!(
+                    "FID {:.4} ({} generated images; real statistics {})",
+                    f.fid,
+                    r.n_fid,
+                    r.real_stats.as_deref().unwrap_or("-")
+                );
+                for w in &f.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            if let Some(is) = &r.is {
+                println!("IS {:.4} +- {:.4} ({} images)", is.mean, is.std, r.n_is);
             }
         }
         "robustness" => {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{ArgMatches, Command};
-use jem_data::datasets::{DatasetName, LoadOptions, resolve_cache_dir, resolve_data_dir};
-use jem_data::download::{Checksum, file_digest};
+use jem_data::datasets::{DatasetName, resolve_cache_dir, resolve_data_dir};
 use jem_metrics::fid::GaussianStats;
 use jem_metrics::inception::{FID_WEIGHTS_FILE, FidInception, InceptionFeatures, NUM_LOGITS};
 use jem_metrics::npy::{NpyData, read_npy};
@@ -169,19 +168,20 @@ pub fn dataset_stats(
     out: Option<PathBuf>,
 ) -> Result<(PathBuf, usize, bool)> {
     let dataset: DatasetName = name.parse()?;
-    let weights_stem = path(m, "weights")
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| FID_WEIGHTS_FILE.trim_end_matches(".pth").to_string());
-    let cache = resolve_cache_dir(path(m, "cache-dir").as_deref()).join("fid-stats");
-    let file = match out {
-        Some(p) => p,
-        None => cache.join(format!(
-            "{dataset}-{}{}-{weights_stem}.safetensors",
-            splits.replace(',', "+"),
-            max_images.map(|n| format!("-first{n}")).unwrap_or_default()
-        )),
-    };
-    if file.exists() {
+    let weights = weights_path(m)?;
+    let cache = resolve_cache_dir(path(m, "cache-dir").as_deref());
+    let stem = weights
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let expected = cache.join("fid-stats").join(format!(
+        "{dataset}-{}{}-{}.safetensors",
+        splits.replace(',', "+"),
+        max_images.map(|n| format!("-first{n}")).unwrap_or_default(),
+        stem.unwrap_or_default()
+    ));
+    // a cached file needs no network: only load the weights when computing
+    if out.as_ref().unwrap_or(&expected).exists() {
+        let file = out.unwrap_or(expected);
         let s = load_stats(&file).with_context(|| {
             format!(
                 "cached statistics {} (delete it to recompute)",
@@ -190,47 +190,23 @@ pub fn dataset_stats(
         })?;
         return Ok((file, s.n, true));
     }
+    let net = network(m)?;
     let data_dir = resolve_data_dir(path(m, "data-dir").as_deref());
-    let mut set = None;
-    for split in splits.split(',').map(str::trim) {
-        let part = dataset
-            .load(split, &data_dir, &LoadOptions::default())
-            .with_context(|| format!("loading {dataset} {split} from {}", data_dir.display()))?;
-        match &mut set {
-            None => set = Some(part),
-            Some(s) => s.extend(&part)?,
-        }
-    }
-    let mut set = set.context("--split: no split given")?;
-    if let Some(max) = max_images.filter(|&k| k < set.len()) {
-        set = set.subset(&(0..max).collect::<Vec<_>>());
-    }
-    let [c, h, w] = set.shape;
-    let pixels: Vec<f32> = set.images.iter().map(|&p| f32::from(p) / 255.0).collect();
-    let images = Tensor::from_vec(pixels, (set.len(), c, h, w), &Device::Cpu)?;
-    let f = features(m, &images)?;
-    let s = GaussianStats::from_features_named(
-        &format!("{dataset} {splits}"),
-        &f.pool,
-        f.count,
-        f.pool.len() / f.count.max(1),
-    )?;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let weights_sha = match path(m, "weights") {
-        Some(p) => file_digest(&p, &Checksum::Sha256(String::new()))?,
-        None => jem_metrics::inception::FID_WEIGHTS_SHA256.to_string(),
-    };
-    let count = set.len().to_string();
-    let meta = [
-        ("dataset", dataset.as_str()),
-        ("splits", splits),
-        ("images", count.as_str()),
-        ("weights_sha256", weights_sha.as_str()),
-    ];
-    save_stats(&file, &s, &meta)?;
-    Ok((file, s.n, false))
+    let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(50);
+    let (file, s, cached) = jem_eval::quality::dataset_stats(
+        &net,
+        &weights,
+        dataset,
+        splits,
+        max_images,
+        &data_dir,
+        &cache,
+        out,
+        batch,
+        !m.get_flag("quiet"),
+    )
+    .with_context(|| format!("statistics of {dataset} {splits}"))?;
+    Ok((file, s.n, cached))
 }
 
 /// Images as `[N, C, H, W]` f32 in `[0, 1]`: a folder of PNG / JPEG files (sorted by name,

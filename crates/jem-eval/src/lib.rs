@@ -14,9 +14,11 @@
 pub mod attack;
 pub mod classify;
 pub mod energy;
+pub mod generate;
 pub mod landscape;
 pub mod ood;
 pub mod output;
+pub mod quality;
 pub mod robustness;
 pub mod session;
 
