@@ -163,6 +163,34 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
     decodes(&eval_dir.join("landscape-1d.png"));
     decodes(&eval_dir.join("landscape-2d.png"));
 
+    let out = jem(
+        &[
+            "eval",
+            "generate",
+            "--checkpoint",
+            ck_s,
+            "--chains",
+            "4",
+            "--steps",
+            "3",
+            "--per-class",
+            "2",
+            "--cond-steps",
+            "3",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for png in ["buffer.png", "chains.png", "conditional.png"] {
+        let img = image::open(eval_dir.join(png)).unwrap();
+        assert!(img.width() >= 32 && img.height() >= 32, "{png}");
+    }
+    // one row of 32-pixel cells per class
+    let cond = image::open(eval_dir.join("conditional.png")).unwrap();
+    assert!(cond.height() >= 10 * 32, "{}", cond.height());
+    let chains = jem_metrics::npy::read_npy(&eval_dir.join("chains.npy")).unwrap();
+    assert_eq!(chains.shape, vec![4, 1, 32, 32]);
+
     // FID / IS: without the Inception weights, instructions and no number
     let out = jem(
         &["eval", "fid", "--checkpoint", ck_s, "--data-dir", run_s],

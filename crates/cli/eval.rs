@@ -9,6 +9,7 @@ use jem_data::{resolve_cache_dir, resolve_data_dir};
 use jem_eval::EvalSession;
 use jem_eval::attack::RobustnessOptions;
 use jem_eval::energy::LandscapeOptions;
+use jem_eval::generate::{GenerateOptions, SamplerBn};
 use jem_eval::ood::{OodOptions, default_ood_sets};
 use jem_eval::quality::QualityOptions;
 use jem_eval::robustness::{AttackNorm, PgdConfig};
@@ -44,8 +45,8 @@ fn common(cmd: Command) -> Command {
 pub fn command() -> Command {
     Command::new("eval")
         .about(
-            "Evaluate a checkpoint: accuracy, calibration, OOD detection, FID / IS of its \
-             samples, adversarial robustness, energy landscape",
+            "Evaluate a checkpoint: accuracy, calibration, OOD detection, samples, FID / IS, \
+             adversarial robustness, energy landscape",
         )
         .subcommand_required(true)
         .subcommand(common(
@@ -83,6 +84,34 @@ pub fn command() -> Command {
                     "Differentiate only the first image of each batch, as the reference's pxgrad",
                 ))
                 .arg(opt("seed", "N", "Seed of the synthetic OOD sets").default_value("1")),
+        ))
+        .subcommand(common(
+            Command::new("generate")
+                .about(
+                    "Samples: the replay buffer (buffer.png), fresh long-run chains from the \
+                     informative init as the reference's eval script (chains.png / .npy), and \
+                     class-conditional samples (conditional.png, one row per class)",
+                )
+                .arg(opt("chains", "N", "Unconditional chains (0: none)").default_value("100"))
+                .arg(opt("steps", "N", "Steps of the unconditional chains").default_value("1000"))
+                .arg(
+                    opt("per-class", "N", "Conditional samples per class (0: none)")
+                        .default_value("10"),
+                )
+                .arg(
+                    opt("cond-steps", "N", "Steps of the conditional chains").default_value("1000"),
+                )
+                .arg(
+                    opt(
+                        "bn",
+                        "MODE",
+                        "BatchNorm while sampling: reference (running statistics for the first 10 \
+                         steps, then batch statistics, as the reference), eval or batch",
+                    )
+                    .value_parser(["reference", "eval", "batch"])
+                    .default_value("reference"),
+                )
+                .arg(opt("seed", "N", "Seed of the chains").default_value("1")),
         ))
         .subcommand(quality(Command::new("fid").about(
             "FID of the replay buffer's samples (top 90% per predicted class by confidence, as \
@@ -273,6 +302,38 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     row.name, row.n, row.px.auroc, row.py.auroc, g
                 );
             }
+        }
+        "generate" => {
+            let opts = GenerateOptions {
+                n_chains: parsed::<usize>(m, "chains")?.unwrap_or(100),
+                n_steps: parsed::<usize>(m, "steps")?.unwrap_or(1000),
+                per_class: parsed::<usize>(m, "per-class")?.unwrap_or(10),
+                cond_steps: parsed::<usize>(m, "cond-steps")?.unwrap_or(1000),
+                bn: match string(m, "bn").as_deref() {
+                    Some("eval") => SamplerBn::Eval,
+                    Some("batch") => SamplerBn::Batch,
+                    _ => SamplerBn::Reference,
+                },
+                seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
+                batch,
+                progress: true,
+                ..GenerateOptions::default()
+            };
+            let r = jem_eval::generate::generate(&s, &opts, &out)?;
+            for n in &r.notes {
+                eprintln!("note: {n}");
+            }
+            println!(
+                "samples in {} (buffer: {}, unconditional: {}, conditional: {})",
+                out.display(),
+                if r.buffer.is_some() { "yes" } else { "no" },
+                if r.unconditional.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                },
+                if r.conditional.is_some() { "yes" } else { "no" }
+            );
         }
         "fid" | "is" => {
             let weights = weights.context("the Inception weights")?;

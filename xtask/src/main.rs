@@ -4,8 +4,12 @@
 //!   also proves that each crate builds alone, and prints one summary line.
 //! - `make-quick-data [--from DIR]`: rebuilds the embedded Fashion-MNIST / MNIST subsets
 //!   from the official-format files (default `../shared/data`).
+//! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
+//!   train -> eval stages of a reproduction (idempotent, resumable) and its report.
 
 mod quick_data;
+mod report;
+mod reproduce;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -18,8 +22,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("make-quick-data") => quick_data::run(&args[1..]),
+        Some("reproduce") => reproduce::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR]>");
+            eprintln!(
+                "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
+                 reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
+                 [--device D] [--out DIR]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -32,7 +41,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

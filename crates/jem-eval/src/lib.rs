@@ -48,6 +48,9 @@ pub enum EvalError {
     /// A metric could not be computed.
     #[error(transparent)]
     Metric(#[from] jem_metrics::MetricError),
+    /// A sampler error.
+    #[error(transparent)]
+    Sampler(#[from] jem_sampler::SamplerError),
     /// A data set could not be loaded.
     #[error(transparent)]
     Data(#[from] jem_data::DataError),

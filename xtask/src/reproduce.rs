@@ -1,0 +1,541 @@
+//! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
+//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH]`: plans the runs of a reproduction,
+//! runs train -> eval stages (each skipped when its result exists, a training run resumed
+//! when it was interrupted) and writes `report.md` and `report.html`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use jem_train::TrainConfig;
+use jem_train::config::SamKind;
+
+use crate::report;
+
+/// One model of the plan.
+pub struct Model {
+    /// Folder name under the output folder.
+    pub key: String,
+    /// The preset.
+    pub config: PathBuf,
+    /// The resolved preset.
+    pub cfg: TrainConfig,
+}
+
+/// A stage: a `jem` command whose result file marks it done.
+pub struct Stage {
+    /// `<model>/<task>`.
+    pub name: String,
+    /// Arguments of `jem`.
+    pub args: Vec<String>,
+    /// Written by the stage when it completes.
+    pub done_when: PathBuf,
+    /// Estimated seconds on the chosen device.
+    pub estimate_s: f64,
+}
+
+struct Args {
+    target: String,
+    ablations: bool,
+    dry_run: bool,
+    device: String,
+    out: PathBuf,
+    data_dir: Option<PathBuf>,
+    jem: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        target: String::new(),
+        ablations: false,
+        dry_run: false,
+        device: "cpu".into(),
+        out: PathBuf::new(),
+        data_dir: None,
+        jem: None,
+    };
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match x.as_str() {
+            "--ablations" => a.ablations = true,
+            "--dry-run" => a.dry_run = true,
+            "--device" => a.device = value("--device")?,
+            "--out" => a.out = PathBuf::from(value("--out")?),
+            "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
+            "--jem" => a.jem = Some(PathBuf::from(value("--jem")?)),
+            t if !t.starts_with('-') && a.target.is_empty() => a.target = t.to_string(),
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if !["quick", "fashion-mnist", "cifar10", "cifar100"].contains(&a.target.as_str()) {
+        bail!(
+            "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
+             [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH]"
+        );
+    }
+    if a.out.as_os_str().is_empty() {
+        a.out = PathBuf::from("reproductions").join(&a.target);
+    }
+    Ok(a)
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The presets of a target: the SADA-JEM rows, the baselines, and with `ablations` the rows
+/// of the paper's Tables 5 and 6.
+pub fn presets(target: &str, ablations: bool) -> Vec<String> {
+    let list: Vec<&str> = match target {
+        "quick" => vec!["fashion-mnist-quick/sadajem", "fashion-mnist-quick/softmax"],
+        "fashion-mnist" => vec![
+            "fashion-mnist/sadajem-wrn10-2",
+            "fashion-mnist/softmax-wrn10-2",
+        ],
+        _ => {
+            let mut v = vec![
+                "sadajem",
+                "sadajem-k10",
+                "sadajem-k20",
+                "jem",
+                "jempp",
+                "softmax",
+                "softmax-sam",
+            ];
+            if ablations {
+                v.extend([
+                    "jem-sam",
+                    "jempp-sam",
+                    "jempp-noda",
+                    "sadajem-sam-rho0.05",
+                    "sadajem-sam-rho0.1",
+                    "sadajem-sam-rho0.5",
+                    "sadajem-asam-rho0.5",
+                    "sadajem-asam-rho1.0",
+                    "sadajem-asam-rho2.0",
+                    "sadajem-l2",
+                    "sadajem-code",
+                ]);
+            }
+            return v.into_iter().map(|p| format!("{target}/{p}")).collect();
+        }
+    };
+    list.into_iter().map(String::from).collect()
+}
+
+/// Multiply-adds of one forward pass of a WRN-depth-width on one image of `side` pixels
+/// (pre-activation blocks: the first convolution of a block at the input resolution, the
+/// stride in the second, 1x1 shortcuts where the width changes).
+pub fn wrn_macs(depth: usize, width: usize, channels: usize, side: usize) -> f64 {
+    let n = depth.saturating_sub(4) / 6;
+    let conv = |k: usize, cin: usize, cout: usize, s: usize| (k * k * cin * cout * s * s) as f64;
+    let mut macs = conv(3, channels, 16, side);
+    let (mut cin, mut s_in) = (16, side);
+    for (stage, w) in [16 * width, 32 * width, 64 * width].into_iter().enumerate() {
+        let s_out = side >> stage;
+        for _ in 0..n {
+            macs += conv(3, cin, w, s_in) + conv(3, w, w, s_out);
+            if cin != w {
+                macs += conv(1, cin, w, s_out);
+            }
+            (cin, s_in) = (w, s_out);
+        }
+    }
+    macs
+}
+
+/// A rough duration of a training run in seconds: FLOPs per iteration (forward + backward
+/// = 3 forwards; SAM doubles the classifier and density passes; K SGLD steps on the p(x)
+/// batch) over an effective throughput: on the CPU calibrated on a measured WRN-10-2 run of
+/// this project (0.24 it/s on 2 cores, scaled by the cores here); a GPU assumed to sustain
+/// 30 TFLOP/s in f32 (an H100/H200-class card; a guess, not a measurement).
+pub fn estimate_train_seconds(cfg: &TrainConfig, train_images: usize, gpu: bool) -> f64 {
+    let side = cfg.data.pad_to.unwrap_or(32);
+    let channels = if cfg
+        .dataset()
+        .map(|d| d.as_str().contains("mnist"))
+        .unwrap_or(false)
+    {
+        1
+    } else {
+        3
+    };
+    let macs = wrn_macs(cfg.model.depth, cfg.model.width, channels, side);
+    let per_iter = |cfg: &TrainConfig| {
+        let sam = if cfg.optim.sam == SamKind::None {
+            1.0
+        } else {
+            2.0
+        };
+        let clf = cfg.data.clf_batch_size as f64;
+        let (px, k) = if cfg.loss.px > 0.0 {
+            (cfg.data.px_batch_size as f64, cfg.sampler.steps as f64)
+        } else {
+            (0.0, 0.0)
+        };
+        6.0 * macs * (sam * (clf + 2.0 * px) + k * px)
+    };
+    let iters =
+        cfg.schedule.epochs as f64 * train_images as f64 / cfg.data.clf_batch_size.max(1) as f64;
+    // calibration: WRN-10-2, 1 x 32 x 32, batches 32 / 32, K = 5, SAM: 0.239 it/s here
+    let reference_flops = 6.0 * wrn_macs(10, 2, 1, 32) * (2.0 * (32.0 + 64.0) + 5.0 * 32.0);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let flops_per_s = if gpu {
+        30e12
+    } else {
+        reference_flops * 0.239 * cores / 2.0
+    };
+    iters * per_iter(cfg) / flops_per_s
+}
+
+fn train_images(cfg: &TrainConfig) -> usize {
+    let total: usize = match cfg.data.dataset.as_str() {
+        "fashion-mnist-quick" => 10_000,
+        "fashion-mnist" | "mnist" => 60_000,
+        "svhn" => 73_257,
+        _ => 50_000,
+    };
+    total.saturating_sub(cfg.data.valid_size)
+}
+
+/// The stages of one model, in order.
+pub fn model_stages(
+    m: &Model,
+    target: &str,
+    out: &Path,
+    data_args: &[String],
+    gpu: bool,
+) -> Vec<Stage> {
+    let run = out.join(&m.key).join("run");
+    let eval = out.join(&m.key).join("eval");
+    let s = |p: &Path| p.display().to_string();
+    let ck = run.join("last.safetensors");
+    let mut stages = vec![Stage {
+        name: format!("{}/train", m.key),
+        args: {
+            let mut a = if run.join("config.toml").exists() {
+                vec!["train".into(), "--resume".into(), s(&run)]
+            } else {
+                vec![
+                    "train".into(),
+                    "--config".into(),
+                    s(&m.config),
+                    "--out".into(),
+                    s(&run),
+                ]
+            };
+            a.extend(data_args.iter().cloned());
+            a
+        },
+        done_when: run.join("summary.json"),
+        estimate_s: estimate_train_seconds(&m.cfg, train_images(&m.cfg), gpu),
+    }];
+    let quick = target == "quick" || target == "fashion-mnist";
+    let mut eval_stage = |task: &str, file: &str, extra: &[&str], estimate_s: f64| {
+        let mut args = vec![
+            "eval".to_string(),
+            task.to_string(),
+            "--checkpoint".into(),
+            s(&ck),
+            "--out".into(),
+            s(&eval),
+        ];
+        args.extend(data_args.iter().cloned());
+        args.extend(extra.iter().map(|x| x.to_string()));
+        stages.push(Stage {
+            name: format!("{}/{task}", m.key),
+            args,
+            done_when: eval.join(file),
+            estimate_s,
+        });
+    };
+    eval_stage("accuracy", "accuracy.json", &[], 60.0);
+    eval_stage("calibration", "calibration.json", &[], 60.0);
+    eval_stage(
+        "ood",
+        "ood.json",
+        if quick {
+            &["--max-images", "2000"]
+        } else {
+            &[]
+        },
+        300.0,
+    );
+    if m.cfg.loss.px > 0.0 {
+        let steps = if quick { "100" } else { "1000" };
+        eval_stage(
+            "generate",
+            "generate.json",
+            &[
+                "--chains",
+                "100",
+                "--steps",
+                steps,
+                "--per-class",
+                "10",
+                "--cond-steps",
+                steps,
+            ],
+            if quick { 300.0 } else { 1800.0 },
+        );
+    }
+    if quick {
+        eval_stage(
+            "robustness",
+            "robustness.json",
+            &[
+                "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
+            ],
+            300.0,
+        );
+    } else {
+        eval_stage(
+            "robustness",
+            "robustness.json",
+            &["--norm", "linf,l2"],
+            3600.0,
+        );
+        if m.cfg.loss.px > 0.0 {
+            eval_stage("fid", "quality.json", &[], 1800.0);
+        }
+    }
+    stages
+}
+
+/// `cargo xtask reproduce ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    let a = parse(args)?;
+    let root = root();
+    let gpu = a.device.starts_with("cuda");
+    let mut data_args = Vec::new();
+    if let Some(d) = &a.data_dir {
+        data_args.extend(["--data-dir".to_string(), d.display().to_string()]);
+    }
+    data_args.extend(["--device".to_string(), a.device.clone()]);
+    let mut models = Vec::new();
+    for p in presets(&a.target, a.ablations) {
+        let config = root.join("configs").join(format!("{p}.toml"));
+        let cfg = TrainConfig::load(&config, &[])
+            .with_context(|| format!("preset {}", config.display()))?;
+        let key = p.rsplit('/').next().unwrap_or(&p).to_string();
+        models.push(Model { key, config, cfg });
+    }
+    let mut stages: Vec<Stage> = models
+        .iter()
+        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu))
+        .collect();
+    // one landscape figure with every model overlaid
+    let cks: Vec<String> = models
+        .iter()
+        .map(|m| {
+            a.out
+                .join(&m.key)
+                .join("run/last.safetensors")
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut land = vec![
+        "eval".to_string(),
+        "landscape".into(),
+        "--checkpoint".into(),
+        cks[0].clone(),
+        "--out".into(),
+        a.out.join("landscape").display().to_string(),
+        "--points".into(),
+        "21".into(),
+    ];
+    if cks.len() > 1 {
+        land.extend(["--compare".into(), cks[1..].join(",")]);
+    }
+    land.extend(data_args.iter().cloned());
+    stages.push(Stage {
+        name: "all/landscape".into(),
+        args: land,
+        done_when: a.out.join("landscape/landscape.json"),
+        estimate_s: 60.0 * models.len() as f64,
+    });
+
+    let total: f64 = stages
+        .iter()
+        .filter(|s| !s.done_when.exists())
+        .map(|s| s.estimate_s)
+        .sum();
+    println!(
+        "reproduce {}: {} models, {} stages into {} (device {}; rough estimate of what is left: {})",
+        a.target,
+        models.len(),
+        stages.len(),
+        a.out.display(),
+        a.device,
+        human(total)
+    );
+    for s in &stages {
+        let state = if s.done_when.exists() { "done" } else { "todo" };
+        println!(
+            "  [{state}] {:<28} ~{:>9}   jem {}",
+            s.name,
+            human(s.estimate_s),
+            s.args.join(" ")
+        );
+    }
+    if a.dry_run {
+        return Ok(());
+    }
+    if matches!(a.target.as_str(), "cifar10" | "cifar100") {
+        let data_dir = a
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| jem_data::resolve_data_dir(None));
+        let name: jem_data::DatasetName = a.target.parse()?;
+        if !name.is_present(&data_dir) {
+            bail!(
+                "{} is not in {}: run `jem data fetch {}` (and svhn, cifar100/cifar10, celeba for \
+                 the OOD table) first",
+                a.target,
+                data_dir.display(),
+                a.target
+            );
+        }
+    }
+    let jem = match &a.jem {
+        Some(p) => p.clone(),
+        None => build_jem(&root, gpu)?,
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut timings = report::Timings::load(&a.out);
+    for s in &stages {
+        if s.done_when.exists() {
+            continue;
+        }
+        eprintln!("==> {}", s.name);
+        let t0 = Instant::now();
+        let status = Command::new(&jem)
+            .args(&s.args)
+            .status()
+            .with_context(|| format!("running {}", jem.display()))?;
+        let secs = t0.elapsed().as_secs_f64();
+        timings.record(&s.name, secs, status.success());
+        timings.save(&a.out)?;
+        if !status.success() {
+            eprintln!(
+                "==> {} failed after {}; continuing with the other stages",
+                s.name,
+                human(secs)
+            );
+        }
+    }
+    let report = report::write(&a.out, &a.target, &models, &timings, &a.device)?;
+    println!("report: {}", report.display());
+    Ok(())
+}
+
+fn build_jem(root: &Path, gpu: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(crate::cargo());
+    cmd.current_dir(root)
+        .args(["build", "--release", "--bin", "jem"]);
+    if gpu {
+        cmd.args(["--features", "cuda"]);
+    }
+    eprintln!(
+        "==> cargo build --release --bin jem{}",
+        if gpu { " --features cuda" } else { "" }
+    );
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("building jem failed");
+    }
+    Ok(root.join("target/release/jem"))
+}
+
+/// `1 h 02 min`, `3 min 10 s`, `12 s`.
+pub fn human(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_of_every_target_loads_and_plans() {
+        for (target, n) in [
+            ("quick", 2),
+            ("fashion-mnist", 2),
+            ("cifar10", 7),
+            ("cifar100", 7),
+        ] {
+            let p = presets(target, false);
+            assert_eq!(p.len(), n, "{target}");
+            for preset in presets(target, true) {
+                let config = root().join("configs").join(format!("{preset}.toml"));
+                let cfg = TrainConfig::load(&config, &[]).unwrap();
+                let m = Model {
+                    key: preset.rsplit('/').next().unwrap().to_string(),
+                    config,
+                    cfg,
+                };
+                let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false);
+                assert_eq!(stages[0].name, format!("{}/train", m.key));
+                assert!(
+                    stages
+                        .iter()
+                        .all(|s| s.estimate_s > 0.0 && s.estimate_s.is_finite())
+                );
+                let names: Vec<&str> = stages
+                    .iter()
+                    .map(|s| s.name.rsplit('/').next().unwrap())
+                    .collect();
+                for task in ["accuracy", "calibration", "ood", "robustness"] {
+                    assert!(names.contains(&task), "{preset}: {names:?}");
+                }
+                assert_eq!(names.contains(&"generate"), m.cfg.loss.px > 0.0, "{preset}");
+            }
+        }
+    }
+
+    #[test]
+    fn estimates_scale_with_the_model_and_the_device() {
+        // WRN-28-10 at 32x32: `jem model summary --arch wrn-28-10` says 5.954 G multiply-adds
+        let macs = wrn_macs(28, 10, 3, 32);
+        assert!((macs / 5.954e9 - 1.0).abs() < 0.01, "{macs:e}");
+        let load = |p: &str| TrainConfig::load(&root().join("configs").join(p), &[]).unwrap();
+        let sada = load("cifar10/sadajem.toml");
+        let quick = load("fashion-mnist-quick/sadajem.toml");
+        let (cpu, gpu) = (
+            estimate_train_seconds(&sada, 45_000, false),
+            estimate_train_seconds(&sada, 45_000, true),
+        );
+        assert!(cpu > 100.0 * gpu && gpu > 3600.0, "{cpu} {gpu}");
+        assert!(estimate_train_seconds(&quick, 9_000, false) < 3600.0);
+        assert_eq!(human(59.4), "59 s");
+        assert_eq!(human(3725.0), "1 h 02 min");
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(parse(&["imagenet".into()]).is_err());
+        assert!(parse(&["quick".into(), "--bogus".into()]).is_err());
+        let a = parse(&[
+            "quick".into(),
+            "--dry-run".into(),
+            "--device".into(),
+            "cuda:0".into(),
+        ])
+        .unwrap();
+        assert!(a.dry_run && a.device == "cuda:0" && a.out.ends_with("reproductions/quick"));
+    }
+}
