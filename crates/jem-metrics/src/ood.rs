@@ -44,13 +44,8 @@ pub fn ood_report(scores_in: &[f64], scores_out: &[f64]) -> Result<OodReport> {
 
 /// Counts of positives and negatives at or above each distinct score, highest first.
 fn cumulative_counts(scores_in: &[f64], scores_out: &[f64]) -> Result<Vec<(f64, usize, usize)>> {
-    check_inputs(scores_in, scores_out)?;
-    let mut all: Vec<(f64, bool)> = scores_in
-        .iter()
-        .map(|&s| (s, true))
-        .chain(scores_out.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut all = labelled_sorted(scores_in, scores_out)?;
+    all.reverse();
     let mut out: Vec<(f64, usize, usize)> = Vec::new();
     let (mut tp, mut fp) = (0, 0);
     for (i, &(s, pos)) in all.iter().enumerate() {
@@ -109,6 +104,18 @@ pub fn fpr_at_tpr(scores_in: &[f64], scores_out: &[f64], tpr: f64) -> Result<f64
     Ok(curve.fpr[k.min(curve.fpr.len() - 1)])
 }
 
+/// Every score with `true` for in-distribution, sorted increasing (after the input checks).
+fn labelled_sorted(scores_in: &[f64], scores_out: &[f64]) -> Result<Vec<(f64, bool)>> {
+    check_inputs(scores_in, scores_out)?;
+    let mut all: Vec<(f64, bool)> = scores_in
+        .iter()
+        .map(|&s| (s, true))
+        .chain(scores_out.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(all)
+}
+
 fn check_inputs(scores_in: &[f64], scores_out: &[f64]) -> Result<()> {
     if scores_in.is_empty() || scores_out.is_empty() {
         return Err(MetricError::Invalid(format!(
@@ -126,13 +133,7 @@ fn check_inputs(scores_in: &[f64], scores_out: &[f64]) -> Result<()> {
 /// and a negative count one half, so this equals scikit-learn's
 /// `roc_auc_score([1]*len(in) + [0]*len(out), in + out)` (the Mann-Whitney statistic).
 pub fn auroc(scores_in: &[f64], scores_out: &[f64]) -> Result<f64> {
-    check_inputs(scores_in, scores_out)?;
-    let mut all: Vec<(f64, bool)> = scores_in
-        .iter()
-        .map(|&s| (s, true))
-        .chain(scores_out.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let all = labelled_sorted(scores_in, scores_out)?;
     // sum of the (1-based, tie-averaged) ranks of the positives
     let mut rank_sum = 0.0;
     let mut i = 0;
