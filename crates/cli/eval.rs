@@ -202,9 +202,13 @@ fn sessions(
     data_dir: &std::path::Path,
     cache_dir: &std::path::Path,
 ) -> Result<Vec<(String, EvalSession)>> {
+    // the run folder's name, or its parent's when the run folder is called `run`
     let label = |p: &std::path::Path| {
-        p.parent()
-            .and_then(|d| d.file_name())
+        let mut dir = p.parent();
+        if dir.and_then(|d| d.file_name()).is_some_and(|n| n == "run") {
+            dir = dir.and_then(|d| d.parent());
+        }
+        dir.and_then(|d| d.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| p.display().to_string())
     };

@@ -254,9 +254,9 @@ pub fn write(
                     );
                 }
             }
-            let _ = writeln!(md);
         }
     }
+    md.push('\n');
     for m in models {
         let fig = format!("{}/eval/robustness.png", m.key);
         if out.join(&fig).exists() {
@@ -291,7 +291,28 @@ pub fn write(
             .or(pngs.last())
         {
             let rel = last.strip_prefix(out).unwrap_or(last);
-            let _ = writeln!(md, "![{} samples]({})\n", m.key, rel.display());
+            let _ = writeln!(
+                md,
+                "{}: the replay buffer at the end of training.\n\n![{} samples]({})\n",
+                m.key,
+                m.key,
+                rel.display()
+            );
+        }
+        for (file, what) in [
+            (
+                "chains.png",
+                "fresh chains from the informative init (the reference's eval sampler)",
+            ),
+            (
+                "conditional.png",
+                "class-conditional samples, one row per class",
+            ),
+        ] {
+            let fig = format!("{}/eval/{file}", m.key);
+            if out.join(&fig).exists() {
+                let _ = writeln!(md, "{}: {what}.\n\n![{} {file}]({fig})\n", m.key, m.key);
+            }
         }
     }
 
