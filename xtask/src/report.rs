@@ -236,32 +236,30 @@ pub fn write(
         md,
         "| model | norm | eps (/255) | robust accuracy (every step) | last-iterate accuracy |\n|---|---|---|---|---|"
     );
-    for m in models {
-        if let Some(r) = read(&out.join(&m.key).join("eval/robustness.json")) {
-            for row in r.as_array().into_iter().flatten() {
-                for p in row["result"]["points"].as_array().into_iter().flatten() {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} | {} |",
-                        m.key,
-                        row["norm"].as_str().unwrap_or("?"),
-                        p["eps"]
-                            .as_f64()
-                            .map(|e| format!("{:.0}", e * 255.0))
-                            .unwrap_or_default(),
-                        f(&p["robust_accuracy"], 4),
-                        f(&p["last_iterate_accuracy"], 4)
-                    );
-                }
+    if let Some(r) = read(&out.join("robustness/robustness.json")) {
+        for row in r.as_array().into_iter().flatten() {
+            for p in row["result"]["points"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    row["label"].as_str().unwrap_or("?"),
+                    row["norm"].as_str().unwrap_or("?"),
+                    p["eps"]
+                        .as_f64()
+                        .map(|e| format!("{:.0}", e * 255.0))
+                        .unwrap_or_default(),
+                    f(&p["robust_accuracy"], 4),
+                    f(&p["last_iterate_accuracy"], 4)
+                );
             }
         }
     }
     md.push('\n');
-    for m in models {
-        let fig = format!("{}/eval/robustness.png", m.key);
-        if out.join(&fig).exists() {
-            let _ = writeln!(md, "![robustness of {}]({fig})\n", m.key);
-        }
+    if out.join("robustness/robustness.png").exists() {
+        let _ = writeln!(
+            md,
+            "![robustness of every model](robustness/robustness.png)\n"
+        );
     }
 
     let _ = writeln!(md, "## Energy landscape (Figure 1)\n");

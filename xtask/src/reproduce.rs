@@ -288,25 +288,8 @@ pub fn model_stages(
             if quick { 300.0 } else { 1800.0 },
         );
     }
-    if quick {
-        eval_stage(
-            "robustness",
-            "robustness.json",
-            &[
-                "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
-            ],
-            300.0,
-        );
-    } else {
-        eval_stage(
-            "robustness",
-            "robustness.json",
-            &["--norm", "linf,l2"],
-            3600.0,
-        );
-        if m.cfg.loss.px > 0.0 {
-            eval_stage("fid", "quality.json", &[], 1800.0);
-        }
+    if !quick && m.cfg.loss.px > 0.0 {
+        eval_stage("fid", "quality.json", &[], 1800.0);
     }
     stages
 }
@@ -333,7 +316,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu))
         .collect();
-    // one landscape figure with every model overlaid
+    // one robustness figure and one landscape figure with every model overlaid
     let cks: Vec<String> = models
         .iter()
         .map(|m| {
@@ -344,26 +327,40 @@ pub fn run(args: &[String]) -> Result<()> {
                 .to_string()
         })
         .collect();
-    let mut land = vec![
-        "eval".to_string(),
-        "landscape".into(),
-        "--checkpoint".into(),
-        cks[0].clone(),
-        "--out".into(),
-        a.out.join("landscape").display().to_string(),
-        "--points".into(),
-        "21".into(),
-    ];
-    if cks.len() > 1 {
-        land.extend(["--compare".into(), cks[1..].join(",")]);
-    }
-    land.extend(data_args.iter().cloned());
-    stages.push(Stage {
-        name: "all/landscape".into(),
-        args: land,
-        done_when: a.out.join("landscape/landscape.json"),
-        estimate_s: 60.0 * models.len() as f64,
+    let quick = a.target == "quick" || a.target == "fashion-mnist";
+    let overlay = |task: &str, extra: &[&str], estimate_s: f64| {
+        let mut args = vec![
+            "eval".to_string(),
+            task.to_string(),
+            "--checkpoint".into(),
+            cks[0].clone(),
+            "--out".into(),
+            a.out.join(task).display().to_string(),
+        ];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        if cks.len() > 1 {
+            args.extend(["--compare".into(), cks[1..].join(",")]);
+        }
+        args.extend(data_args.iter().cloned());
+        Stage {
+            name: format!("all/{task}"),
+            args,
+            done_when: a.out.join(task).join(format!("{task}.json")),
+            estimate_s: estimate_s * models.len() as f64,
+        }
+    };
+    stages.push(if quick {
+        overlay(
+            "robustness",
+            &[
+                "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
+            ],
+            30.0,
+        )
+    } else {
+        overlay("robustness", &["--norm", "linf,l2"], 3600.0)
     });
+    stages.push(overlay("landscape", &["--points", "21"], 60.0));
 
     let total: f64 = stages
         .iter()
@@ -499,7 +496,7 @@ mod tests {
                     .iter()
                     .map(|s| s.name.rsplit('/').next().unwrap())
                     .collect();
-                for task in ["accuracy", "calibration", "ood", "robustness"] {
+                for task in ["accuracy", "calibration", "ood"] {
                     assert!(names.contains(&task), "{preset}: {names:?}");
                 }
                 assert_eq!(names.contains(&"generate"), m.cfg.loss.px > 0.0, "{preset}");
