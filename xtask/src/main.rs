@@ -7,6 +7,7 @@
 //! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
 //!   train -> eval stages of a reproduction (idempotent, resumable) and its report.
 
+mod html;
 mod quick_data;
 mod report;
 mod reproduce;
