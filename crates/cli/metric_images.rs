@@ -170,15 +170,8 @@ pub fn dataset_stats(
     let dataset: DatasetName = name.parse()?;
     let weights = weights_path(m)?;
     let cache = resolve_cache_dir(path(m, "cache-dir").as_deref());
-    let stem = weights
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned());
-    let expected = cache.join("fid-stats").join(format!(
-        "{dataset}-{}{}-{}.safetensors",
-        splits.replace(',', "+"),
-        max_images.map(|n| format!("-first{n}")).unwrap_or_default(),
-        stem.unwrap_or_default()
-    ));
+    let expected =
+        jem_eval::quality::stats_cache_file(&cache, dataset, splits, max_images, &weights);
     // a cached file needs no network: only load the weights when computing
     if out.as_ref().unwrap_or(&expected).exists() {
         let file = out.unwrap_or(expected);

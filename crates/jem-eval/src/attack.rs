@@ -112,8 +112,7 @@ pub fn robustness(
             });
         }
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    crate::output::ensure_dir(out)?;
     let names: Vec<String> = rows
         .iter()
         .map(|r| format!("{} {}", r.label, r.norm))

@@ -117,8 +117,7 @@ pub fn calibrate(s: &EvalSession, batch: usize, out: &Path) -> Result<Calibratio
             accuracy: b.accuracy,
         })
         .collect();
-    std::fs::create_dir_all(out)
-        .map_err(|e| crate::EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    crate::output::ensure_dir(out)?;
     let title = format!(
         "ECE {:.2}%  (accuracy {:.2}%)",
         100.0 * reference.ece,

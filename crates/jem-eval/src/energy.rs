@@ -113,8 +113,7 @@ pub fn landscapes(
             two_d,
         });
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    crate::output::ensure_dir(out)?;
     let curves: Vec<(&str, &Landscape1d)> =
         rows.iter().map(|r| (r.label.as_str(), &r.one_d)).collect();
     save_landscape_1d(&out.join("landscape-1d.png"), &curves)?;

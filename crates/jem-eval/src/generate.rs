@@ -154,8 +154,7 @@ pub fn generate_with<M: Classifier + ?Sized>(
                 .into(),
         ));
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    crate::output::ensure_dir(out)?;
     let mut notes = Vec::new();
     let buffer = match buffer_grid(
         replay_buffer,

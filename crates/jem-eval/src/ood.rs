@@ -215,8 +215,7 @@ pub fn ood(
     }
     let test = s.data.test.clone();
     let inn = score(s, test, opts)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| EvalError::Io(format!("creating {}: {e}", out.display())))?;
+    crate::output::ensure_dir(out)?;
     let mut rows = Vec::new();
     for name in sets {
         let mut set = ood_images(s, name, data_dir, opts.seed)?;

@@ -6,10 +6,15 @@ use serde::Serialize;
 
 use crate::{EvalError, Result};
 
+/// Creates `dir` (and its parents) when missing; the error names it.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| EvalError::Io(format!("creating {}: {e}", dir.display())))
+}
+
 /// Writes `value` as pretty JSON to `dir/name` atomically (temporary file, then rename).
 pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| EvalError::Io(format!("creating {}: {e}", dir.display())))?;
+    ensure_dir(dir)?;
     let path = dir.join(name);
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| EvalError::Io(format!("{}: {e}", path.display())))?;

@@ -34,6 +34,27 @@ pub fn inception_weights(explicit: Option<&Path>, data_dir: &Path) -> Result<Pat
     Ok(path)
 }
 
+/// Where [`dataset_stats`] caches the statistics of `dataset`'s `splits` (of its first
+/// `max_images` images) under the Inception weights `weights`:
+/// `cache_dir/fid-stats/<dataset>-<split+split>[-first<N>]-<weights file stem>.safetensors`.
+pub fn stats_cache_file(
+    cache_dir: &Path,
+    dataset: DatasetName,
+    splits: &str,
+    max_images: Option<usize>,
+    weights: &Path,
+) -> PathBuf {
+    let stem = weights
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weights".into());
+    cache_dir.join("fid-stats").join(format!(
+        "{dataset}-{}{}-{stem}.safetensors",
+        splits.replace(',', "+"),
+        max_images.map(|n| format!("-first{n}")).unwrap_or_default()
+    ))
+}
+
 /// Statistics of a data set's splits (comma-separated, e.g. `train,test`, the reference's
 /// 60,000 CIFAR-10 images), optionally of its first `max_images` images: read from
 /// `cache_dir/fid-stats/` when present, else computed with `net` and cached there (or at
@@ -51,17 +72,8 @@ pub fn dataset_stats(
     batch: usize,
     progress: bool,
 ) -> Result<(PathBuf, GaussianStats, bool)> {
-    let stem = weights
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "weights".into());
-    let file = out.unwrap_or_else(|| {
-        cache_dir.join("fid-stats").join(format!(
-            "{dataset}-{}{}-{stem}.safetensors",
-            splits.replace(',', "+"),
-            max_images.map(|n| format!("-first{n}")).unwrap_or_default()
-        ))
-    });
+    let file =
+        out.unwrap_or_else(|| stats_cache_file(cache_dir, dataset, splits, max_images, weights));
     if file.exists() {
         let s = load_stats(&file).map_err(|e| {
             EvalError::Invalid(format!(
@@ -94,8 +106,7 @@ pub fn dataset_stats(
         f.pool.len() / f.count.max(1),
     )?;
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EvalError::Io(format!("creating {}: {e}", dir.display())))?;
+        crate::output::ensure_dir(dir)?;
     }
     let sha = if weights.file_name().and_then(|n| n.to_str()) == Some(FID_WEIGHTS_FILE) {
         FID_WEIGHTS_SHA256.to_string()
