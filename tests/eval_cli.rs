@@ -100,6 +100,28 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         table.contains("mnist-quick") && table.contains("AUROC"),
         "{table}"
     );
+    // the interpolation set (pairs mixed in model space), into another folder
+    let interp_dir = tmp.path().join("interp");
+    let out = jem(
+        &[
+            "eval",
+            "ood",
+            "--checkpoint",
+            ck_s,
+            "--sets",
+            "fashion-mnist-quick-interp",
+            "--max-images",
+            "40",
+            "--out",
+            interp_dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let set = &json(&interp_dir.join("ood.json"))["sets"][0];
+    assert_eq!(set["name"], "fashion-mnist-quick-interp");
+    assert_eq!(set["n"], 40);
+    assert!((0.0..=1.0).contains(&set["px"]["auroc"].as_f64().unwrap()));
 
     let out = jem(
         &[
@@ -136,6 +158,40 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         }
     }
     decodes(&eval_dir.join("robustness.png"));
+
+    // BPDA+EOT through a 2-step purification defence, into another folder
+    let eot_dir = tmp.path().join("eot");
+    let eot_s = eot_dir.to_str().unwrap();
+    let base = [
+        "eval",
+        "robustness",
+        "--checkpoint",
+        ck_s,
+        "--out",
+        eot_s,
+        "--images",
+        "4",
+        "--steps",
+        "1",
+        "--eps",
+        "8",
+        "--bpda-eot",
+        "2",
+        "--defense-reps",
+        "3",
+    ];
+    let out = jem(&[&base[..], &["--eot-reps", "2"]].concat(), tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rob = json(&eot_dir.join("robustness.json"));
+    let cfg = &rob[0]["result"]["config"]["bpda_eot"];
+    assert_eq!(cfg["langevin_steps"], 2, "{rob}");
+    assert_eq!(cfg["attack_reps"], 2);
+    assert_eq!(cfg["defense_reps"], 3);
+    let p = &rob[0]["result"]["points"][0];
+    assert!(p["robust_accuracy"].as_f64().unwrap() <= p["clean_accuracy"].as_f64().unwrap());
+    let out = jem(&[&base[..], &["--eot-reps", "0"]].concat(), tmp.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("attack_reps"), "{}", stderr(&out));
 
     let out = jem(
         &[
@@ -239,7 +295,7 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         ];
         let out = jem(&args, tmp.path());
         assert!(out.status.success(), "{task}: {}", stderr(&out));
-        let q = json(&eval_dir.join("quality.json"));
+        let q = json(&eval_dir.join(format!("{task}.json")));
         assert_eq!(q["n_source"], 100);
         if task == "fid" {
             assert!(q["fid"]["fid"].as_f64().unwrap() > 0.0, "{q}");
@@ -248,6 +304,8 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
             assert!(q["is"]["mean"].as_f64().unwrap() >= 1.0, "{q}");
         }
     }
+    // the second task did not overwrite the first one's result
+    assert!(json(&eval_dir.join("fid.json"))["fid"]["fid"].is_number());
 
     // errors name the input
     let out = jem(&["eval", "accuracy", "--checkpoint", run_s], tmp.path());

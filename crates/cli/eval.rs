@@ -12,7 +12,7 @@ use jem_eval::energy::LandscapeOptions;
 use jem_eval::generate::{GenerateOptions, SamplerBn};
 use jem_eval::ood::{OodOptions, default_ood_sets};
 use jem_eval::quality::QualityOptions;
-use jem_eval::robustness::{AttackNorm, PgdConfig};
+use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
 use crate::args::{data_dir, flag, opt, parsed, path, string};
 use crate::train::parse_device;
@@ -142,7 +142,45 @@ pub fn command() -> Command {
                 .arg(opt("step-size", "ETA", "Step size in /255 units").default_value("2"))
                 .arg(flag("no-random-start", "Start at the clean image"))
                 .arg(opt("images", "N", "Test images attacked").default_value("1000"))
-                .arg(opt("seed", "N", "Seed of the random starts").default_value("1")),
+                .arg(opt("seed", "N", "Seed of the random starts").default_value("1"))
+                .arg(opt(
+                    "bpda-eot",
+                    "STEPS",
+                    "Attack an SGLD purification defence of STEPS Langevin steps with \
+                     BPDA+EOT (the reference's bpda_eot_attack.py; 0 = plain PGD)",
+                ))
+                .arg(
+                    opt(
+                        "purify-step",
+                        "S",
+                        "Purification: step size on grad log p(x), model space",
+                    )
+                    .default_value("1"),
+                )
+                .arg(
+                    opt(
+                        "purify-noise",
+                        "SIGMA",
+                        "Purification: noise of each step, model space",
+                    )
+                    .default_value("0.01"),
+                )
+                .arg(
+                    opt(
+                        "eot-reps",
+                        "N",
+                        "Purified copies per image for the attack gradient (EOT)",
+                    )
+                    .default_value("15"),
+                )
+                .arg(
+                    opt(
+                        "defense-reps",
+                        "N",
+                        "Purified copies confirming a break (0 = no confirmation)",
+                    )
+                    .default_value("150"),
+                ),
         ))
         .subcommand(common(
             Command::new("landscape")
@@ -394,6 +432,15 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             attack.steps = parsed::<usize>(m, "steps")?.unwrap_or(50);
             attack.step_size = parsed::<f64>(m, "step-size")?.unwrap_or(2.0) / 255.0;
             attack.random_start = !m.get_flag("no-random-start");
+            if let Some(steps) = parsed::<usize>(m, "bpda-eot")? {
+                attack.bpda_eot = Some(BpdaEot {
+                    langevin_steps: steps,
+                    langevin_step_size: parsed::<f64>(m, "purify-step")?.unwrap_or(1.0),
+                    langevin_noise: parsed::<f64>(m, "purify-noise")?.unwrap_or(0.01),
+                    attack_reps: parsed::<usize>(m, "eot-reps")?.unwrap_or(15),
+                    defense_reps: parsed::<usize>(m, "defense-reps")?.unwrap_or(150),
+                });
+            }
             let opts = RobustnessOptions {
                 norms,
                 eps: per255("eps")?,

@@ -11,6 +11,7 @@ mod html;
 mod quick_data;
 mod report;
 mod reproduce;
+mod tables;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};

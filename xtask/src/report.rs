@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::reproduce::{Model, human};
+use crate::tables;
 
 /// Wall-clock and outcome of each stage, kept in `<out>/stages.json` across invocations.
 #[derive(Default)]
@@ -87,16 +88,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// Numbers published for the paper's rows (unverified, from a third-party page: the reference
-/// README has none); `None` where nothing is known.
-fn paper_accuracy(target: &str, key: &str) -> Option<&'static str> {
-    match (target, key) {
-        ("cifar10", "sadajem") => Some("96.0–96.1 % (unverified)"),
-        ("cifar10", "jempp") => Some("94.1 % (unverified)"),
-        _ => None,
-    }
-}
-
 /// Writes `report.md` and `report.html` into `out`; returns the Markdown file.
 pub fn write(
     out: &Path,
@@ -129,95 +120,26 @@ pub fn write(
             .unwrap_or(1),
     );
 
+    let paper_file = root.join("configs/paper-numbers.toml");
+    let mut paper = if paper_file.exists() {
+        tables::Paper::load(&paper_file, target)?
+    } else {
+        tables::Paper::empty(target)
+    };
+    tables::main_tables(&mut md, &mut paper, models, out);
+    tables::ablation_tables(&mut md, &mut paper, models, out);
+
     let _ = writeln!(
         md,
-        "## Classification and calibration (Tables 1–2, Figure 4)\n"
+        "## Figures of calibration and OOD detection
+"
     );
-    let _ = writeln!(
-        md,
-        "| model | iterations | train time | test accuracy | ECE (reference, 20 bins) | ECE (torchmetrics, 15 bins) | paper accuracy |\n|---|---|---|---|---|---|---|"
-    );
-    for m in models {
-        let dir = out.join(&m.key);
-        let summary = read(&dir.join("run/summary.json")).unwrap_or(Value::Null);
-        let acc = read(&dir.join("eval/accuracy.json")).unwrap_or(Value::Null);
-        let cal = read(&dir.join("eval/calibration.json")).unwrap_or(Value::Null);
-        let minutes = summary["train_minutes"].as_f64().map(|x| human(60.0 * x));
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            m.key,
-            summary["iterations"]
-                .as_u64()
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "—".into()),
-            minutes.unwrap_or_else(|| "—".into()),
-            f(&acc["accuracy"], 4),
-            f(&cal["reference"]["ece"], 4),
-            f(&cal["torchmetrics"]["ece"], 4),
-            paper_accuracy(target, &m.key).unwrap_or("—"),
-        );
-    }
-    md.push('\n');
     for m in models {
         let fig = format!("{}/eval/calibration.png", m.key);
         if out.join(&fig).exists() {
             let _ = writeln!(md, "![reliability diagram of {}]({fig})\n", m.key);
         }
     }
-
-    let _ = writeln!(md, "## Sample quality (FID / IS)\n");
-    let mut any_quality = false;
-    for m in models {
-        if let Some(q) = read(&out.join(&m.key).join("eval/quality.json")) {
-            any_quality = true;
-            let _ = writeln!(
-                md,
-                "- {}: FID {} ({} images), IS {}",
-                m.key,
-                f(&q["fid"]["fid"], 2),
-                q["n_fid"],
-                f(&q["is"]["mean"], 2)
-            );
-        }
-    }
-    if !any_quality {
-        let _ = writeln!(
-            md,
-            "Not computed. FID and IS need pytorch-fid's Inception weights (`jem data fetch \
-             inception`, 92 MB) and the Inception statistics of the real images; the quick \
-             preset leaves them out because the statistics of its real images take about an \
-             hour of CPU. With the weights: `jem eval fid --checkpoint RUN/last.safetensors` and \
-             `jem eval is ...`."
-        );
-    }
-    md.push('\n');
-
-    let _ = writeln!(
-        md,
-        "## OOD detection (Table 3; AUROC, test split positive)\n"
-    );
-    let _ = writeln!(
-        md,
-        "| model | OOD set | images | log p(x) | max p(y\\|x) | −‖∇x log p(x)‖ |\n|---|---|---|---|---|---|"
-    );
-    for m in models {
-        if let Some(o) = read(&out.join(&m.key).join("eval/ood.json")) {
-            for s in o["sets"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    m.key,
-                    s["name"].as_str().unwrap_or("?"),
-                    s["n"],
-                    f(&s["px"]["auroc"], 4),
-                    f(&s["py"]["auroc"], 4),
-                    f(&s["pxgrad"]["auroc"], 4)
-                );
-            }
-        }
-    }
-    md.push('\n');
     for m in models {
         if let Some(o) = read(&out.join(&m.key).join("eval/ood.json")) {
             for s in o["sets"].as_array().into_iter().flatten() {
@@ -231,28 +153,25 @@ pub fn write(
         }
     }
 
+    let quality_missing = models
+        .iter()
+        .any(|m| m.cfg.loss.px > 0.0 && !out.join(&m.key).join("eval/fid.json").exists());
+    if quality_missing {
+        let _ = writeln!(
+            md,
+            "**FID and IS** are missing for some models. They need pytorch-fid's Inception \
+             weights (`jem data fetch inception`, 92 MB, a download) and the Inception \
+             statistics of the real images; the quick presets leave them out because those \
+             statistics take about an hour of CPU. With the weights: `jem eval fid --checkpoint \
+             RUN/last.safetensors` and `jem eval is ...`.\n"
+        );
+    }
+
     let _ = writeln!(md, "## Adversarial robustness (Figure 5; white-box PGD)\n");
-    let _ = writeln!(
-        md,
-        "| model | norm | eps (/255) | robust accuracy (every step) | last-iterate accuracy |\n|---|---|---|---|---|"
-    );
     if let Some(r) = read(&out.join("robustness/robustness.json")) {
-        for row in r.as_array().into_iter().flatten() {
-            for p in row["result"]["points"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} |",
-                    row["label"].as_str().unwrap_or("?"),
-                    row["norm"].as_str().unwrap_or("?"),
-                    p["eps"]
-                        .as_f64()
-                        .map(|e| format!("{:.0}", e * 255.0))
-                        .unwrap_or_default(),
-                    f(&p["robust_accuracy"], 4),
-                    f(&p["last_iterate_accuracy"], 4)
-                );
-            }
-        }
+        robustness_table(&mut md, &r);
+    } else {
+        let _ = writeln!(md, "Not computed.");
     }
     md.push('\n');
     if out.join("robustness/robustness.png").exists() {
@@ -343,4 +262,76 @@ pub fn write(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("writing report.html")?;
     Ok(md_path)
+}
+
+/// Figure 5 as a table: one row per model and norm, one column per radius; each cell is the
+/// accuracy under the reference's per-step accounting, with the last iterate's in parentheses
+/// where it differs.
+fn robustness_table(md: &mut String, r: &Value) {
+    let rows: Vec<&Value> = r.as_array().into_iter().flatten().collect();
+    let mut norms: Vec<&str> = rows.iter().filter_map(|x| x["norm"].as_str()).collect();
+    norms.dedup();
+    for norm in norms {
+        let of_norm: Vec<&&Value> = rows.iter().filter(|x| x["norm"] == norm).collect();
+        let Some(first) = of_norm.first() else {
+            continue;
+        };
+        let points = first["result"]["points"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let scale = if norm == "l_inf" { 255.0 } else { 1.0 };
+        let eps: Vec<String> = points
+            .iter()
+            .map(|p| {
+                let e = p["eps"].as_f64().unwrap_or(f64::NAN) * scale;
+                if norm == "l_inf" {
+                    format!("{e:.0}/255")
+                } else {
+                    format!("{e:.2}")
+                }
+            })
+            .collect();
+        let cfg = &first["result"]["config"];
+        let _ = writeln!(
+            md,
+            "PGD {norm}, {} steps, step {}, random start {}, {} test images; accuracy under \
+             the reference's per-step accounting (last iterate in parentheses where it differs)\n",
+            cfg["steps"],
+            f(&cfg["step_size"], 4),
+            cfg["random_start"],
+            first["result"]["n"]
+        );
+        let _ = writeln!(
+            md,
+            "| model | clean | {} |\n|---|---|{}",
+            eps.join(" | "),
+            "---|".repeat(eps.len())
+        );
+        for row in of_norm {
+            let pts = row["result"]["points"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let clean = pts.first().map(|p| f(&p["clean_accuracy"], 3));
+            let cells: Vec<String> = pts
+                .iter()
+                .map(|p| {
+                    let (a, l) = (
+                        f(&p["robust_accuracy"], 3),
+                        f(&p["last_iterate_accuracy"], 3),
+                    );
+                    if a == l { a } else { format!("{a} ({l})") }
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                row["label"].as_str().unwrap_or("?"),
+                clean.unwrap_or_else(|| "—".into()),
+                cells.join(" | ")
+            );
+        }
+        md.push('\n');
+    }
 }

@@ -98,22 +98,62 @@ pub fn default_ood_sets(dataset: DatasetName) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The images of an OOD set: `first`, or with `second` the pixel-wise mean of the pairs
+/// `(first[i], second[i])`, taken in model space (after normalization, as the reference mixes
+/// its normalized tensors, so no pixel is rounded).
+pub struct OodImages {
+    /// The images, or the first image of each pair.
+    pub first: ImageSet,
+    /// The second image of each pair.
+    pub second: Option<ImageSet>,
+}
+
+impl OodImages {
+    /// Images (or pairs) in the set.
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// The first `max` images (or pairs).
+    pub fn truncate(self, max: usize) -> Self {
+        if max >= self.len() {
+            return self;
+        }
+        let keep: Vec<usize> = (0..max).collect();
+        Self {
+            first: self.first.subset(&keep),
+            second: self.second.map(|s| s.subset(&keep)),
+        }
+    }
+}
+
 /// The images of an OOD set by name: a data set's test split (`mnist`, `svhn`, ...), or a
 /// synthetic set of the in-distribution test split's shape and size: `uniform` (uniform
 /// pixel noise), `constant` (one random colour per image) or `<dataset>-interp` (the mean of
 /// two test images: the test split shuffled, each image averaged with its predecessor in its
-/// batch of 100, the first batch skipped, as the reference's CIFAR10-interp; pixel means are
-/// rounded to integers).
-pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Result<ImageSet> {
+/// batch of 100, the first batch skipped, as the reference's CIFAR10-interp; the mean is taken
+/// in model space when the images are scored, see [`OodImages`]).
+pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Result<OodImages> {
     let test = &s.data.test;
     let shape = test.shape;
     let per = test.image_len();
     let n = test.len();
     let mut rng = jem_data::rng::rng_for(&[seed, 0x00d]);
-    let set = match name {
+    let one = |first| {
+        Ok(OodImages {
+            first,
+            second: None,
+        })
+    };
+    match name {
         "uniform" => {
             let px: Vec<u8> = (0..n * per).map(|_| rng.random::<u8>()).collect();
-            ImageSet::new(px, vec![0; n], shape, 1, "uniform noise")?
+            one(ImageSet::new(px, vec![0; n], shape, 1, "uniform noise")?)
         }
         "constant" => {
             let hw = shape[1] * shape[2];
@@ -124,24 +164,21 @@ pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Re
                     px.extend(std::iter::repeat_n(v, hw));
                 }
             }
-            ImageSet::new(px, vec![0; n], shape, 1, "constant images")?
+            one(ImageSet::new(px, vec![0; n], shape, 1, "constant images")?)
         }
         interp if interp.ends_with("-interp") => {
             let order = jem_data::rng::permutation(n, jem_data::rng::derive_seed(&[seed, 7]));
-            let mut px = Vec::new();
+            let (mut first, mut second) = (Vec::new(), Vec::new());
             for chunk in order.chunks(100).skip(1) {
                 for (k, &i) in chunk.iter().enumerate() {
-                    let j = chunk[(k + chunk.len() - 1) % chunk.len()];
-                    px.extend(
-                        test.image(i)
-                            .iter()
-                            .zip(test.image(j))
-                            .map(|(&a, &b)| (u16::from(a) + u16::from(b)).div_ceil(2) as u8),
-                    );
+                    first.push(i);
+                    second.push(chunk[(k + chunk.len() - 1) % chunk.len()]);
                 }
             }
-            let m = px.len() / per;
-            ImageSet::new(px, vec![0; m], shape, 1, interp)?
+            Ok(OodImages {
+                first: test.subset(&first),
+                second: Some(test.subset(&second)),
+            })
         }
         other => {
             let d: DatasetName = other.parse()?;
@@ -152,24 +189,46 @@ pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Re
                     set.shape, shape
                 )));
             }
-            set
+            one(set)
         }
-    };
-    Ok(set)
+    }
 }
 
 /// Scores every image of `set`.
 pub fn score(s: &EvalSession, set: Arc<ImageSet>, opts: &OodOptions) -> Result<Scores> {
-    let loader = s
-        .data
-        .eval_loader(set, opts.batch, &s.device)
-        .map_err(EvalError::Train)?;
+    score_set(
+        s,
+        OodImages {
+            first: Arc::unwrap_or_clone(set),
+            second: None,
+        },
+        opts,
+    )
+}
+
+/// Scores every image (or mixed pair) of `set`.
+pub fn score_set(s: &EvalSession, set: OodImages, opts: &OodOptions) -> Result<Scores> {
+    let loader = |images: ImageSet| {
+        s.data
+            .eval_loader(Arc::new(images), opts.batch, &s.device)
+            .map_err(EvalError::Train)
+    };
+    let first = loader(set.first)?;
+    let second = set.second.map(loader).transpose()?;
+    let mut partner = second.as_ref().map(|l| l.epoch(0));
     let mut out = Scores::default();
     let to_vec = |t: &candle_core::Tensor| -> Result<Vec<f64>> {
         Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
     };
-    for b in loader.epoch(0) {
-        let b = b.map_err(|e| EvalError::Invalid(e.to_string()))?;
+    for b in first.epoch(0) {
+        let mut b = b.map_err(|e| EvalError::Invalid(e.to_string()))?;
+        if let Some(p) = partner.as_mut() {
+            let other = p
+                .next()
+                .ok_or_else(|| EvalError::Invalid("interpolation pairs out of step".into()))?
+                .map_err(|e| EvalError::Invalid(e.to_string()))?;
+            b.images = ((&b.images + &other.images)? * 0.5)?;
+        }
         let logits = s.model.logits(&b.images, BnMode::Eval)?.detach();
         let lse = log_density(&logits)?;
         let py = logits
@@ -219,10 +278,10 @@ pub fn ood(
     let mut rows = Vec::new();
     for name in sets {
         let mut set = ood_images(s, name, data_dir, opts.seed)?;
-        if let Some(max) = opts.max_images.filter(|&m| m < set.len()) {
-            set = set.subset(&(0..max).collect::<Vec<_>>());
+        if let Some(max) = opts.max_images {
+            set = set.truncate(max);
         }
-        let o = score(s, Arc::new(set), opts)?;
+        let o = score_set(s, set, opts)?;
         let report = |a: &[f64], b: &[f64]| ood_report(a, b).map_err(EvalError::Metric);
         rows.push(OodSetResult {
             name: name.clone(),

@@ -192,6 +192,17 @@ pub struct QualityOptions {
     pub progress: bool,
 }
 
+impl QualityOptions {
+    /// The result file's name: `fid.json` or `is.json` for one metric, `quality.json` for both.
+    pub fn result_file(&self) -> &'static str {
+        match (self.fid, self.is) {
+            (true, false) => "fid.json",
+            (false, true) => "is.json",
+            _ => "quality.json",
+        }
+    }
+}
+
 impl Default for QualityOptions {
     fn default() -> Self {
         Self {
@@ -227,7 +238,9 @@ pub struct QualityResult {
     pub options: QualityOptions,
 }
 
-/// IS and / or FID of the checkpoint's replay buffer (model space); writes `out/quality.json`.
+/// IS and / or FID of the checkpoint's replay buffer (model space); writes
+/// `out/<QualityOptions::result_file>` (`fid.json`, `is.json`, or `quality.json` for both), so
+/// that `jem eval fid` and `jem eval is` into one folder keep both results.
 pub fn quality(
     s: &EvalSession,
     weights: &Path,
@@ -293,6 +306,6 @@ pub fn quality(
         result.n_fid = f.count;
         result.real_stats = Some(file.display().to_string());
     }
-    write_json(out, "quality.json", &result)?;
+    write_json(out, opts.result_file(), &result)?;
     Ok(result)
 }
