@@ -342,27 +342,21 @@ pub fn ablation_tables(md: &mut String, paper: &mut Paper, models: &[Model], out
     .filter_map(find)
     .collect();
     if t5.iter().any(|m| ablation_only(&m.key)) {
-        let _ = writeln!(
+        ablation_table(
             md,
-            "## Table 5: ablation of SADA-JEM's two changes\n\n| model | SAM | p(x) batch augmented | K | accuracy % | IS | FID | paper accuracy % | paper FID |\n|---|---|---|---|---|---|---|---|---|"
+            paper,
+            "Table 5: ablation of SADA-JEM's two changes",
+            &["SAM", "p(x) batch augmented", "K"],
+            &t5,
+            out,
+            |m| {
+                vec![
+                    sam_name(&m.cfg.optim.sam, m.cfg.optim.rho),
+                    if m.cfg.data.px_augment { "yes" } else { "no" }.into(),
+                    m.cfg.sampler.steps.to_string(),
+                ]
+            },
         );
-        for m in t5 {
-            let r = Results::load(out, &m.key);
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                m.key,
-                sam_name(&m.cfg.optim.sam, m.cfg.optim.rho),
-                if m.cfg.data.px_augment { "yes" } else { "no" },
-                m.cfg.sampler.steps,
-                r.accuracy_pct(),
-                r.is(),
-                r.fid(),
-                paper.cell(&m.key, "accuracy"),
-                paper.cell(&m.key, "fid"),
-            );
-        }
-        footnotes(md, paper);
     }
     let t6: Vec<&Model> = models
         .iter()
@@ -375,28 +369,62 @@ pub fn ablation_tables(md: &mut String, paper: &mut Paper, models: &[Model], out
         })
         .collect();
     if t6.iter().any(|m| ablation_only(&m.key)) {
-        let _ = writeln!(
+        ablation_table(
             md,
-            "## Table 6: the SAM / ASAM radius and the L2 energy term\n\n| model | optimizer | rho | L2 | accuracy % | IS | FID | paper accuracy % | paper FID |\n|---|---|---|---|---|---|---|---|---|"
+            paper,
+            "Table 6: the SAM / ASAM radius and the L2 energy term",
+            &["optimizer", "L2"],
+            &t6,
+            out,
+            |m| {
+                vec![
+                    sam_name(&m.cfg.optim.sam, m.cfg.optim.rho),
+                    m.cfg.loss.l2.to_string(),
+                ]
+            },
         );
-        for m in t6 {
-            let r = Results::load(out, &m.key);
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                m.key,
-                sam_name(&m.cfg.optim.sam, m.cfg.optim.rho),
-                m.cfg.optim.rho,
-                m.cfg.loss.l2,
+    }
+}
+
+/// One ablation table: the rows' settings, then accuracy, IS, FID and the paper's numbers.
+fn ablation_table(
+    md: &mut String,
+    paper: &mut Paper,
+    title: &str,
+    settings: &[&str],
+    rows: &[&Model],
+    out: &Path,
+    setting: impl Fn(&Model) -> Vec<String>,
+) {
+    let head = [
+        &["model"],
+        settings,
+        &["accuracy %", "IS", "FID", "paper accuracy %", "paper FID"],
+    ]
+    .concat();
+    let _ = writeln!(
+        md,
+        "## {title}\n\n| {} |\n|{}",
+        head.join(" | "),
+        "---|".repeat(head.len())
+    );
+    for m in rows {
+        let r = Results::load(out, &m.key);
+        let cells = [
+            vec![m.key.clone()],
+            setting(m),
+            vec![
                 r.accuracy_pct(),
                 r.is(),
                 r.fid(),
                 paper.cell(&m.key, "accuracy"),
                 paper.cell(&m.key, "fid"),
-            );
-        }
-        footnotes(md, paper);
+            ],
+        ]
+        .concat();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
+    footnotes(md, paper);
 }
 
 fn sam_name(kind: &SamKind, rho: f64) -> String {
@@ -493,6 +521,19 @@ mod tests {
         assert!(md.contains("| sadajem | 0.900 |"), "{md}");
         assert!(md.contains("| sadajem (paper) | 0.98 [1] |"), "{md}");
         assert!(md.contains("[1] third-party results page"));
+        // Table 6 appears with a radius preset, its setting columns from the preset
+        let config = root.join("configs/cifar10/sadajem-asam-rho2.0.toml");
+        let rho = Model {
+            key: "sadajem-asam-rho2.0".into(),
+            cfg: jem_train::TrainConfig::load(&config, &[]).unwrap(),
+            config,
+        };
+        let mut md = String::new();
+        let with_rho = [models.into_iter().next().unwrap(), rho];
+        ablation_tables(&mut md, &mut paper, &with_rho, &out);
+        assert!(md.contains("## Table 6"), "{md}");
+        assert!(md.contains("| sadajem-asam-rho2.0 | ASAM (2) |"), "{md}");
+        assert!(md.contains("| sadajem | SAM (0.2) |"), "{md}");
         let _ = std::fs::remove_dir_all(out);
     }
 

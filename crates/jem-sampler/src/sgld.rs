@@ -158,11 +158,22 @@ pub fn conditional_gradient<M: Classifier + ?Sized>(
     y: &Tensor,
     mode: BnMode,
 ) -> Result<Tensor> {
+    Ok(conditional_gradient_and_logit(model, x, y, mode)?.0)
+}
+
+/// The gradient of `sum_i f(x_i)[y_i]` with respect to `x`, and `f(x)[y]` (`[N]`, detached).
+pub fn conditional_gradient_and_logit<M: Classifier + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    mode: BnMode,
+) -> Result<(Tensor, Tensor)> {
     let xv = Var::from_tensor(&x.detach())?;
     let fy = jem::class_logit(&model.logits_input_only(xv.as_tensor(), mode)?, y)?;
     let grads = fy.sum_all()?.backward()?;
-    grads
+    let g = grads
         .get(xv.as_tensor())
         .cloned()
-        .ok_or_else(|| SamplerError::Invalid("no gradient reached the input".into()))
+        .ok_or_else(|| SamplerError::Invalid("no gradient reached the input".into()))?;
+    Ok((g, fy.detach()))
 }

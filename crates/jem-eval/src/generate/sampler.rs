@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor};
 use jem_data::ClassGaussians;
 use jem_data::rng::ChaCha8Rng;
 use jem_models::BnMode;
@@ -278,22 +278,17 @@ fn sgld_step(
     Ok(moved.clamp(-1f32, 1f32)?.detach())
 }
 
-/// The gradient of `sum_i f(x_i)[y_i]` with respect to `x`, and `f(x)[y]` (`[N]`); the
-/// same as `jem_sampler::sgld::conditional_gradient`.
+/// The gradient of `sum_i f(x_i)[y_i]` with respect to `x`, and `f(x)[y]` (`[N]`)
+/// (`jem_sampler::sgld::conditional_gradient_and_logit`).
 pub fn conditional_gradient<M: Classifier + ?Sized>(
     model: &M,
     x: &Tensor,
     y: &Tensor,
     mode: BnMode,
 ) -> Result<(Tensor, Tensor)> {
-    let xv = Var::from_tensor(&x.detach())?;
-    let fy = class_logit(&model.logits_input_only(xv.as_tensor(), mode)?, y)?;
-    let grads = fy.sum_all()?.backward()?;
-    let g = grads
-        .get(xv.as_tensor())
-        .cloned()
-        .ok_or_else(|| EvalError::Invalid("no gradient reached the input".into()))?;
-    Ok((g, fy.detach()))
+    Ok(jem_sampler::sgld::conditional_gradient_and_logit(
+        model, x, y, mode,
+    )?)
 }
 
 /// `n` uniform samples of `shape` in [-1, 1] (`jem_sampler::init::uniform`).
