@@ -1,7 +1,8 @@
 //! Project automation. `cargo xtask <task>`:
 //!
-//! - `test`: runs each workspace member's tests on its own (`cargo test -p <member>`), which
-//!   also proves that each crate builds alone, and prints one summary line.
+//! - `test [--each]`: runs the workspace's tests in one `cargo test --workspace` and prints one
+//!   summary line; `--each` runs each member on its own (`cargo test -p <member>`), which also
+//!   proves that each crate builds alone.
 //! - `make-quick-data [--from DIR]`: rebuilds the embedded Fashion-MNIST / MNIST subsets
 //!   from the official-format files (default `../shared/data`).
 //! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
@@ -89,37 +90,55 @@ fn parse_result(line: &str) -> Option<[u64; 3]> {
     Some(out)
 }
 
-fn test(extra: &[String]) -> Result<()> {
-    let mut total = [0u64; 3];
-    let mut failed_crates = Vec::new();
-    for member in members()? {
-        let start = Instant::now();
-        eprintln!("==> cargo test -p {member}");
-        let mut child = Command::new(cargo())
-            .args(["test", "-p", &member])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running cargo test -p {member}"))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            println!("{line}");
-            if let Some(c) = parse_result(&line) {
-                for k in 0..3 {
-                    total[k] += c[k];
-                }
+/// Runs `cargo test` with `args`, echoing its output, adding its result lines to `total`;
+/// whether it succeeded.
+fn cargo_test(args: &[&str], extra: &[String], total: &mut [u64; 3]) -> Result<bool> {
+    let start = Instant::now();
+    eprintln!("==> cargo test {}", args.join(" "));
+    let mut child = Command::new(cargo())
+        .arg("test")
+        .args(args)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running cargo test {}", args.join(" ")))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(c) = parse_result(&line) {
+            for k in 0..3 {
+                total[k] += c[k];
             }
         }
-        let status = child.wait()?;
-        eprintln!(
-            "==> {member}: {} in {:.0?}",
-            if status.success() { "ok" } else { "FAILED" },
-            start.elapsed()
-        );
-        if !status.success() {
-            failed_crates.push(member);
+    }
+    let ok = child.wait()?.success();
+    eprintln!(
+        "==> {}: {} in {:.0?}",
+        args.join(" "),
+        if ok { "ok" } else { "FAILED" },
+        start.elapsed()
+    );
+    Ok(ok)
+}
+
+/// `cargo xtask test [--each] [cargo test args]`: the whole workspace in one `cargo test`
+/// (one build of the dependencies); with `--each`, every member on its own
+/// (`cargo test -p <member>`), which also proves that each crate builds alone, at the price
+/// of compiling the dependencies once per distinct feature set (several times candle).
+fn test(extra: &[String]) -> Result<()> {
+    let each = extra.iter().any(|a| a == "--each");
+    let extra: Vec<String> = extra.iter().filter(|a| *a != "--each").cloned().collect();
+    let mut total = [0u64; 3];
+    let mut failed_crates = Vec::new();
+    if each {
+        for member in members()? {
+            if !cargo_test(&["-p", &member], &extra, &mut total)? {
+                failed_crates.push(member);
+            }
         }
+    } else if !cargo_test(&["--workspace", "--no-fail-fast"], &extra, &mut total)? {
+        failed_crates.push("the workspace (see the failures above)".into());
     }
     println!(
         "tests: {} passed, {} failed, {} skipped",
