@@ -11,7 +11,10 @@ fn presets(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             presets(&p, out);
-        } else if p.extension().is_some_and(|x| x == "toml") {
+        } else if p.extension().is_some_and(|x| x == "toml")
+            // the published numbers of the reproduction report, not a preset
+            && !p.ends_with("paper-numbers.toml")
+        {
             out.push(p);
         }
     }
