@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::chart::{COLORS, register_font};
+use crate::chart::{COLORS, draw_err, draw_legend, render_figure};
 use crate::{PlotError, Result, write_png};
 
 /// One bin of a reliability diagram.
@@ -23,21 +23,12 @@ pub struct ReliabilityBin {
     pub accuracy: f64,
 }
 
-fn draw_err(what: &str, e: impl std::fmt::Display) -> PlotError {
-    PlotError::Invalid(format!("drawing `{what}`: {e}"))
-}
-
 /// A reliability diagram as in Guo et al. and the SADA-JEM paper's Figure 4: one bar per
 /// non-empty bin at its accuracy, the gap to the bin's mean confidence shaded, and the
 /// diagonal of perfect calibration; the title carries the ECE.
 pub fn save_reliability_diagram(path: &Path, title: &str, bins: &[ReliabilityBin]) -> Result<()> {
-    register_font()?;
-    let (w, h) = (640u32, 600u32);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(title, e))?;
-        let mut chart = ChartBuilder::on(&root)
+    let img = render_figure((640, 600), title, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(14)
             .x_label_area_size(42)
@@ -91,18 +82,8 @@ pub fn save_reliability_diagram(path: &Path, title: &str, bins: &[ReliabilityBin
             .map_err(|e| draw_err(title, e))?
             .label("perfect calibration")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| draw_err(title, e))?;
-        root.present().map_err(|e| draw_err(title, e))?;
-    }
-    let img = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| PlotError::Invalid("figure buffer has the wrong size".into()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, title)
+    })?;
     write_png(path, &img)
 }
 
@@ -116,7 +97,6 @@ pub fn save_histograms(
     sets: &[(&str, &[f64])],
     bins: usize,
 ) -> Result<()> {
-    register_font()?;
     let finite = |v: &[f64]| {
         v.iter()
             .copied()
@@ -148,12 +128,8 @@ pub fn save_histograms(
         })
         .collect();
     let top = densities.iter().flatten().copied().fold(0.0f64, f64::max) * 1.08;
-    let (w, h) = (720u32, 480u32);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(title, e))?;
-        let mut chart = ChartBuilder::on(&root)
+    let img = render_figure((720, 480), title, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(14)
             .x_label_area_size(42)
@@ -185,17 +161,8 @@ pub fn save_histograms(
                     Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.mix(0.6).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| draw_err(title, e))?;
-        root.present().map_err(|e| draw_err(title, e))?;
-    }
-    let img = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| PlotError::Invalid("figure buffer has the wrong size".into()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, title)
+    })?;
     write_png(path, &img)
 }
 

@@ -20,6 +20,49 @@ pub(crate) fn register_font() -> Result<()> {
     .map_err(PlotError::Invalid)
 }
 
+/// The drawing area of a figure.
+pub(crate) type Canvas<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// An error while drawing the figure `what`.
+pub(crate) fn draw_err(what: &str, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Invalid(format!("drawing `{what}`: {e}"))
+}
+
+/// Draws a `w` x `h` figure on a white canvas with `draw` and returns its pixels (the
+/// embedded font registered first); errors name the figure `what`.
+pub(crate) fn render_figure(
+    (w, h): (u32, u32),
+    what: &str,
+    draw: impl FnOnce(&Canvas<'_>) -> Result<()>,
+) -> Result<image::RgbImage> {
+    register_font()?;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(what, e))?;
+        draw(&root)?;
+        root.present().map_err(|e| draw_err(what, e))?;
+    }
+    image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| PlotError::Invalid(format!("figure `{what}`: buffer has the wrong size")))
+}
+
+/// The legend box of every chart, at `position`.
+pub(crate) fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+    what: &str,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| draw_err(what, e))
+}
+
 /// One named line of a chart.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -114,30 +157,25 @@ impl LineChart {
 
     /// Draws the chart into an RGB image.
     pub fn render(&self) -> Result<image::RgbImage> {
-        register_font()?;
         let ((x0, x1), (y0, y1)) = self.ranges().ok_or_else(|| {
             PlotError::Invalid(format!("chart `{}` has no finite point", self.title))
         })?;
-        let (w, h) = self.size;
-        let mut buf = vec![255u8; (w * h * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            let draw_err = |e: String| PlotError::Invalid(format!("drawing `{}`: {e}", self.title));
-            root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
-            let mut chart = ChartBuilder::on(&root)
+        let what = self.title.as_str();
+        render_figure(self.size, what, |root| {
+            let mut chart = ChartBuilder::on(root)
                 .caption(&self.title, ("sans-serif", 20))
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
                 .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(what, e))?;
             chart
                 .configure_mesh()
                 .x_desc(self.x_label.as_str())
                 .y_desc(self.y_label.as_str())
                 .label_style(("sans-serif", 13))
                 .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(what, e))?;
             for (i, s) in self.series.iter().enumerate() {
                 let color = COLORS[i % COLORS.len()];
                 let pts: Vec<(f64, f64)> = s
@@ -152,13 +190,13 @@ impl LineChart {
                         .draw_series(PointSeries::of_element(pts, 4, style, &|c, s, st| {
                             Circle::new(c, s, st.filled())
                         }))
-                        .map_err(|e| draw_err(e.to_string()))?
+                        .map_err(|e| draw_err(what, e))?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
                 } else {
                     chart
                         .draw_series(LineSeries::new(pts, style))
-                        .map_err(|e| draw_err(e.to_string()))?
+                        .map_err(|e| draw_err(what, e))?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -166,18 +204,10 @@ impl LineChart {
                 }
             }
             if !self.series.is_empty() {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 13))
-                    .draw()
-                    .map_err(|e| draw_err(e.to_string()))?;
+                draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, what)?;
             }
-            root.present().map_err(|e| draw_err(e.to_string()))?;
-        }
-        image::RgbImage::from_raw(w, h, buf)
-            .ok_or_else(|| PlotError::Invalid("chart buffer has the wrong size".into()))
+            Ok(())
+        })
     }
 
     /// Renders the chart and writes it to `path` as a PNG, atomically.

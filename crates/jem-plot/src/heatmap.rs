@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::chart::register_font;
+use crate::chart::{draw_err, render_figure};
 use crate::{PlotError, Result, write_png};
 
 /// A scalar field `z` on the grid `xs` x `ys`, drawn as coloured cells (viridis), iso-lines
@@ -118,9 +118,7 @@ impl Heatmap {
     /// Draws the heatmap into an RGB image.
     pub fn render(&self) -> Result<image::RgbImage> {
         self.validate()?;
-        register_font()?;
         let title = self.title.as_str();
-        let draw_err = |e: String| PlotError::Invalid(format!("drawing `{title}`: {e}"));
         let (lo, hi) = match self.value_range() {
             Some((lo, hi)) if hi - lo > 1e-12 * (1.0 + lo.abs()) => (lo, hi),
             Some((lo, _)) => (lo - 0.5, lo + 0.5),
@@ -130,21 +128,18 @@ impl Heatmap {
         let (nx, ny) = (self.xs.len(), self.ys.len());
         let (x0, x1) = (self.xs[0], self.xs[nx - 1]);
         let (y0, y1) = (self.ys[0], self.ys[ny - 1]);
-        let (w, h) = self.size;
-        let mut buf = vec![255u8; (w * h * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+        let w = self.size.0;
+        render_figure(self.size, title, |root| {
             let root = root
                 .titled(title, ("sans-serif", 20))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             let (main, bar) = root.split_horizontally(w.saturating_sub(120));
             let mut chart = ChartBuilder::on(&main)
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(60)
                 .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             // cell (i, j) spans the midpoints to its neighbours, clamped to the grid's ends
             let edges = |a: &[f64]| -> Vec<f64> {
                 let mut e = vec![a[0]];
@@ -164,7 +159,7 @@ impl Heatmap {
                     };
                     Rectangle::new([(ex[i], ey[j]), (ex[i + 1], ey[j + 1])], color.filled())
                 }))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             let line = BLACK.mix(0.85).stroke_width(1);
             for &level in &levels {
                 let segs = contour_segments(&self.xs, &self.ys, &self.z, level);
@@ -173,7 +168,7 @@ impl Heatmap {
                         segs.into_iter()
                             .map(|[a, b]| PathElement::new(vec![a, b], line)),
                     )
-                    .map_err(|e| draw_err(e.to_string()))?;
+                    .map_err(|e| draw_err(title, e))?;
             }
             let red = RGBColor(214, 39, 40);
             chart
@@ -182,7 +177,7 @@ impl Heatmap {
                         .iter()
                         .map(|&p| Cross::new(p, 7, red.stroke_width(3))),
                 )
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             chart
                 .configure_mesh()
                 .disable_mesh()
@@ -190,7 +185,7 @@ impl Heatmap {
                 .y_desc(self.y_label.as_str())
                 .label_style(("sans-serif", 13))
                 .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             // colour bar with the iso-line levels as ticks
             let mut cb = ChartBuilder::on(&bar)
                 .margin_top(12)
@@ -198,13 +193,13 @@ impl Heatmap {
                 .margin_left(8)
                 .right_y_label_area_size(80)
                 .build_cartesian_2d(0f64..1f64, lo..hi)
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             cb.configure_mesh()
                 .disable_mesh()
                 .disable_x_axis()
                 .label_style(("sans-serif", 12))
                 .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_err(title, e))?;
             let steps = 100;
             cb.draw_series((0..steps).map(|k| {
                 let a = lo + (hi - lo) * k as f64 / steps as f64;
@@ -212,17 +207,15 @@ impl Heatmap {
                 let c = viridis((k as f64 + 0.5) / steps as f64);
                 Rectangle::new([(0.0, a), (1.0, b)], c.filled())
             }))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_err(title, e))?;
             cb.draw_series(
                 levels
                     .iter()
                     .map(|&l| PathElement::new(vec![(0.0, l), (1.0, l)], line)),
             )
-            .map_err(|e| draw_err(e.to_string()))?;
-            root.present().map_err(|e| draw_err(e.to_string()))?;
-        }
-        image::RgbImage::from_raw(w, h, buf)
-            .ok_or_else(|| PlotError::Invalid("heatmap buffer has the wrong size".into()))
+            .map_err(|e| draw_err(title, e))?;
+            Ok(())
+        })
     }
 
     /// Renders the heatmap and writes it to `path` as a PNG, atomically.
