@@ -113,9 +113,8 @@ impl ConvGeometry {
                 if s == 1 {
                     r[ox.clone()].copy_from_slice(&srow[ix0..ix0 + ox.len()]);
                 } else {
-                    for (j, o) in ox.clone().enumerate() {
-                        r[o] = srow[ix0 + j * s];
-                    }
+                    let src = srow[ix0..].iter().step_by(s);
+                    r[ox.clone()].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
                 }
             }
         }
@@ -156,9 +155,8 @@ impl ConvGeometry {
                 if s == 1 {
                     simd::add_assign(&mut drow[ix0..ix0 + ox.len()], &r[ox.clone()]);
                 } else {
-                    for (j, o) in ox.clone().enumerate() {
-                        drow[ix0 + j * s] += r[o];
-                    }
+                    let dst = drow[ix0..].iter_mut().step_by(s);
+                    dst.zip(&r[ox.clone()]).for_each(|(d, v)| *d += *v);
                 }
             }
         }
