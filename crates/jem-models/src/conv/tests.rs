@@ -115,6 +115,8 @@ fn matches_direct_loops_and_candles_forward() {
         (1, 2, 6, 6, 3, 3, 1, 2),
         (2, 2, 4, 4, 3, 5, 1, 1),
         (2, 3, 7, 9, 2, 3, 1, 0),
+        // stride 3 (the generic strided gather)
+        (2, 2, 10, 11, 3, 3, 3, 1),
     ];
     for (case, &geo) in cases.iter().enumerate() {
         let (n, c, h, w, cout, k, s, p) = geo;
