@@ -89,11 +89,16 @@ impl CustomOp3 for Normalize {
         let beta = cpu_f32(s3, l3, "bn-normalize")?;
         let (_, c, h, w) = l1.shape().dims4()?;
         let hw = h * w;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
-            let (a, b) = self.affine(plane % c, gamma, beta);
-            simd::affine_act(&x[plane * hw..(plane + 1) * hw], out, a, b, self.slope);
-        });
+        let mut y = Vec::with_capacity(x.len());
+        y.spare_capacity_mut()[..x.len()]
+            .par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(plane, out)| {
+                let (a, b) = self.affine(plane % c, gamma, beta);
+                simd::affine_act(&x[plane * hw..(plane + 1) * hw], out, a, b, self.slope);
+            });
+        // SAFETY: affine_act wrote every element of each plane, and the planes cover `y`
+        unsafe { y.set_len(x.len()) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -126,10 +131,15 @@ impl Normalize {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let hw = h * w;
         let m = (n * hw) as f64;
+        // the two sums feed dgamma, dbeta and, with batch statistics, dx; an eval-mode pass
+        // with detached weights (an SGLD step) needs neither
+        let needs_grad = |t: &Tensor| t.is_variable() || t.track_op();
+        let affine_grads = needs_grad(gamma) || needs_grad(beta);
         let g: Vec<f32> = gamma.to_vec1()?;
         let beta: Vec<f32> = beta.to_vec1()?;
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
+            .filter(|_| self.batch_stats || affine_grads)
             .map(|ci| {
                 let ab = self.affine(ci, &g, &beta);
                 let (mut sd, mut sdx) = (0f64, 0f64);
@@ -143,8 +153,9 @@ impl Normalize {
                 (sd, sdx * self.inv_std[ci])
             })
             .collect();
-        let mut dx = vec![0f32; xs.len()];
-        dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+        let mut dx = Vec::with_capacity(xs.len());
+        let planes = dx.spare_capacity_mut()[..xs.len()].par_chunks_mut(hw);
+        planes.enumerate().for_each(|(plane, out)| {
             let ci = plane % c;
             let (sd, sdx) = if self.batch_stats {
                 sums[ci]
@@ -166,10 +177,16 @@ impl Normalize {
                 kc,
             );
         });
+        // SAFETY: act_input_grad wrote every element of each plane, and the planes cover `dx`
+        unsafe { dx.set_len(xs.len()) };
+        let dx = Some(Tensor::from_vec(dx, (n, c, h, w), dev)?);
+        if !affine_grads {
+            return Ok((dx, None, None));
+        }
         let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
         let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
         Ok((
-            Some(Tensor::from_vec(dx, (n, c, h, w), dev)?),
+            dx,
             Some(Tensor::from_vec(dgamma, c, dev)?),
             Some(Tensor::from_vec(dbeta, c, dev)?),
         ))

@@ -9,6 +9,8 @@
 //! Sums run over eight explicit lanes (a single running f64 sum is a serial chain the
 //! compiler may not reorder).
 
+use std::mem::MaybeUninit;
+
 /// Defines `pub(crate) fn $name` dispatching to AVX-512 / AVX2 copies of its body.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -86,10 +88,11 @@ fn act_grad(z: f32, s: f32) -> f64 {
 }
 
 multiversion! {
-    /// `out = act(x * a + b)`.
-    fn affine_act(x: &[f32], out: &mut [f32], a: f64, b: f64, slope: f32) {
+    /// `out = act(x * a + b)`, every element of `out` (as long as `x`) written.
+    fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64, slope: f32) {
+        assert_eq!(x.len(), out.len());
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = act(pre(v, a, b), slope);
+            o.write(act(pre(v, a, b), slope));
         }
     }
 }
@@ -118,20 +121,22 @@ multiversion! {
 }
 
 multiversion! {
-    /// `out = k * (dz - c1 - (x - mean) * c2)` with `dz = dy * act'(x * a + b)`.
+    /// `out = k * (dz - c1 - (x - mean) * c2)` with `dz = dy * act'(x * a + b)`, every
+    /// element of `out` (as long as `dy` and `x`) written.
     fn act_input_grad(
         dy: &[f32],
         x: &[f32],
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         ab: (f64, f64),
         slope: f32,
         mean: f64,
         kc: (f64, f64, f64),
     ) {
         let ((a, b), (k, c1, c2)) = (ab, kc);
+        assert!(dy.len() == out.len() && x.len() == out.len());
         for ((o, &d), &v) in out.iter_mut().zip(dy).zip(x) {
             let dz = d as f64 * act_grad(pre(v, a, b), slope);
-            *o = (k * (dz - c1 - (v as f64 - mean) * c2)) as f32;
+            o.write((k * (dz - c1 - (v as f64 - mean) * c2)) as f32);
         }
     }
 }
@@ -160,8 +165,9 @@ mod tests {
             let sq: f64 = x.iter().map(|&v| (v as f64 - 0.1).powi(2)).sum();
             assert!((sum_sq_dev(&x, 0.1) - sq).abs() < 1e-12);
             let (a, b, s) = (1.3, -0.05, 0.2f32);
-            let mut out = vec![0f32; n];
+            let mut out = vec![MaybeUninit::new(0f32); n];
             affine_act(&x, &mut out, a, b, s);
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             for (o, &v) in out.iter().zip(&x) {
                 let z = (v as f64 * a + b) as f32;
                 assert_eq!(*o, if z > 0.0 { z } else { z * s });
@@ -178,7 +184,9 @@ mod tests {
                 .sum();
             let (s1, s2) = act_grad_sums(&dy, &x, (a, b), s, 0.3);
             assert!((s1 - want1).abs() < 1e-12 && (s2 - want2).abs() < 1e-12);
+            let mut out = vec![MaybeUninit::new(0f32); n];
             act_input_grad(&dy, &x, &mut out, (a, b), s, 0.3, (0.7, 0.01, 0.02));
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             for ((o, &d), &v) in out.iter().zip(&dy).zip(&x) {
                 let want = (0.7 * (g(d, v) - 0.01 - (v as f64 - 0.3) * 0.02)) as f32;
                 assert_eq!(*o, want);

@@ -37,39 +37,35 @@ impl ConvGeometry {
         ho * wo
     }
 
+    /// Whether the column matrix of an image is the image itself (1x1, stride 1, no
+    /// padding).
+    pub(super) fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.padding == 0
+    }
+
     /// Values per input image.
     pub(super) fn image_len(&self) -> usize {
         let [_, c, h, w] = self.input;
         c * h * w
     }
 
-    /// Calls `f(row, oy, ox_range, iy, ix0)` for every in-bounds stretch of row `oy` of
-    /// column-matrix row `row`: output columns `ox_range` read input row `iy` from column
-    /// `ix0` on (`ix = ix0 + (ox - ox_range.start) * stride`).
-    fn for_each_span(&self, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize)) {
-        let [_, _, h, w] = self.input;
-        let (ho, wo) = self.output_hw();
-        let (k, s, p) = (self.k, self.stride, self.padding);
-        for row in 0..self.rows() {
-            let (ky, kx) = (row / k % k, row % k);
-            // output columns whose input column ox*s + kx - p lies in [0, w)
-            let ox_lo = p.saturating_sub(kx).div_ceil(s);
-            let ox_hi = if w + p > kx {
-                ((w + p - kx - 1) / s + 1).min(wo)
-            } else {
-                0
-            };
-            if ox_lo >= ox_hi {
-                continue;
-            }
-            for oy in 0..ho {
-                let iy = (oy * s + ky) as isize - p as isize;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                f(row, oy, ox_lo..ox_hi, iy as usize, ox_lo * s + kx - p);
-            }
-        }
+    /// Output positions `o < out` whose input position `o * stride + kk - padding` (kernel
+    /// offset `kk`) lies inside `[0, dim)`.
+    fn valid(&self, kk: usize, dim: usize, out: usize) -> std::ops::Range<usize> {
+        let (s, p) = (self.stride, self.padding);
+        let lo = p.saturating_sub(kk).div_ceil(s);
+        let hi = if dim + p > kk {
+            ((dim + p - kk - 1) / s + 1).min(out)
+        } else {
+            0
+        };
+        lo..hi.max(lo)
+    }
+
+    /// Whether a kernel row's reads form one shifted copy of the image (stride 1, output as
+    /// wide as the input): then column-matrix entry `j` reads input `j + shift`.
+    fn shifted(&self) -> bool {
+        self.stride == 1 && self.output_hw().1 == self.input[3]
     }
 
     /// Images per GEMM: enough for at least [`MIN_GEMM_COLS`] output pixels, so that the
@@ -80,49 +76,90 @@ impl ConvGeometry {
             .clamp(1, self.input[0].max(1))
     }
 
-    /// Writes the columns of one image `x [C, H, W]` into `cols` (row stride `ld`, from
-    /// column `off`), leaving entries where the kernel hangs over the border untouched (the
-    /// caller zeroes them once, see [`zero_padding`](Self::zero_padding)).
+    /// Writes the columns of one image `x [C, H, W]` into `cols` (row stride `ld`, columns
+    /// `off..off + Ho*Wo`), every entry: zeros where the kernel hangs over the border.
+    ///
+    /// With stride 1 and same-width output, each row is one long copy of the image shifted
+    /// by the kernel offset, after which the columns that wrapped around a border are zeroed.
     pub(super) fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
         let [_, _, h, w] = self.input;
-        let (wo, s, kk) = (self.output_hw().1, self.stride, self.k * self.k);
-        self.for_each_span(|row, oy, ox, iy, ix0| {
-            let src = &x[(row / kk * h + iy) * w..];
-            let dst = &mut cols[row * ld + off + oy * wo..];
-            if s == 1 {
-                dst[ox.clone()].copy_from_slice(&src[ix0..ix0 + ox.len()]);
-            } else {
-                for (j, o) in ox.enumerate() {
-                    dst[o] = src[ix0 + j * s];
+        let (ho, wo) = self.output_hw();
+        let (k, s, p, l) = (self.k, self.stride, self.padding, ho * wo);
+        for row in 0..self.rows() {
+            let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
+            let src = &x[c * h * w..(c + 1) * h * w];
+            let dst = &mut cols[row * ld + off..row * ld + off + l];
+            let (oy, ox) = (self.valid(ky, h, ho), self.valid(kx, w, wo));
+            if oy.is_empty() || ox.is_empty() {
+                dst.fill(0.0);
+                continue;
+            }
+            dst[..oy.start * wo].fill(0.0);
+            dst[oy.end * wo..].fill(0.0);
+            if self.shifted() {
+                let (lo, hi) = (oy.start * wo + ox.start, (oy.end - 1) * wo + ox.end);
+                let from = (oy.start + ky - p) * w + ox.start + kx - p;
+                dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
+            }
+            for y in oy {
+                let r = &mut dst[y * wo..(y + 1) * wo];
+                r[..ox.start].fill(0.0);
+                r[ox.end..].fill(0.0);
+                if self.shifted() {
+                    continue;
+                }
+                let srow = &src[(y * s + ky - p) * w..][..w];
+                let ix0 = ox.start * s + kx - p;
+                if s == 1 {
+                    r[ox.clone()].copy_from_slice(&srow[ix0..ix0 + ox.len()]);
+                } else {
+                    let src = srow[ix0..].iter().step_by(s);
+                    r[ox.clone()].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
                 }
             }
-        });
-    }
-
-    /// Zeroes a column buffer before [`im2col`](Self::im2col) when some entries are padding
-    /// (without padding every entry is written).
-    pub(super) fn zero_padding(&self, cols: &mut [f32]) {
-        if self.padding > 0 {
-            cols.fill(0.0);
         }
     }
 
-    /// Adds to `dx [C, H, W]` (zero on entry) the input gradient of one image from its column
-    /// gradient (in `dcols`, row stride `ld`, from column `off`), summing overlaps.
-    pub(super) fn col2im(&self, dcols: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
+    /// Adds to `dx [C, H, W]` the input gradient of one image from its column gradient (in
+    /// `dcols`, row stride `ld`, columns `off..off + Ho*Wo`), summing overlaps row after row.
+    ///
+    /// With stride 1 and same-width output, the entries of `dcols` that read padding are
+    /// zeroed (they are scratch) and each row is added as one long shifted run; the run's
+    /// wrapped-around entries then add exact zeros.
+    pub(super) fn col2im(&self, dcols: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
         let [_, _, h, w] = self.input;
-        let (wo, s, kk) = (self.output_hw().1, self.stride, self.k * self.k);
-        self.for_each_span(|row, oy, ox, iy, ix0| {
-            let dst = &mut dx[(row / kk * h + iy) * w..];
-            let src = &dcols[row * ld + off + oy * wo..];
-            if s == 1 {
-                simd::add_assign(&mut dst[ix0..ix0 + ox.len()], &src[ox]);
-            } else {
-                for (j, o) in ox.enumerate() {
-                    dst[ix0 + j * s] += src[o];
+        let (ho, wo) = self.output_hw();
+        let (k, s, p, l) = (self.k, self.stride, self.padding, ho * wo);
+        for row in 0..self.rows() {
+            let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
+            let dst = &mut dx[c * h * w..(c + 1) * h * w];
+            let src = &mut dcols[row * ld + off..row * ld + off + l];
+            let (oy, ox) = (self.valid(ky, h, ho), self.valid(kx, w, wo));
+            if oy.is_empty() || ox.is_empty() {
+                continue;
+            }
+            if self.shifted() {
+                for y in oy.clone() {
+                    src[y * wo..y * wo + ox.start].fill(0.0);
+                    src[y * wo + ox.end..(y + 1) * wo].fill(0.0);
+                }
+                let (lo, hi) = (oy.start * wo + ox.start, (oy.end - 1) * wo + ox.end);
+                let to = (oy.start + ky - p) * w + ox.start + kx - p;
+                simd::add_assign(&mut dst[to..to + hi - lo], &src[lo..hi]);
+                continue;
+            }
+            for y in oy {
+                let drow = &mut dst[(y * s + ky - p) * w..][..w];
+                let r = &src[y * wo..(y + 1) * wo];
+                let ix0 = ox.start * s + kx - p;
+                if s == 1 {
+                    simd::add_assign(&mut drow[ix0..ix0 + ox.len()], &r[ox.clone()]);
+                } else {
+                    let dst = drow[ix0..].iter_mut().step_by(s);
+                    dst.zip(&r[ox.clone()]).for_each(|(d, v)| *d += *v);
                 }
             }
-        });
+        }
     }
 }
 
@@ -140,13 +177,13 @@ pub(super) fn gather_group(src: &[f32], dst: &mut [f32], cout: usize, l: usize) 
     }
 }
 
-/// `[cout, m * l]` -> `[m, cout, l]`, the inverse of [`gather_group`].
-pub(super) fn scatter_group(src: &[f32], dst: &mut [f32], cout: usize, l: usize) {
+/// `dst [m, cout, l] += src [cout, m * l]`, the adjoint of [`gather_group`].
+pub(super) fn scatter_add_group(src: &[f32], dst: &mut [f32], cout: usize, l: usize) {
     let m = dst.len() / (cout * l);
     for j in 0..m {
         for co in 0..cout {
             let d = (j * cout + co) * l;
-            dst[d..d + l].copy_from_slice(&src[co * m * l + j * l..][..l]);
+            simd::add_assign(&mut dst[d..d + l], &src[co * m * l + j * l..][..l]);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Contiguous f32 access to candle CPU tensors and a strided GEMM on the `gemm` crate.
 
+use std::cell::Cell;
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, Layout, Tensor};
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// The contiguous f32 data of a custom op's CPU input; other dtypes and layouts are errors.
 pub(crate) fn cpu_f32<'a>(
@@ -81,4 +85,58 @@ pub(super) fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Par
             par,
         )
     }
+}
+
+/// A vector of `len` values built in parallel, `chunk` values at a time, without zero-filling
+/// it first: each plane of `plane` values starts as `init(plane_index)`, then
+/// `work(chunk_index, chunk)` runs on the chunk (on the thread that filled it, while it is in
+/// cache).
+pub(super) fn par_vec(
+    len: usize,
+    chunk: usize,
+    (plane, init): (usize, impl Fn(usize) -> f32 + Sync),
+    work: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    assert!(plane > 0 && chunk > 0 && chunk.is_multiple_of(plane));
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| {
+            for (j, p) in c.chunks_mut(plane).enumerate() {
+                p.fill(MaybeUninit::new(init(i * chunk / plane + j)));
+            }
+            // SAFETY: every element of `c` was written just above, and `MaybeUninit<f32>`
+            // has the layout of `f32`
+            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            work(i, c);
+        });
+    // SAFETY: the chunks cover `0..len` and each was initialized (a panic in `work`
+    // propagates out of `for_each` before this line)
+    unsafe { v.set_len(len) };
+    v
+}
+
+thread_local! {
+    static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = Cell::default();
+}
+
+/// Runs `f` on two scratch buffers of `a` and `b` values kept per thread between calls (their
+/// contents are left over from earlier calls). A nested call on the same thread, as when a
+/// parallel GEMM runs another group while it waits, gets fresh buffers.
+pub(super) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    let (mut va, mut vb) = SCRATCH.take();
+    if va.len() < a {
+        va.resize(a, 0.0);
+    }
+    if vb.len() < b {
+        vb.resize(b, 0.0);
+    }
+    let r = f(&mut va[..a], &mut vb[..b]);
+    SCRATCH.set((va, vb));
+    r
 }

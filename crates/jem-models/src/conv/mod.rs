@@ -28,8 +28,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 pub use geometry::ConvGeometry;
-use geometry::{gather_group, scatter_group};
-use matmul::{Mat, matmul};
+use geometry::{gather_group, scatter_add_group};
+use matmul::{Mat, matmul, par_vec, with_scratch};
 
 use crate::simd;
 pub(crate) use matmul::{cpu_f32, with_f32};
@@ -58,6 +58,23 @@ fn plan(g: &ConvGeometry) -> (usize, usize, usize, usize, usize, usize, Parallel
         gsz,
         par,
     )
+}
+
+/// `dy` of a group as one `[cout, m * l]` matrix (gathered into `buf` for several images).
+fn dy_matrix<'a>(dyg: &'a [f32], buf: &'a mut [f32], cout: usize, l: usize) -> Mat<'a> {
+    let ld = dyg.len() / cout;
+    let data = if ld == l {
+        dyg
+    } else {
+        gather_group(dyg, &mut buf[..cout * ld], cout, l);
+        &buf[..cout * ld]
+    };
+    Mat {
+        data,
+        rows: cout,
+        cols: ld,
+        transposed: false,
+    }
 }
 
 fn needs_grad(t: &Tensor) -> bool {
@@ -94,15 +111,24 @@ impl CustomOp3 for Conv {
             cols: rows,
             transposed: false,
         };
-        let mut y = vec![0f32; n * cout * l];
-        y.par_chunks_mut(gsz * cout * l)
-            .zip(x.par_chunks(gsz * img))
-            .for_each_init(
-                || (vec![0f32; rows * gsz * l], vec![0f32; cout * gsz * l]),
-                |(cols, ybuf), (yg, xg)| {
-                    let ld = xg.len() / img * l;
-                    let cols = &mut cols[..rows * ld];
-                    g.zero_padding(cols);
+        // the output starts as the bias, the GEMMs add to it
+        let y = par_vec(
+            n * cout * l,
+            gsz * cout * l,
+            (l, |p| bias[p % cout]),
+            |gi, yg| {
+                let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
+                let ld = xg.len() / img * l;
+                if g.pointwise() && ld == l {
+                    let xm = Mat {
+                        data: xg,
+                        rows,
+                        cols: l,
+                        transposed: false,
+                    };
+                    return matmul(yg, wm(), xm, true, par);
+                }
+                with_scratch(rows * ld, cout * ld, |cols, ybuf| {
                     for (j, xb) in xg.chunks(img).enumerate() {
                         g.im2col(xb, cols, ld, j * l);
                     }
@@ -113,18 +139,14 @@ impl CustomOp3 for Conv {
                         transposed: false,
                     };
                     if ld == l {
-                        matmul(yg, wm(), cm, false, par);
+                        matmul(yg, wm(), cm, true, par);
                     } else {
-                        let ybuf = &mut ybuf[..cout * ld];
                         matmul(ybuf, wm(), cm, false, par);
-                        scatter_group(ybuf, yg, cout, l);
+                        scatter_add_group(ybuf, yg, cout, l);
                     }
-                    for (i, plane) in yg.chunks_mut(l).enumerate() {
-                        let b = bias[i % cout];
-                        plane.iter_mut().for_each(|v| *v += b);
-                    }
-                },
-            );
+                });
+            },
+        );
         let (ho, wo) = g.output_hw();
         Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))))
     }
@@ -157,41 +179,35 @@ impl Conv {
         let g = self.0;
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let dev = x.device();
-        // dy of a group as one [cout, m * l] matrix
-        let dy_matrix = |dyg: &[f32], buf: &mut Vec<f32>| -> usize {
-            let ld = dyg.len() / cout;
-            if ld != l {
-                gather_group(dyg, &mut buf[..cout * ld], cout, l);
-            }
-            ld
-        };
         let dx = if needs_grad(x) {
-            let mut dx = vec![0f32; x.elem_count()]; // col2im adds into zeros
-            dx.par_chunks_mut(gsz * img)
-                .zip(dys.par_chunks(gsz * cout * l))
-                .for_each_init(
-                    || (vec![0f32; rows * gsz * l], vec![0f32; cout * gsz * l]),
-                    |(dcols, dybuf), (dxg, dyg)| {
-                        let ld = dy_matrix(dyg, dybuf);
-                        let dm = Mat {
-                            data: if ld == l { dyg } else { &dybuf[..cout * ld] },
-                            rows: cout,
-                            cols: ld,
-                            transposed: false,
-                        };
-                        let wt = Mat {
-                            data: wv,
-                            rows,
-                            cols: cout,
-                            transposed: true,
-                        };
-                        let dcols = &mut dcols[..rows * ld];
-                        matmul(dcols, wt, dm, false, par);
-                        for (j, dxb) in dxg.chunks_mut(img).enumerate() {
-                            g.col2im(dcols, ld, j * l, dxb);
-                        }
-                    },
-                );
+            let wt = || Mat {
+                data: wv,
+                rows,
+                cols: cout,
+                transposed: true,
+            };
+            // col2im adds into zeros
+            let dx = par_vec(x.elem_count(), gsz * img, (img, |_| 0.0), |gi, dxg| {
+                let dyg = &dys[gi * gsz * cout * l..((gi + 1) * gsz * cout * l).min(dys.len())];
+                if g.pointwise() && dyg.len() == cout * l {
+                    // the column gradient is the input gradient
+                    let dm = Mat {
+                        data: dyg,
+                        rows: cout,
+                        cols: l,
+                        transposed: false,
+                    };
+                    return matmul(dxg, wt(), dm, false, par);
+                }
+                let ld = dyg.len() / cout;
+                with_scratch(rows * ld, cout * ld, |dcols, dybuf| {
+                    let dm = dy_matrix(dyg, dybuf, cout, l);
+                    matmul(dcols, wt(), dm, false, par);
+                    for (j, dxb) in dxg.chunks_mut(img).enumerate() {
+                        g.col2im(dcols, ld, j * l, dxb);
+                    }
+                });
+            });
             Some(Tensor::from_vec(dx, x.shape(), dev)?)
         } else {
             None
@@ -201,36 +217,42 @@ impl Conv {
                 .par_chunks(gsz * img)
                 .zip(dys.par_chunks(gsz * cout * l))
                 .fold(
-                    || {
-                        let acc = vec![0f32; cout * rows];
-                        (acc, vec![0f32; rows * gsz * l], vec![0f32; cout * gsz * l])
-                    },
-                    |(mut acc, mut cols, mut dybuf), (xg, dyg)| {
-                        let ld = dy_matrix(dyg, &mut dybuf);
-                        let cm = &mut cols[..rows * ld];
-                        g.zero_padding(cm);
-                        for (j, xb) in xg.chunks(img).enumerate() {
-                            g.im2col(xb, cm, ld, j * l);
+                    || vec![0f32; cout * rows],
+                    |mut acc, (xg, dyg)| {
+                        let ld = dyg.len() / cout;
+                        if g.pointwise() && ld == l {
+                            let dm = Mat {
+                                data: dyg,
+                                rows: cout,
+                                cols: l,
+                                transposed: false,
+                            };
+                            let xt = Mat {
+                                data: xg,
+                                rows: l,
+                                cols: rows,
+                                transposed: true,
+                            };
+                            matmul(&mut acc, dm, xt, true, par);
+                            return acc;
                         }
-                        let dm = Mat {
-                            data: if ld == l { dyg } else { &dybuf[..cout * ld] },
-                            rows: cout,
-                            cols: ld,
-                            transposed: false,
-                        };
-                        let ct = Mat {
-                            data: cm,
-                            rows: ld,
-                            cols: rows,
-                            transposed: true,
-                        };
-                        matmul(&mut acc, dm, ct, true, par);
-                        (acc, cols, dybuf)
+                        with_scratch(rows * ld, cout * ld, |cols, dybuf| {
+                            for (j, xb) in xg.chunks(img).enumerate() {
+                                g.im2col(xb, cols, ld, j * l);
+                            }
+                            let ct = Mat {
+                                data: cols,
+                                rows: ld,
+                                cols: rows,
+                                transposed: true,
+                            };
+                            matmul(&mut acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
+                        });
+                        acc
                     },
                 )
-                .map(|(acc, _, _)| acc)
                 .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                    simd::add_assign(&mut a, &b);
                     a
                 })
                 .unwrap_or_else(|| vec![0f32; cout * rows]);

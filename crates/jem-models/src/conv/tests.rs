@@ -103,6 +103,20 @@ fn matches_direct_loops_and_candles_forward() {
         (7, 3, 8, 8, 5, 3, 1, 1),
         // one image per GEMM, images in parallel
         (9, 2, 16, 16, 3, 3, 1, 1),
+        // 1x1 stride 1: the image is its own column matrix (one image per GEMM) ...
+        (2, 3, 16, 16, 4, 1, 1, 0),
+        (5, 3, 17, 16, 4, 1, 1, 0),
+        // ... or gathered (several images per GEMM)
+        (3, 4, 5, 7, 2, 1, 1, 0),
+        // stride 1 with same-width output as one shifted run per row: 5x5, odd widths
+        (2, 2, 9, 7, 3, 5, 1, 2),
+        (4, 3, 16, 17, 2, 3, 1, 1),
+        // stride 1, output wider or narrower than the input
+        (1, 2, 6, 6, 3, 3, 1, 2),
+        (2, 2, 4, 4, 3, 5, 1, 1),
+        (2, 3, 7, 9, 2, 3, 1, 0),
+        // stride 3 (the generic strided gather)
+        (2, 2, 10, 11, 3, 3, 3, 1),
     ];
     for (case, &geo) in cases.iter().enumerate() {
         let (n, c, h, w, cout, k, s, p) = geo;
