@@ -34,6 +34,10 @@ use matmul::{Mat, matmul, par_vec, with_scratch};
 use crate::simd;
 pub(crate) use matmul::{cpu_f32, with_f32};
 
+/// Parts of the weight gradient's sum over image groups (fixed, so the result does not depend
+/// on thread scheduling or count).
+const DW_PARTS: usize = 8;
+
 /// Images run in parallel when there are enough of them; otherwise each GEMM is parallel.
 fn inner_parallelism(images: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
@@ -213,49 +217,57 @@ impl Conv {
             None
         };
         let dw = if needs_grad(w) {
-            let dw = xs
-                .par_chunks(gsz * img)
-                .zip(dys.par_chunks(gsz * cout * l))
-                .fold(
-                    || vec![0f32; cout * rows],
-                    |mut acc, (xg, dyg)| {
-                        let ld = dyg.len() / cout;
-                        if g.pointwise() && ld == l {
-                            let dm = Mat {
-                                data: dyg,
-                                rows: cout,
-                                cols: l,
-                                transposed: false,
-                            };
-                            let xt = Mat {
-                                data: xg,
-                                rows: l,
-                                cols: rows,
-                                transposed: true,
-                            };
-                            matmul(&mut acc, dm, xt, true, par);
-                            return acc;
-                        }
-                        with_scratch(rows * ld, cout * ld, |cols, dybuf| {
-                            for (j, xb) in xg.chunks(img).enumerate() {
-                                g.im2col(xb, cols, ld, j * l);
+            // Deterministic sum: the groups are cut into a fixed number of contiguous parts
+            // (not rayon's adaptive splits, whose summation order depends on scheduling),
+            // each part summed in order on one thread, then the parts in order.
+            let pairs: Vec<(&[f32], &[f32])> = xs
+                .chunks(gsz * img)
+                .zip(dys.chunks(gsz * cout * l))
+                .collect();
+            let per_part = pairs.len().div_ceil(DW_PARTS).max(1);
+            let partials: Vec<Vec<f32>> = pairs
+                .par_chunks(per_part)
+                .map(|part| {
+                    part.iter()
+                        .fold(vec![0f32; cout * rows], |mut acc, &(xg, dyg)| {
+                            let ld = dyg.len() / cout;
+                            if g.pointwise() && ld == l {
+                                let dm = Mat {
+                                    data: dyg,
+                                    rows: cout,
+                                    cols: l,
+                                    transposed: false,
+                                };
+                                let xt = Mat {
+                                    data: xg,
+                                    rows: l,
+                                    cols: rows,
+                                    transposed: true,
+                                };
+                                matmul(&mut acc, dm, xt, true, par);
+                                return acc;
                             }
-                            let ct = Mat {
-                                data: cols,
-                                rows: ld,
-                                cols: rows,
-                                transposed: true,
-                            };
-                            matmul(&mut acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
-                        });
-                        acc
-                    },
-                )
-                .reduce_with(|mut a, b| {
-                    simd::add_assign(&mut a, &b);
-                    a
+                            with_scratch(rows * ld, cout * ld, |cols, dybuf| {
+                                for (j, xb) in xg.chunks(img).enumerate() {
+                                    g.im2col(xb, cols, ld, j * l);
+                                }
+                                let ct = Mat {
+                                    data: cols,
+                                    rows: ld,
+                                    cols: rows,
+                                    transposed: true,
+                                };
+                                matmul(&mut acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
+                            });
+                            acc
+                        })
                 })
-                .unwrap_or_else(|| vec![0f32; cout * rows]);
+                .collect();
+            let mut parts = partials.into_iter();
+            let mut dw = parts.next().unwrap_or_else(|| vec![0f32; cout * rows]);
+            for p in parts {
+                simd::add_assign(&mut dw, &p);
+            }
             Some(Tensor::from_vec(dw, w.shape(), dev)?)
         } else {
             None
