@@ -81,9 +81,9 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
                 let g = self.gaussians_checked()?;
                 let k = g.num_classes() as u32;
                 let classes: Vec<u32> = (0..n).map(|_| rng.random_range(0..k)).collect();
-                informative(g, &classes, &mut rng, self.device)?
+                jem_sampler::init::informative(g, &classes, &mut rng, self.device)?
             }
-            _ => uniform(n, self.shape, &mut rng, self.device)?,
+            _ => jem_sampler::init::uniform(n, self.shape, &mut rng, self.device)?,
         };
         let (samples, snapshots) =
             self.run_chains(&x0, None, opts.n_steps, opts, &mut rng, "unconditional")?;
@@ -114,9 +114,9 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
                         self.num_classes
                     )));
                 }
-                informative(g, &labels, &mut rng, self.device)?
+                jem_sampler::init::informative(g, &labels, &mut rng, self.device)?
             }
-            _ => uniform(labels.len(), self.shape, &mut rng, self.device)?,
+            _ => jem_sampler::init::uniform(labels.len(), self.shape, &mut rng, self.device)?,
         };
         let (samples, snapshots) = self.run_chains(
             &x0,
@@ -178,7 +178,9 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
                 let mode = opts.bn.mode_at(step);
                 let (g, score) = match &y {
                     None => input_gradient(self.model, &x, mode)?,
-                    Some(y) => conditional_gradient(self.model, &x, y, mode)?,
+                    Some(y) => {
+                        jem_sampler::sgld::conditional_gradient_and_logit(self.model, &x, y, mode)?
+                    }
                 };
                 x = sgld_step(&x, &g, opts, rng)?;
                 if opts.progress && ((step + 1) % opts.progress_every == 0 || step + 1 == steps) {
@@ -276,40 +278,4 @@ fn sgld_step(
         moved = (moved + Tensor::from_vec(eps, x.shape(), x.device())?)?;
     }
     Ok(moved.clamp(-1f32, 1f32)?.detach())
-}
-
-/// The gradient of `sum_i f(x_i)[y_i]` with respect to `x`, and `f(x)[y]` (`[N]`)
-/// (`jem_sampler::sgld::conditional_gradient_and_logit`).
-pub fn conditional_gradient<M: Classifier + ?Sized>(
-    model: &M,
-    x: &Tensor,
-    y: &Tensor,
-    mode: BnMode,
-) -> Result<(Tensor, Tensor)> {
-    Ok(jem_sampler::sgld::conditional_gradient_and_logit(
-        model, x, y, mode,
-    )?)
-}
-
-/// `n` uniform samples of `shape` in [-1, 1] (`jem_sampler::init::uniform`).
-pub fn uniform(
-    n: usize,
-    shape: [usize; 3],
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Result<Tensor> {
-    Ok(jem_sampler::init::uniform(n, shape, rng, device)?)
-}
-
-/// One sample of class `classes[i]` per `i` from the per-class Gaussians, `mu_k + L_k eps`,
-/// clamped to [-1, 1] (`jem_sampler::init::informative`).
-pub fn informative(
-    gaussians: &ClassGaussians,
-    classes: &[u32],
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Result<Tensor> {
-    Ok(jem_sampler::init::informative(
-        gaussians, classes, rng, device,
-    )?)
 }
