@@ -1,8 +1,8 @@
 //! CUDA builds on a machine without a GPU, and the prepared GPU check.
 //!
-//! - `cargo xtask check-cuda [--cudnn] [--build] [--target-dir DIR]`: `cargo check` (with
-//!   `--build`: `cargo build --release`) of `jem` with `--features cuda` (or `cudnn`), in the
-//!   environment of the CUDA toolkit made by `../shared/tools/setup-cuda-toolchain.sh`.
+//! - `cargo xtask check-cuda [--cudnn] [--build] [--target-dir DIR]`: `cargo check --release`
+//!   (with `--build`: `cargo build --release`) of `jem` with `--features cuda` (or `cudnn`), in
+//!   the environment of the CUDA toolkit made by `../shared/tools/setup-cuda-toolchain.sh`.
 //! - `cargo xtask gpu-check [--cudnn] [--target-dir DIR] [--out DIR] [--jem PATH]`: builds the
 //!   release `jem` with CUDA and makes the folder `gpu-check/` (git-ignored): the stripped
 //!   binary gzipped (`jem.gz`; the working tree that travels to the GPU machine is limited
@@ -133,11 +133,10 @@ pub fn check_cuda(args: &[String]) -> Result<()> {
     if o.out.is_some() || o.jem.is_some() {
         bail!("check-cuda takes --cudnn, --build and --target-dir only");
     }
-    let mut cargo: Vec<String> = if o.build {
-        vec!["build".into(), "--release".into()]
-    } else {
-        vec!["check".into()]
-    };
+    // `--release` for the check too: candle-kernels' build script (nvcc, ~8 minutes on 2 cores)
+    // runs once per profile, and the release build of `gpu-check` then reuses its output
+    let mode = if o.build { "build" } else { "check" };
+    let mut cargo: Vec<String> = vec![mode.into(), "--release".into()];
     cargo.extend(["-p", "sadajem", "--bin", "jem", "--features"].map(String::from));
     cargo.push(features(o.cudnn));
     cargo.extend(target_args(&o));
