@@ -5,6 +5,7 @@
 //! crate of the workspace would compile the heavy dependencies twice).
 
 mod args;
+mod bench;
 mod data;
 mod eval;
 mod metric;
@@ -22,6 +23,7 @@ fn cli() -> Command {
         .about("Train, sample and evaluate joint energy-based models (SADA-JEM, JEM++, JEM).")
         .subcommand_required(true)
         .arg_required_else_help(true)
+        .subcommand(bench::command())
         .subcommand(data::command())
         .subcommand(eval::command())
         .subcommand(metric::command())
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     jem_models::alloc::tune_allocator();
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
+        Some(("bench", m)) => bench::run(m),
         Some(("data", m)) => data::run(m),
         Some(("eval", m)) => eval::run(m),
         Some(("metric", m)) => metric::run(m),

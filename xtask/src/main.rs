@@ -7,7 +7,10 @@
 //!   from the official-format files (default `../shared/data`).
 //! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
 //!   train -> eval stages of a reproduction (idempotent, resumable) and its report.
+//! - `check-cuda [--cudnn] [--build]`: compiles `jem` with CUDA on a machine without a GPU.
+//! - `gpu-check [--cudnn]`: builds the CUDA `jem` and packs the GPU check into `gpu-check/`.
 
+mod gpu;
 mod html;
 mod quick_data;
 mod report;
@@ -26,11 +29,14 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("make-quick-data") => quick_data::run(&args[1..]),
         Some("reproduce") => reproduce::run(&args[1..]),
+        Some("check-cuda") => gpu::check_cuda(&args[1..]),
+        Some("gpu-check") => gpu::gpu_check(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
                  reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
-                 [--device D] [--out DIR]>"
+                 [--device D] [--out DIR] | check-cuda [--cudnn] [--build] | \
+                 gpu-check [--cudnn] [--out DIR] [--jem PATH]>"
             );
             return ExitCode::from(2);
         }

@@ -4,12 +4,14 @@
 //! - [`step`]: one iteration on given batches, in the reference's order;
 //! - [`Trainer`]: the loop around it: data streams, replay buffer, learning-rate schedule,
 //!   logs, evaluations, checkpoints, resume and the divergence guard;
-//! - [`checkpoint`]: the checkpoint file.
+//! - [`checkpoint`]: the checkpoint file;
+//! - [`bench`]: speed of the building blocks and parity between devices (`jem bench`).
 //!
 //! Every random draw of iteration `i` comes from generators seeded by `(seed, i)` and the
 //! data batches are pure functions of their position, so a run resumed from a checkpoint
 //! continues bit for bit as if it had not stopped.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
