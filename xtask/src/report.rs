@@ -12,6 +12,9 @@ use serde_json::Value;
 use crate::reproduce::{Model, human};
 use crate::tables;
 
+/// The name under which the build of `jem` is timed.
+pub const BUILD_STAGE: &str = "build/jem";
+
 /// Wall-clock and outcome of each stage, kept in `<out>/stages.json` across invocations.
 #[derive(Default)]
 pub struct Timings(BTreeMap<String, (f64, bool)>);
@@ -94,6 +97,7 @@ pub fn write(
     target: &str,
     models: &[Model],
     timings: &Timings,
+    stage_order: &[String],
     device: &str,
 ) -> Result<PathBuf> {
     let mut md = String::new();
@@ -237,7 +241,20 @@ pub fn write(
         md,
         "## Stages (wall-clock)\n\n| stage | time | outcome |\n|---|---|---|"
     );
-    for (k, (s, ok)) in &timings.0 {
+    // the build first, then the stages in the order they ran, then any older entries
+    let mut keys: Vec<&str> = vec![BUILD_STAGE];
+    keys.extend(stage_order.iter().map(String::as_str));
+    keys.extend(timings.0.keys().map(String::as_str));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0.0;
+    for k in keys {
+        let Some((s, ok)) = timings.0.get(k) else {
+            continue;
+        };
+        if !seen.insert(k) {
+            continue;
+        }
+        total += s;
         let _ = writeln!(
             md,
             "| {k} | {} | {} |",
@@ -245,7 +262,12 @@ pub fn write(
             if *ok { "ok" } else { "FAILED" }
         );
     }
-    md.push('\n');
+    let _ = writeln!(md, "| **total** | **{}** | |", human(total));
+    let _ = writeln!(
+        md,
+        "\n`{BUILD_STAGE}` is the last build of `jem` by this command (dependencies shared with \
+         `cargo xtask` are compiled before it, by `cargo xtask` itself, and are not counted).\n"
+    );
 
     let _ = writeln!(md, "## Configs\n");
     for m in models {

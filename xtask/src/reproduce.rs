@@ -409,16 +409,21 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    let jem = match &a.jem {
-        Some(p) => p.clone(),
-        None => build_jem(
-            &root,
-            gpu,
-            a.release || matches!(a.target.as_str(), "cifar10" | "cifar100"),
-        )?,
-    };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut timings = report::Timings::load(&a.out);
+    let jem = match &a.jem {
+        Some(p) => p.clone(),
+        None => {
+            let t0 = Instant::now();
+            let jem = build_jem(
+                &root,
+                gpu,
+                a.release || matches!(a.target.as_str(), "cifar10" | "cifar100"),
+            )?;
+            timings.record(report::BUILD_STAGE, t0.elapsed().as_secs_f64(), true);
+            jem
+        }
+    };
     for s in &stages {
         if s.done_when.exists() {
             continue;
@@ -440,7 +445,8 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    let report = report::write(&a.out, &a.target, &models, &timings, &a.device)?;
+    let order: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+    let report = report::write(&a.out, &a.target, &models, &timings, &order, &a.device)?;
     println!("report: {}", report.display());
     Ok(())
 }
