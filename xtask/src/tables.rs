@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn a_bad_numbers_file_is_a_named_error() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("bad-numbers");
         let f = dir.join("bad.toml");
         std::fs::write(&f, "[[number]]\ntarget = \"cifar10\"\nvalu = 1\n").unwrap();
         let e = format!("{:#}", Paper::load(&f, "cifar10").err().unwrap());
@@ -463,8 +463,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    fn tempfile_dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-tables-{}", std::process::id()));
+    /// A scratch folder of one test (tests run in parallel: never share one).
+    fn tempfile_dir(test: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-tables-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -472,7 +473,7 @@ mod tests {
     #[test]
     fn tables_show_ours_beside_the_papers_numbers() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = tempfile_dir().join("layout");
+        let out = tempfile_dir("layout");
         let eval = out.join("sadajem/eval");
         std::fs::create_dir_all(&eval).unwrap();
         let w = |f: &str, v: Value| std::fs::write(eval.join(f), v.to_string()).unwrap();
