@@ -41,7 +41,12 @@ fn bench_on_the_cpu_writes_every_measure() {
     args.extend(TINY);
     args.extend(["--json", json.to_str().unwrap()]);
     let text = ok(&jem(&args));
-    for m in ["clf_step", "sgld_step", "sadajem_iter"] {
+    for m in [
+        "clf_step",
+        "sgld_step",
+        "sadajem_iter",
+        "sadajem_iter_shared",
+    ] {
         assert!(
             text.contains(&format!("ours wrn10-1 {m} device=cpu")),
             "{text}"
@@ -55,11 +60,13 @@ fn bench_on_the_cpu_writes_every_measure() {
     assert_eq!(v["config"]["batch_px"], 4);
     assert_eq!(v["config"]["batch_lab"], 4);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 3);
-    for (r, m) in results
-        .iter()
-        .zip(["clf_step", "sgld_step", "sadajem_iter"])
-    {
+    assert_eq!(results.len(), 4);
+    for (r, m) in results.iter().zip([
+        "clf_step",
+        "sgld_step",
+        "sadajem_iter",
+        "sadajem_iter_shared",
+    ]) {
         assert_eq!(r["measure"], m);
         assert_eq!(r["images_per_iter"], 4);
         assert!(r["images_per_s"].as_f64().unwrap() > 0.0);

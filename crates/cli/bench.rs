@@ -60,7 +60,13 @@ pub fn command() -> Command {
         .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
         .arg(
             opt("measure", "WHAT", "What to time")
-                .value_parser(["clf_step", "sgld_step", "sadajem_iter", "all"])
+                .value_parser([
+                    "clf_step",
+                    "sgld_step",
+                    "sadajem_iter",
+                    "sadajem_iter_shared",
+                    "all",
+                ])
                 .default_value("all"),
         )
         .arg(opt("iters", "N", "Timed iterations (the median is reported)").default_value("5"))
@@ -140,7 +146,9 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     let measures: Vec<Measure> = match Measure::parse(&what) {
         Some(one) => vec![one],
         None if what == "all" => Measure::ALL.to_vec(),
-        None => bail!("--measure `{what}`: expected clf_step, sgld_step, sadajem_iter or all"),
+        None => bail!(
+            "--measure `{what}`: expected clf_step, sgld_step, sadajem_iter, sadajem_iter_shared or all"
+        ),
     };
     let tag = format!("wrn{}-{}", cfg.depth, cfg.width);
     let mut timings: Vec<Timing> = Vec::new();

@@ -33,6 +33,7 @@ fn cli() -> Command {
 
 fn main() -> ExitCode {
     jem_models::alloc::tune_allocator();
+    jem_models::alloc::tune_threads();
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("bench", m)) => bench::run(m),

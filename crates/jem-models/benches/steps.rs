@@ -60,6 +60,7 @@ fn sgld_step(c: &mut Criterion) {
 
 fn benches(c: &mut Criterion) {
     jem_models::alloc::tune_allocator();
+    jem_models::alloc::tune_threads();
     clf_step(c, "(a) WRN-16-4 b32", 16, 4, 32);
     sgld_step(c);
     clf_step(c, "(c) WRN-28-10 b8", 28, 10, 8);

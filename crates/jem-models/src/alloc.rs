@@ -1,4 +1,4 @@
-//! Allocator settings for conv-net training on the CPU.
+//! Allocator and thread settings for conv-net training on the CPU.
 
 /// Keeps freed activation buffers in the process (glibc): without this, every large buffer
 /// (above glibc's adaptive mmap threshold) is a fresh mapping whose pages the kernel faults in
@@ -12,5 +12,23 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
+/// Runs candle's element-wise CPU operations on the calling thread unless the user set
+/// `CANDLE_NUM_THREADS`. Call once at the start of `main`, before other threads exist.
+///
+/// candle 0.11 splits element-wise operations of 64K elements or more over its own thread
+/// pool, whose threads spin while they wait, beside rayon's pool that runs this crate's
+/// convolutions and BatchNorm. With both pools on the same cores, a spinning thread takes the
+/// core of the thread it waits for: measured on 2 cores, half of an SGLD step's time was
+/// candle's main thread spinning in its barrier, and a train-mode SGLD step of WRN-10-1
+/// (batch 8) took 54 ms with the pool against 19-26 ms without it. The heavy operations here
+/// are this crate's rayon kernels, so the element-wise ones lose little by running inline.
+pub fn tune_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called before any other thread exists (see above), so no thread reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }

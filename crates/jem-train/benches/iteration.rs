@@ -29,6 +29,7 @@ fn uniform(n: usize, seed: u64) -> Tensor {
 
 fn sadajem_iteration(c: &mut Criterion) {
     jem_models::alloc::tune_allocator();
+    jem_models::alloc::tune_threads();
     let dev = Device::Cpu;
     let model = WideResNet::new(WrnConfig::reference(16, 4, 10), 1, &dev).expect("model");
     let mut rng = rng_for(&[11]);

@@ -12,12 +12,16 @@
 //!   uniform replay buffer (5 % restarts), K SGLD steps, the x+ / x- / labelled passes, SAM
 //!   with its frozen-BatchNorm second pass, SGD, the chains written back. Its rate counts
 //!   labelled images, as a training run's.
+//! - [`Measure::SadajemIterShared`]: the same iteration as `torch_baseline.py` times it (the
+//!   labelled batch doubles as x+, eval-mode chains: two batches per SAM pass instead of
+//!   three), for a like-for-like comparison with that script's measure (d).
 //!
 //! Each measure runs `warmup` untimed iterations, then `iters` timed ones, each ended by a
 //! device synchronization; the rate is the batch over the median time. [`parity`] compares
 //! two devices on the same computations.
 
 mod parity;
+mod shared;
 
 pub use parity::{Comparison, ParityConfig, ParityReport, parity};
 
@@ -45,11 +49,18 @@ pub enum Measure {
     SgldStep,
     /// One full SADA-JEM iteration.
     SadajemIter,
+    /// The iteration of `torch_baseline.py` (labelled batch shared as x+).
+    SadajemIterShared,
 }
 
 impl Measure {
     /// The three measures, in the order `all` runs them.
-    pub const ALL: [Measure; 3] = [Measure::ClfStep, Measure::SgldStep, Measure::SadajemIter];
+    pub const ALL: [Measure; 4] = [
+        Measure::ClfStep,
+        Measure::SgldStep,
+        Measure::SadajemIter,
+        Measure::SadajemIterShared,
+    ];
 
     /// The measure's name (`clf_step`, `sgld_step`, `sadajem_iter`), as the PyTorch scripts.
     pub fn name(self) -> &'static str {
@@ -57,6 +68,7 @@ impl Measure {
             Measure::ClfStep => "clf_step",
             Measure::SgldStep => "sgld_step",
             Measure::SadajemIter => "sadajem_iter",
+            Measure::SadajemIterShared => "sadajem_iter_shared",
         }
     }
 
@@ -278,6 +290,31 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
                     buffer.store(&slots, x_neg)?;
                 }
                 Ok(())
+            })?;
+            (times, cfg.batch_lab)
+        }
+        Measure::SadajemIterShared => {
+            let mut buffer = ReplayBuffer::new(
+                cfg.buffer_size,
+                [3, 32, 32],
+                InitKind::Uniform,
+                None,
+                0.05,
+                &mut rng,
+                device,
+            )?;
+            let mut opt = sam_sgd(cfg.rho)?;
+            let x_lab = uniform_images(cfg.batch_lab, &mut rng, device)?;
+            let y_lab = labels(cfg.batch_lab, cfg.classes, device)?;
+            let times = time_calls(cfg, device, || {
+                shared::iteration(
+                    &model,
+                    &mut buffer,
+                    (&x_lab, &y_lab),
+                    cfg.sgld_steps,
+                    &mut opt,
+                    &mut rng,
+                )
             })?;
             (times, cfg.batch_lab)
         }
