@@ -5,11 +5,14 @@
 //!   proves that each crate builds alone.
 //! - `make-quick-data [--from DIR]`: rebuilds the embedded Fashion-MNIST / MNIST subsets
 //!   from the official-format files (default `../shared/data`).
+//! - `bench [--rounds N] [--only a,b,c,d] ...`: our CPU images/s beside PyTorch's
+//!   (`../shared/bench/torch_baseline.py`), measures (a)-(d), alternating, one ratio table.
 //! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
 //!   train -> eval stages of a reproduction (idempotent, resumable) and its report.
 //! - `check-cuda [--cudnn] [--build]`: compiles `jem` with CUDA on a machine without a GPU.
 //! - `gpu-check [--cudnn]`: builds the CUDA `jem` and packs the GPU check into `gpu-check/`.
 
+mod bench;
 mod gpu;
 mod html;
 mod quick_data;
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("make-quick-data") => quick_data::run(&args[1..]),
         Some("reproduce") => reproduce::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("check-cuda") => gpu::check_cuda(&args[1..]),
         Some("gpu-check") => gpu::gpu_check(&args[1..]),
         _ => {
@@ -36,7 +40,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
                  reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
                  [--device D] [--out DIR] | check-cuda [--cudnn] [--build] | \
-                 gpu-check [--cudnn] [--out DIR] [--jem PATH]>"
+                 gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d]>"
             );
             return ExitCode::from(2);
         }

@@ -88,7 +88,7 @@ fn parse(args: &[String]) -> Result<Args> {
     Ok(a)
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -455,7 +455,7 @@ pub fn run(args: &[String]) -> Result<()> {
 /// workspace's Cargo.toml) `cargo xtask` has just compiled, so a fresh clone compiles them
 /// once; in the release profile (about 10 % faster training, a second full compilation) with
 /// `--release` and for the CIFAR targets, whose runs take hours.
-fn build_jem(root: &Path, gpu: bool, release: bool) -> Result<PathBuf> {
+pub(crate) fn build_jem(root: &Path, gpu: bool, release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(crate::cargo());
     cmd.current_dir(root).args(["build", "--bin", "jem"]);
     if release {

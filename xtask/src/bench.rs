@@ -1,0 +1,365 @@
+//! `cargo xtask bench [--rounds N] [--iters N] [--python PY] [--torch-script FILE]
+//! [--jem PATH] [--out DIR] [--only a,b,c,d]`: our CPU speed beside PyTorch's, side by side.
+//!
+//! Measures (a)-(d) of `../shared/bench/README.md`, each timed by `jem bench --device cpu`
+//! and by `torch_baseline.py` in alternation, `--rounds` times, so that both see the same
+//! machine load; the table reports the median over rounds of each side's images per second,
+//! their ratio (ours / PyTorch, above 1 means faster), and the PyTorch script's own
+//! `foreign_cpu_frac` (other processes' share of the CPU while it ran: trust rows where it is
+//! below 0.05). Measure (d) is compared on the PyTorch script's iteration
+//! (`sadajem_iter_shared`); ours as training runs it (`sadajem_iter`, three batches per SAM
+//! pass) is reported beside it. Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// One measure of the reference benchmark.
+struct Measure {
+    key: &'static str,
+    what: &'static str,
+    /// `jem bench` arguments.
+    ours: &'static [&'static str],
+    /// `torch_baseline.py` arguments.
+    torch: &'static [&'static str],
+}
+
+const MEASURES: [Measure; 5] = [
+    Measure {
+        key: "a",
+        what: "WRN-16-4 b32 classifier step",
+        ours: &[
+            "--measure",
+            "clf_step",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+        torch: &[
+            "--measure",
+            "clf_step",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+    },
+    Measure {
+        key: "b",
+        what: "WRN-16-4 b32 SGLD step",
+        ours: &[
+            "--measure",
+            "sgld_step",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+        torch: &[
+            "--measure",
+            "sgld_step",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+    },
+    Measure {
+        key: "c",
+        what: "WRN-28-10 b8 classifier step",
+        ours: &[
+            "--measure",
+            "clf_step",
+            "--depth",
+            "28",
+            "--width",
+            "10",
+            "--batch",
+            "8",
+        ],
+        torch: &[
+            "--measure",
+            "clf_step",
+            "--depth",
+            "28",
+            "--width",
+            "10",
+            "--batch",
+            "8",
+        ],
+    },
+    Measure {
+        key: "d",
+        what: "WRN-16-4 SADA-JEM iteration (the script's: labelled batch as x+)",
+        ours: &[
+            "--measure",
+            "sadajem_iter_shared",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+        torch: &[
+            "--measure",
+            "sadajem_iter",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+            "--sgld-steps",
+            "5",
+            "--rho",
+            "0.2",
+        ],
+    },
+    Measure {
+        key: "d'",
+        what: "WRN-16-4 SADA-JEM iteration as training runs it (x+, x-, labelled)",
+        ours: &[
+            "--measure",
+            "sadajem_iter",
+            "--depth",
+            "16",
+            "--width",
+            "4",
+            "--batch",
+            "32",
+        ],
+        torch: &[],
+    },
+];
+
+struct Args {
+    rounds: usize,
+    iters: usize,
+    python: String,
+    script: PathBuf,
+    jem: Option<PathBuf>,
+    out: PathBuf,
+    only: Option<Vec<String>>,
+}
+
+fn parse(args: &[String], root: &Path) -> Result<Args> {
+    let mut a = Args {
+        rounds: 3,
+        iters: 5,
+        python: "python3".into(),
+        script: root.join("../shared/bench/torch_baseline.py"),
+        jem: None,
+        out: root.join("target/bench-cpu"),
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--rounds" => a.rounds = value()?.parse().context("--rounds")?,
+            "--iters" => a.iters = value()?.parse().context("--iters")?,
+            "--python" => a.python = value()?,
+            "--torch-script" => a.script = value()?.into(),
+            "--jem" => a.jem = Some(value()?.into()),
+            "--out" => a.out = value()?.into(),
+            "--only" => a.only = Some(value()?.split(',').map(str::to_string).collect()),
+            other => bail!(
+                "unknown argument `{other}`; usage: cargo xtask bench [--rounds N] [--iters N] \
+                 [--python PY] [--torch-script FILE] [--jem PATH] [--out DIR] [--only a,b,c,d]"
+            ),
+        }
+    }
+    if a.rounds == 0 || a.iters == 0 {
+        bail!("--rounds and --iters must be at least 1");
+    }
+    Ok(a)
+}
+
+/// The value of `key=` in a line of `key=value` words.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `cmd` and returns the first stdout line starting with `prefix`.
+fn run_line(mut cmd: Command, prefix: &str, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .with_context(|| format!("{what} printed no `{prefix}` line: {text}"))
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// `cargo xtask bench ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    let root = crate::reproduce::root();
+    let a = parse(args, &root)?;
+    let jem = match &a.jem {
+        Some(p) => p.clone(),
+        None => crate::reproduce::build_jem(&root, false, false)?,
+    };
+    let torch_ok = a.script.exists()
+        && Command::new(&a.python)
+            .args(["-c", "import torch"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !torch_ok {
+        eprintln!(
+            "note: no PyTorch side ({} with torch, and {}, are needed); timing ours only",
+            a.python,
+            a.script.display()
+        );
+    }
+    let iters = a.iters.to_string();
+    let mut rows = Vec::new();
+    for m in &MEASURES {
+        if let Some(only) = &a.only
+            && !only.iter().any(|k| k == m.key)
+        {
+            continue;
+        }
+        let (mut ours, mut torch, mut foreign) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..a.rounds {
+            let mut cmd = Command::new(&jem);
+            cmd.args([
+                "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
+            ])
+            .args(m.ours);
+            let line = run_line(cmd, "ours ", "jem bench")?;
+            ours.extend(field(&line, "images_per_s"));
+            if torch_ok && !m.torch.is_empty() {
+                let mut cmd = Command::new(&a.python);
+                cmd.arg(&a.script)
+                    .args(["--warmup", "1", "--iters", &iters])
+                    .args(m.torch);
+                let line = run_line(cmd, "torch ", "torch_baseline.py")?;
+                torch.extend(field(&line, "imgs_per_s"));
+                foreign.extend(field(&line, "foreign_cpu_frac"));
+            }
+            eprintln!(
+                "({}) round {}/{}: ours {:?} torch {:?}",
+                m.key,
+                round + 1,
+                a.rounds,
+                ours.last(),
+                torch.last()
+            );
+        }
+        let (o, t) = (median(&mut ours), median(&mut torch));
+        rows.push(json!({
+            "measure": m.key, "what": m.what,
+            "ours_images_per_s": o, "torch_images_per_s": t,
+            "ratio": o.zip(t).map(|(o, t)| o / t),
+            "torch_foreign_cpu_frac_max": foreign.iter().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+            "ours_rounds": ours, "torch_rounds": torch,
+        }));
+    }
+    let md = table(&rows, a.rounds, a.iters);
+    println!("{md}");
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let json = serde_json::to_string_pretty(
+        &json!({ "rows": rows, "rounds": a.rounds, "iters": a.iters }),
+    )?;
+    jem_data::fsutil::write_atomic(&a.out.join("bench-cpu.json"), json.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    jem_data::fsutil::write_atomic(&a.out.join("bench-cpu.md"), md.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("written: {}", a.out.join("bench-cpu.md").display());
+    Ok(())
+}
+
+fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
+    let num = |v: &Value, digits: usize| {
+        v.as_f64()
+            .map_or("—".to_string(), |x| format!("{x:.digits$}"))
+    };
+    let mut md = "| measure | what | ours img/s | PyTorch img/s | ours / PyTorch | PyTorch \
+                  foreign_cpu_frac (max) |\n|---|---|---|---|---|---|\n"
+        .to_string();
+    for r in rows {
+        md += &format!(
+            "| ({}) | {} | {} | {} | {} | {} |\n",
+            r["measure"].as_str().unwrap_or("?"),
+            r["what"].as_str().unwrap_or("?"),
+            num(&r["ours_images_per_s"], 2),
+            num(&r["torch_images_per_s"], 2),
+            num(&r["ratio"], 2),
+            num(&r["torch_foreign_cpu_frac_max"], 3),
+        );
+    }
+    md += &format!(
+        "\nMedian over {rounds} alternating rounds; each round times {iters} iterations after one \
+         warm-up and reports their median.\n"
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_and_medians() {
+        let l =
+            "torch wrn16-4 b32 clf_step imgs_per_s=76.30 ms_per_iter=419.0 foreign_cpu_frac=0.012";
+        assert_eq!(field(l, "imgs_per_s"), Some(76.3));
+        assert_eq!(field(l, "foreign_cpu_frac"), Some(0.012));
+        assert_eq!(field(l, "nope"), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        let root = Path::new("/r");
+        let a = parse(
+            &["--rounds".into(), "2".into(), "--only".into(), "a,d".into()],
+            root,
+        )
+        .unwrap();
+        assert_eq!(a.rounds, 2);
+        assert_eq!(a.only, Some(vec!["a".to_string(), "d".to_string()]));
+        assert!(parse(&["--rounds".into(), "0".into()], root).is_err());
+        assert!(parse(&["--bogus".into()], root).is_err());
+        assert!(parse(&["--iters".into()], root).is_err());
+    }
+}
