@@ -173,6 +173,10 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         .iter()
         .find(|t| t.measure == Measure::SadajemIter.name())
         .map(|t| bench::hours_per_run(t.median_ms, CIFAR_TRAIN, cfg.batch_lab, EPOCHS));
+    let peak = peak_rss_mb();
+    if let Some(mb) = peak {
+        println!("peak_rss_mb={mb:.0} (this process, all measures so far)");
+    }
     if let Some(h) = hours {
         println!(
             "estimate: {h:.1} hours per {EPOCHS}-epoch CIFAR-10 run ({} iterations per epoch), \
@@ -192,6 +196,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             "config": cfg,
             "results": timings,
             "hours_per_200_epochs_cifar10": hours,
+            "peak_rss_mb": peak,
         });
         write_json(&file, &value)?;
     }
@@ -247,4 +252,13 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
         bail!("parity of {spec} with {ref_spec} FAILED (tolerance {tol:e})");
     }
     Ok(())
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`; `None` where
+/// there is no such file).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

@@ -191,14 +191,14 @@ fn parse(args: &[String], root: &Path) -> Result<Args> {
     Ok(a)
 }
 
-/// The value of `key=` in a line of `key=value` words.
+/// The first value of `key=` among whitespace-separated `key=value` words.
 fn field(line: &str, key: &str) -> Option<f64> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
 }
 
-/// Runs `cmd` and returns the first stdout line starting with `prefix`.
+/// Runs `cmd` and returns its stdout, which must have a line starting with `prefix`.
 fn run_line(mut cmd: Command, prefix: &str, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -209,10 +209,18 @@ fn run_line(mut cmd: Command, prefix: &str, what: &str) -> Result<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .map(str::to_string)
-        .with_context(|| format!("{what} printed no `{prefix}` line: {text}"))
+    if !text.lines().any(|l| l.starts_with(prefix)) {
+        bail!("{what} printed no `{prefix}` line: {text}");
+    }
+    Ok(text.into_owned())
+}
+
+/// The larger of two optional values.
+fn larger(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -258,14 +266,17 @@ pub fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let (mut ours, mut torch, mut foreign) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours_mb, mut torch_mb) = (None, None);
         for round in 0..a.rounds {
             let mut cmd = Command::new(&jem);
             cmd.args([
                 "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
             ])
             .args(m.ours);
-            let line = run_line(cmd, "ours ", "jem bench")?;
-            ours.extend(field(&line, "images_per_s"));
+            let text = run_line(cmd, "ours ", "jem bench")?;
+            ours.extend(field(&text, "images_per_s"));
+            // one process per measure: its peak is this measure's
+            ours_mb = larger(ours_mb, field(&text, "peak_rss_mb"));
             if torch_ok && !m.torch.is_empty() {
                 let mut cmd = Command::new(&a.python);
                 cmd.arg(&a.script)
@@ -273,6 +284,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     .args(m.torch);
                 let line = run_line(cmd, "torch ", "torch_baseline.py")?;
                 torch.extend(field(&line, "imgs_per_s"));
+                torch_mb = larger(torch_mb, field(&line, "peak_rss_mb"));
                 foreign.extend(field(&line, "foreign_cpu_frac"));
             }
             eprintln!(
@@ -289,8 +301,9 @@ pub fn run(args: &[String]) -> Result<()> {
             "measure": m.key, "what": m.what,
             "ours_images_per_s": o, "torch_images_per_s": t,
             "ratio": o.zip(t).map(|(o, t)| o / t),
-            "torch_foreign_cpu_frac_max": foreign.iter().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+            "torch_foreign_cpu_frac_max": foreign.iter().copied().map(Some).fold(None, larger),
             "ours_rounds": ours, "torch_rounds": torch,
+            "ours_peak_rss_mb": ours_mb, "torch_peak_rss_mb": torch_mb,
         }));
     }
     let md = table(&rows, a.rounds, a.iters);
@@ -313,17 +326,19 @@ fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
             .map_or("—".to_string(), |x| format!("{x:.digits$}"))
     };
     let mut md = "| measure | what | ours img/s | PyTorch img/s | ours / PyTorch | PyTorch \
-                  foreign_cpu_frac (max) |\n|---|---|---|---|---|---|\n"
+                  foreign_cpu_frac (max) | peak RSS MiB ours / PyTorch |\n|---|---|---|---|---|---|---|\n"
         .to_string();
     for r in rows {
         md += &format!(
-            "| ({}) | {} | {} | {} | {} | {} |\n",
+            "| ({}) | {} | {} | {} | {} | {} | {} / {} |\n",
             r["measure"].as_str().unwrap_or("?"),
             r["what"].as_str().unwrap_or("?"),
             num(&r["ours_images_per_s"], 2),
             num(&r["torch_images_per_s"], 2),
             num(&r["ratio"], 2),
             num(&r["torch_foreign_cpu_frac_max"], 3),
+            num(&r["ours_peak_rss_mb"], 0),
+            num(&r["torch_peak_rss_mb"], 0),
         );
     }
     md += &format!(
