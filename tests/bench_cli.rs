@@ -76,6 +76,7 @@ fn bench_on_the_cpu_writes_every_measure() {
         assert_eq!(r["times_ms"].as_array().unwrap().len(), 1);
     }
     assert!(v["hours_per_200_epochs_cifar10"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 1.0);
 }
 
 #[test]
@@ -92,7 +93,12 @@ fn one_measure_with_tf32_is_labelled() {
     args.extend(TINY);
     args.extend(["--batch-lab", "2", "--tf32"]);
     let text = ok(&jem(&args));
-    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ours ")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("peak_rss_mb="), "{text}");
     assert!(
         text.contains("clf_step device=cpu precision=tf32 batch=2"),
         "{text}"
