@@ -87,6 +87,65 @@ pub(super) fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Par
     }
 }
 
+/// A strided matrix view for [`gemm_view`]: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
+}
+
+/// Whether every index of a `rows x cols` matrix with strides `(rs, cs)` is below `len`.
+fn fits(rows: usize, cols: usize, (rs, cs): (usize, usize), len: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
+
+/// `dst = accumulate * dst + a @ b` for strided views; `dst` has `a.rows x b.cols` entries at
+/// strides `(rs, cs)`, which must not overlap (one of the strides spans the other dimension).
+pub(super) fn gemm_view(
+    dst: &mut [f32],
+    (rs, cs): (usize, usize),
+    a: View,
+    b: View,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let (m, n) = (a.rows, b.cols);
+    let distinct = (m <= 1 || rs > (n.max(1) - 1) * cs) && (n <= 1 || cs >= 1)
+        || (n <= 1 || cs > (m.max(1) - 1) * rs) && (m <= 1 || rs >= 1);
+    assert!(a.cols == b.rows && distinct && fits(m, n, (rs, cs), dst.len()));
+    assert!(fits(a.rows, a.cols, (a.rs, a.cs), a.data.len()));
+    assert!(fits(b.rows, b.cols, (b.rs, b.cs), b.data.len()));
+    // SAFETY: the asserts keep every index the strides describe inside the slices, no two
+    // entries of `dst` share an address, and `dst` is borrowed mutably, so it aliases
+    // neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            a.cols,
+            dst.as_mut_ptr(),
+            cs as isize,
+            rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
 /// A vector of `len` values built in parallel, `chunk` values at a time, without zero-filling
 /// it first: each plane of `plane` values starts as `init(plane_index)`, then
 /// `work(chunk_index, chunk)` runs on the chunk (on the thread that filled it, while it is in

@@ -14,12 +14,22 @@
 //! weight    dW     = sum_g dy_g @ cols_g^T   (cols_g recomputed)    dbias = sum dy
 //! ```
 //!
+//! Stride-1 convolutions with 8-64 input channels (3x3; more generally 72-576 rows of the
+//! column matrix) skip the column matrix: the group's images are copied once into a
+//! zero-padded buffer and each kernel tap is one GEMM on a shifted view of it, accumulated in
+//! the GEMM (`shifted`, whose docs give the layout). That saves writing and reading back the
+//! `C*k*k`-row column matrix (and col2im), at the price of `k*k` GEMMs with an inner dimension
+//! `C` and of the border columns of the padded images (13 % more GEMM columns at 32x32, 56 %
+//! at 8x8). The rule (`shifted::preferred`) comes from the per-layer timings in the docs
+//! of `shifted`; strides above 1, one input channel and wide layers keep im2col.
+//!
 //! Gradients are computed only for the operands that need one (an input that is neither a
 //! variable nor computed from one, such as a data batch or detached weights, gets none).
 //! On other devices and dtypes the stock candle convolution is used.
 
 mod geometry;
 mod matmul;
+mod shifted;
 #[cfg(test)]
 mod tests;
 
@@ -85,8 +95,28 @@ fn needs_grad(t: &Tensor) -> bool {
     t.is_variable() || t.track_op()
 }
 
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Column matrices (any stride).
+    Im2col,
+    /// Shifted GEMMs on padded images (stride 1 only, see `shifted`).
+    Shifted,
+}
+
+impl Path {
+    /// The path for a geometry (see the module docs for the measurements behind it).
+    fn choose(g: &ConvGeometry) -> Path {
+        if shifted::preferred(g) {
+            Path::Shifted
+        } else {
+            Path::Im2col
+        }
+    }
+}
+
 /// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,k,k], bias [Cout])`.
-struct Conv(ConvGeometry);
+struct Conv(ConvGeometry, Path);
 
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
@@ -102,7 +132,7 @@ impl CustomOp3 for Conv {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let (g, path) = (self.0, self.1);
         let (x, w, bias) = (
             cpu_f32(s1, l1, "conv2d")?,
             cpu_f32(s2, l2, "conv2d")?,
@@ -123,6 +153,13 @@ impl CustomOp3 for Conv {
             |gi, yg| {
                 let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
                 let ld = xg.len() / img * l;
+                if path == Path::Shifted {
+                    let pl = shifted::Padded::new(&g, xg.len() / img);
+                    let (c, ld) = (g.input[1], pl.ld);
+                    return with_scratch(c * ld, cout * ld, |xp, ext| {
+                        shifted::forward(&g, w, xg, yg, (xp, ext), par)
+                    });
+                }
                 if g.pointwise() && ld == l {
                     let xm = Mat {
                         data: xg,
@@ -180,7 +217,7 @@ impl Conv {
         dys: &[f32],
         wv: &[f32],
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = self.0;
+        let (g, path) = (self.0, self.1);
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let dev = x.device();
         let dx = if needs_grad(x) {
@@ -193,6 +230,13 @@ impl Conv {
             // col2im adds into zeros
             let dx = par_vec(x.elem_count(), gsz * img, (img, |_| 0.0), |gi, dxg| {
                 let dyg = &dys[gi * gsz * cout * l..((gi + 1) * gsz * cout * l).min(dys.len())];
+                if path == Path::Shifted {
+                    let pl = shifted::Padded::new(&g, dxg.len() / img);
+                    let (c, ld) = (g.input[1], pl.ld);
+                    return with_scratch(c * ld, cout * ld, |dxp, ext| {
+                        shifted::input_grad(&g, wv, dyg, dxg, (dxp, ext), par)
+                    });
+                }
                 if g.pointwise() && dyg.len() == cout * l {
                     // the column gradient is the input gradient
                     let dm = Mat {
@@ -231,6 +275,14 @@ impl Conv {
                     part.iter()
                         .fold(vec![0f32; cout * rows], |mut acc, &(xg, dyg)| {
                             let ld = dyg.len() / cout;
+                            if path == Path::Shifted {
+                                let pl = shifted::Padded::new(&g, xg.len() / img);
+                                let (c, ld) = (g.input[1], pl.ld);
+                                with_scratch(c * ld, cout * ld, |xp, ext| {
+                                    shifted::weight_grad(&g, xg, dyg, &mut acc, (xp, ext), par)
+                                });
+                                return acc;
+                            }
                             if g.pointwise() && ld == l {
                                 let dm = Mat {
                                     data: dyg,
@@ -298,6 +350,18 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
+    conv2d_path(x, weight, bias, (stride, padding), None)
+}
+
+/// [`conv2d`] on a given CPU path (`None`: chosen by [`Path::choose`]); a path that does not
+/// apply to the geometry falls back to im2col.
+pub(crate) fn conv2d_path(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    (stride, padding): (usize, usize),
+    path: Option<Path>,
+) -> candle_core::Result<Tensor> {
     let (cout, cin, k, _) = weight.dims4()?;
     if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
         let (n, c, h, w) = x.dims4()?;
@@ -315,13 +379,18 @@ pub fn conv2d(
             stride,
             padding,
         };
+        let path = match path {
+            Some(Path::Shifted) if !shifted::applies(&g) => Path::Im2col,
+            Some(p) => p,
+            None => Path::choose(&g),
+        };
         let bias = match bias {
             Some(b) => b.contiguous()?,
             None => Tensor::zeros(cout, candle_core::DType::F32, x.device())?,
         };
         return x
             .contiguous()?
-            .apply_op3(&weight.contiguous()?, &bias, Conv(g));
+            .apply_op3(&weight.contiguous()?, &bias, Conv(g, path));
     }
     let y = x.conv2d(weight, padding, stride, 1, 1)?;
     match bias {

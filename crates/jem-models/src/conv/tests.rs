@@ -175,3 +175,152 @@ fn no_input_gradient_for_data() {
     assert!(g.get(&x).is_none());
     assert_eq!(g.get(wt.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
 }
+
+/// The output and the gradients of `sum(y * up)` for x, W and bias, through `conv`.
+fn run_with(
+    conv: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    (xv, wv, bv): (&[f32], &[f32], &[f32]),
+    (n, c, h, w, cout, k): (usize, usize, usize, usize, usize, usize),
+) -> Vec<Tensor> {
+    let dev = Device::Cpu;
+    let x = Var::from_vec(xv.to_vec(), (n, c, h, w), &dev).unwrap();
+    let wt = Var::from_vec(wv.to_vec(), (cout, c, k, k), &dev).unwrap();
+    let b = Var::from_vec(bv.to_vec(), cout, &dev).unwrap();
+    let y = conv(x.as_tensor(), wt.as_tensor(), b.as_tensor());
+    let up = Tensor::from_vec(values(y.elem_count(), 4.1), y.shape(), &dev).unwrap();
+    let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![y];
+    for v in [&x, &wt, &b] {
+        out.push(g.get(v.as_tensor()).unwrap().clone());
+    }
+    out
+}
+
+/// A small deterministic generator for the random shapes.
+fn lcg(state: &mut u64, lo: usize, hi: usize) -> usize {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    lo + (*state >> 33) as usize % (hi - lo + 1)
+}
+
+/// The shifted stride-1 path against the im2col path and candle's stock convolution with its
+/// autograd, forward and all three gradients, on random shapes: kernels 1, 3, 5, padding 0-2,
+/// odd and unequal heights and widths, 1-40 channels, batch 1 and batches of several groups
+/// (the last one smaller).
+#[test]
+fn shifted_matches_im2col_and_candle() {
+    let mut st = 0x5eed_u64;
+    for case in 0..40 {
+        let k = [1, 3, 3, 5][case % 4];
+        let p = lcg(&mut st, 0, 2);
+        let (h, w) = (lcg(&mut st, k.max(3), 13), lcg(&mut st, k.max(2), 12));
+        let (c, cout) = (lcg(&mut st, 1, 40), lcg(&mut st, 1, 40));
+        let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        // batch 1, or more images than one GEMM takes
+        let gsz = 256usize.div_ceil(ho * wo);
+        let n = if case % 3 == 0 {
+            1
+        } else {
+            gsz + lcg(&mut st, 1, gsz + 1)
+        };
+        let geo = (n, c, h, w, cout, k);
+        let (xv, wv, bv) = (
+            values(n * c * h * w, 0.3 + case as f64),
+            values(cout * c * k * k, 1.7 + case as f64),
+            values(cout, 2.9),
+        );
+        let data = (&xv[..], &wv[..], &bv[..]);
+        let path = |path| {
+            move |x: &Tensor, wt: &Tensor, b: &Tensor| {
+                conv2d_path(x, wt, Some(b), (1, p), Some(path)).unwrap()
+            }
+        };
+        let shifted = run_with(path(Path::Shifted), data, geo);
+        let im2col = run_with(path(Path::Im2col), data, geo);
+        let stock = run_with(
+            |x, wt, b| {
+                x.conv2d(wt, p, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
+                    .unwrap()
+            },
+            data,
+            geo,
+        );
+        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
+            for (other, want) in [("im2col", &im2col[i]), ("candle", &stock[i])] {
+                let e = max_rel(&shifted[i], want);
+                assert!(
+                    e < 2e-5,
+                    "case {case} {geo:?} p={p}: {name} vs {other} off by {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Two runs of the shifted path give the same bits (the weight gradient's sum over groups
+/// has a fixed order), with more groups than `DW_PARTS`.
+#[test]
+fn shifted_is_deterministic() {
+    let geo = (40, 6, 9, 11, 7, 3);
+    let (xv, wv, bv) = (
+        values(40 * 6 * 9 * 11, 0.5),
+        values(7 * 6 * 9, 0.6),
+        values(7, 0.7),
+    );
+    let run = || {
+        run_with(
+            |x, wt, b| conv2d_path(x, wt, Some(b), (1, 1), Some(Path::Shifted)).unwrap(),
+            (&xv, &wv, &bv),
+            geo,
+        )
+    };
+    let (a, b) = (run(), run());
+    for (a, b) in a.iter().zip(&b) {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
+
+/// Times of the two paths on the 3x3 layers of the benchmarked WRNs (a measurement, not a
+/// check: `cargo test --release -p jem-models --lib path_timings -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn path_timings() {
+    let dev = Device::Cpu;
+    // n, c, hw, cout
+    let shapes = [
+        (32, 1, 32, 16),
+        (32, 16, 32, 16),
+        (32, 32, 16, 32),
+        (32, 64, 8, 64),
+        (32, 64, 32, 64),
+        (32, 128, 16, 128),
+        (32, 256, 8, 256),
+        (8, 160, 32, 160),
+        (8, 320, 16, 320),
+        (8, 640, 8, 640),
+    ];
+    for (n, c, hw, cout) in shapes {
+        let x = Var::from_vec(values(n * c * hw * hw, 0.1), (n, c, hw, hw), &dev).unwrap();
+        let wt = Var::from_vec(values(cout * c * 9, 0.2), (cout, c, 3, 3), &dev).unwrap();
+        let mut line = format!("n{n} c{c} {hw}x{hw} cout{cout}:");
+        for path in [Path::Im2col, Path::Shifted] {
+            let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                let y =
+                    conv2d_path(x.as_tensor(), wt.as_tensor(), None, (1, 1), Some(path)).unwrap();
+                fwd = fwd.min(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
+                let _ = y.sum_all().unwrap().backward().unwrap();
+                bwd = bwd.min(t.elapsed().as_secs_f64());
+            }
+            line += &format!("  {path:?} fwd {:.2} ms bwd {:.2} ms", fwd * 1e3, bwd * 1e3);
+        }
+        println!("{line}");
+    }
+}
