@@ -261,8 +261,11 @@ pub fn model_stages(
             estimate_s,
         });
     };
-    eval_stage("accuracy", "accuracy.json", &[], 60.0);
-    eval_stage("calibration", "calibration.json", &[], 60.0);
+    // the quick target's stages as measured on a 2-core CPU (a fresh clone, December 2026)
+    let small = target == "quick";
+    let est = |small_s: f64, other_s: f64| if small { small_s } else { other_s };
+    eval_stage("accuracy", "accuracy.json", &[], est(5.0, 60.0));
+    eval_stage("calibration", "calibration.json", &[], est(5.0, 60.0));
     eval_stage(
         "ood",
         "ood.json",
@@ -272,7 +275,7 @@ pub fn model_stages(
             "fashion-mnist" => &["--max-images", "2000"],
             _ => &[],
         },
-        300.0,
+        est(20.0, 300.0),
     );
     if m.cfg.loss.px > 0.0 {
         let steps = if quick { "100" } else { "1000" };
@@ -289,7 +292,7 @@ pub fn model_stages(
                 "--cond-steps",
                 steps,
             ],
-            if quick { 300.0 } else { 1800.0 },
+            est(60.0, if quick { 300.0 } else { 1800.0 }),
         );
     }
     if !quick && m.cfg.loss.px > 0.0 {
@@ -360,12 +363,13 @@ pub fn run(args: &[String]) -> Result<()> {
             &[
                 "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
             ],
-            30.0,
+            15.0,
         )
     } else {
         overlay("robustness", &["--norm", "linf,l2"], 3600.0)
     });
-    stages.push(overlay("landscape", &["--points", "21"], 60.0));
+    let landscape_s = if a.target == "quick" { 5.0 } else { 60.0 };
+    stages.push(overlay("landscape", &["--points", "21"], landscape_s));
 
     let total: f64 = stages
         .iter()
