@@ -60,13 +60,9 @@ pub fn command() -> Command {
         .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
         .arg(
             opt("measure", "WHAT", "What to time")
-                .value_parser([
-                    "clf_step",
-                    "sgld_step",
-                    "sadajem_iter",
-                    "sadajem_iter_shared",
-                    "all",
-                ])
+                .value_parser(clap::builder::PossibleValuesParser::new(
+                    Measure::ALL.map(Measure::name).into_iter().chain(["all"]),
+                ))
                 .default_value("all"),
         )
         .arg(opt("iters", "N", "Timed iterations (the median is reported)").default_value("5"))
@@ -147,7 +143,8 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         Some(one) => vec![one],
         None if what == "all" => Measure::ALL.to_vec(),
         None => bail!(
-            "--measure `{what}`: expected clf_step, sgld_step, sadajem_iter, sadajem_iter_shared or all"
+            "--measure `{what}`: expected one of {} or all",
+            Measure::ALL.map(Measure::name).join(", ")
         ),
     };
     let tag = format!("wrn{}-{}", cfg.depth, cfg.width);

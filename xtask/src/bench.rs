@@ -16,131 +16,61 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// One measure of the reference benchmark.
+/// One measure of the reference benchmark: the sizes both sides take (`--depth`, `--width`,
+/// `--batch` mean the same to `jem bench` and `torch_baseline.py`) and each side's measure.
 struct Measure {
     key: &'static str,
     what: &'static str,
-    /// `jem bench` arguments.
-    ours: &'static [&'static str],
-    /// `torch_baseline.py` arguments.
-    torch: &'static [&'static str],
+    /// WRN depth, widen factor and batch.
+    sizes: [&'static str; 3],
+    /// `jem bench --measure`.
+    ours: &'static str,
+    /// `torch_baseline.py --measure` and its extra flags; `None`: ours only.
+    torch: Option<(&'static str, &'static [&'static str])>,
+}
+
+impl Measure {
+    fn size_args(&self) -> [&'static str; 6] {
+        let [d, w, b] = self.sizes;
+        ["--depth", d, "--width", w, "--batch", b]
+    }
 }
 
 const MEASURES: [Measure; 5] = [
     Measure {
         key: "a",
         what: "WRN-16-4 b32 classifier step",
-        ours: &[
-            "--measure",
-            "clf_step",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
-        torch: &[
-            "--measure",
-            "clf_step",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
+        sizes: ["16", "4", "32"],
+        ours: "clf_step",
+        torch: Some(("clf_step", &[])),
     },
     Measure {
         key: "b",
         what: "WRN-16-4 b32 SGLD step",
-        ours: &[
-            "--measure",
-            "sgld_step",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
-        torch: &[
-            "--measure",
-            "sgld_step",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
+        sizes: ["16", "4", "32"],
+        ours: "sgld_step",
+        torch: Some(("sgld_step", &[])),
     },
     Measure {
         key: "c",
         what: "WRN-28-10 b8 classifier step",
-        ours: &[
-            "--measure",
-            "clf_step",
-            "--depth",
-            "28",
-            "--width",
-            "10",
-            "--batch",
-            "8",
-        ],
-        torch: &[
-            "--measure",
-            "clf_step",
-            "--depth",
-            "28",
-            "--width",
-            "10",
-            "--batch",
-            "8",
-        ],
+        sizes: ["28", "10", "8"],
+        ours: "clf_step",
+        torch: Some(("clf_step", &[])),
     },
     Measure {
         key: "d",
         what: "WRN-16-4 SADA-JEM iteration (the script's: labelled batch as x+)",
-        ours: &[
-            "--measure",
-            "sadajem_iter_shared",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
-        torch: &[
-            "--measure",
-            "sadajem_iter",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-            "--sgld-steps",
-            "5",
-            "--rho",
-            "0.2",
-        ],
+        sizes: ["16", "4", "32"],
+        ours: "sadajem_iter_shared",
+        torch: Some(("sadajem_iter", &["--sgld-steps", "5", "--rho", "0.2"])),
     },
     Measure {
         key: "d'",
         what: "WRN-16-4 SADA-JEM iteration as training runs it (x+, x-, labelled)",
-        ours: &[
-            "--measure",
-            "sadajem_iter",
-            "--depth",
-            "16",
-            "--width",
-            "4",
-            "--batch",
-            "32",
-        ],
-        torch: &[],
+        sizes: ["16", "4", "32"],
+        ours: "sadajem_iter",
+        torch: None,
     },
 ];
 
@@ -199,7 +129,7 @@ fn field(line: &str, key: &str) -> Option<f64> {
 }
 
 /// Runs `cmd` and returns its stdout, which must have a line starting with `prefix`.
-fn run_line(mut cmd: Command, prefix: &str, what: &str) -> Result<String> {
+fn run_stdout(mut cmd: Command, prefix: &str, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -272,17 +202,20 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args([
                 "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
             ])
-            .args(m.ours);
-            let text = run_line(cmd, "ours ", "jem bench")?;
+            .args(["--measure", m.ours])
+            .args(m.size_args());
+            let text = run_stdout(cmd, "ours ", "jem bench")?;
             ours.extend(field(&text, "images_per_s"));
             // one process per measure: its peak is this measure's
             ours_mb = larger(ours_mb, field(&text, "peak_rss_mb"));
-            if torch_ok && !m.torch.is_empty() {
+            if let (true, Some((measure, extra))) = (torch_ok, m.torch) {
                 let mut cmd = Command::new(&a.python);
                 cmd.arg(&a.script)
                     .args(["--warmup", "1", "--iters", &iters])
-                    .args(m.torch);
-                let line = run_line(cmd, "torch ", "torch_baseline.py")?;
+                    .args(["--measure", measure])
+                    .args(m.size_args())
+                    .args(extra);
+                let line = run_stdout(cmd, "torch ", "torch_baseline.py")?;
                 torch.extend(field(&line, "imgs_per_s"));
                 torch_mb = larger(torch_mb, field(&line, "peak_rss_mb"));
                 foreign.extend(field(&line, "foreign_cpu_frac"));
@@ -361,6 +294,17 @@ mod tests {
         assert_eq!(field(l, "nope"), None);
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn both_sides_get_the_same_sizes() {
+        let d = &MEASURES[3];
+        assert_eq!(
+            d.size_args(),
+            ["--depth", "16", "--width", "4", "--batch", "32"]
+        );
+        assert_eq!(d.torch.map(|t| t.0), Some("sadajem_iter"));
+        assert!(MEASURES.iter().filter(|m| m.torch.is_none()).count() == 1);
     }
 
     #[test]

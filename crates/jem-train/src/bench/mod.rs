@@ -262,15 +262,7 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
             (times, cfg.batch_px)
         }
         Measure::SadajemIter => {
-            let mut buffer = ReplayBuffer::new(
-                cfg.buffer_size,
-                [3, 32, 32],
-                InitKind::Uniform,
-                None,
-                0.05,
-                &mut rng,
-                device,
-            )?;
+            let mut buffer = uniform_buffer(cfg, &mut rng, device)?;
             let mut opt = sam_sgd(cfg.rho)?;
             let sgld = Sgld::reference(cfg.sgld_steps);
             let x_pos = uniform_images(cfg.batch_px, &mut rng, device)?;
@@ -294,15 +286,7 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
             (times, cfg.batch_lab)
         }
         Measure::SadajemIterShared => {
-            let mut buffer = ReplayBuffer::new(
-                cfg.buffer_size,
-                [3, 32, 32],
-                InitKind::Uniform,
-                None,
-                0.05,
-                &mut rng,
-                device,
-            )?;
+            let mut buffer = uniform_buffer(cfg, &mut rng, device)?;
             let mut opt = sam_sgd(cfg.rho)?;
             let x_lab = uniform_images(cfg.batch_lab, &mut rng, device)?;
             let y_lab = labels(cfg.batch_lab, cfg.classes, device)?;
@@ -329,6 +313,23 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
         max_ms: times.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         times_ms: times,
     })
+}
+
+/// The benchmark's replay buffer: `cfg.buffer_size` uniform 3x32x32 chains, 5 % restarts.
+pub(crate) fn uniform_buffer(
+    cfg: &BenchConfig,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<ReplayBuffer> {
+    Ok(ReplayBuffer::new(
+        cfg.buffer_size,
+        [3, 32, 32],
+        InitKind::Uniform,
+        None,
+        0.05,
+        rng,
+        device,
+    )?)
 }
 
 /// Hours of a training run of `epochs` epochs over `train_images` labelled images, in

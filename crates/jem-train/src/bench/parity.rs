@@ -159,15 +159,7 @@ fn iteration(cfg: &BenchConfig, device: &Device) -> Result<[BTreeMap<String, Ten
     let before = model.store.snapshot()?;
     // the buffer and the batches are drawn on the CPU from the same seeds on both sides
     let mut rng = rng_for(&[cfg.seed, 0x17e4]);
-    let cpu = ReplayBuffer::new(
-        cfg.buffer_size,
-        [3, 32, 32],
-        InitKind::Uniform,
-        None,
-        0.05,
-        &mut rng,
-        &Device::Cpu,
-    )?;
+    let cpu = super::uniform_buffer(cfg, &mut rng, &Device::Cpu)?;
     let buffer = ReplayBuffer::from_tensor(cpu.data().to_device(device)?, InitKind::Uniform, 0.05)?;
     let x_pos = uniform_images(cfg.batch_px, &mut rng, device)?;
     let x_lab = uniform_images(cfg.batch_lab, &mut rng, device)?;
