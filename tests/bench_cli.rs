@@ -44,6 +44,7 @@ fn bench_on_the_cpu_writes_every_measure() {
     for m in [
         "clf_step",
         "sgld_step",
+        "sgld_step_eval",
         "sadajem_iter",
         "sadajem_iter_shared",
     ] {
@@ -60,10 +61,11 @@ fn bench_on_the_cpu_writes_every_measure() {
     assert_eq!(v["config"]["batch_px"], 4);
     assert_eq!(v["config"]["batch_lab"], 4);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4);
+    assert_eq!(results.len(), 5);
     for (r, m) in results.iter().zip([
         "clf_step",
         "sgld_step",
+        "sgld_step_eval",
         "sadajem_iter",
         "sadajem_iter_shared",
     ]) {

@@ -6,7 +6,9 @@
 //! machine load; the table reports the median over rounds of each side's images per second,
 //! their ratio (ours / PyTorch, above 1 means faster), and the PyTorch script's own
 //! `foreign_cpu_frac` (other processes' share of the CPU while it ran: trust rows where it is
-//! below 0.05). Measure (d) is compared on the PyTorch script's iteration
+//! below 0.05). Measure (b) is compared on the script's eval-mode SGLD step
+//! (`sgld_step_eval`); ours in train mode, as training samples, is reported beside it as (b').
+//! Measure (d) is compared on the PyTorch script's iteration
 //! (`sadajem_iter_shared`); ours as training runs it (`sadajem_iter`, three batches per SAM
 //! pass) is reported beside it. Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
 
@@ -36,7 +38,7 @@ impl Measure {
     }
 }
 
-const MEASURES: [Measure; 5] = [
+const MEASURES: [Measure; 6] = [
     Measure {
         key: "a",
         what: "WRN-16-4 b32 classifier step",
@@ -46,10 +48,17 @@ const MEASURES: [Measure; 5] = [
     },
     Measure {
         key: "b",
-        what: "WRN-16-4 b32 SGLD step",
+        what: "WRN-16-4 b32 SGLD step (the script's: eval-mode BatchNorm)",
+        sizes: ["16", "4", "32"],
+        ours: "sgld_step_eval",
+        torch: Some(("sgld_step", &[])),
+    },
+    Measure {
+        key: "b'",
+        what: "WRN-16-4 b32 SGLD step as training runs it (train-mode BatchNorm)",
         sizes: ["16", "4", "32"],
         ours: "sgld_step",
-        torch: Some(("sgld_step", &[])),
+        torch: None,
     },
     Measure {
         key: "c",

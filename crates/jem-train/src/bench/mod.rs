@@ -8,6 +8,9 @@
 //! - [`Measure::SgldStep`]: one step of the training sampler on the p(x) batch: forward in
 //!   the sampler's BatchNorm mode (train, as the reference), gradient of `sum LSE` with
 //!   respect to the input only, the reference's clipped update;
+//! - [`Measure::SgldStepEval`]: the same step with eval-mode BatchNorm (running statistics),
+//!   as `torch_baseline.py`'s `sgld_step` times it, for a like-for-like comparison with that
+//!   script's measure (b);
 //! - [`Measure::SadajemIter`]: one whole iteration of [`crate::step`]: chains drawn from a
 //!   uniform replay buffer (5 % restarts), K SGLD steps, the x+ / x- / labelled passes, SAM
 //!   with its frozen-BatchNorm second pass, SGD, the chains written back. Its rate counts
@@ -47,6 +50,8 @@ pub enum Measure {
     ClfStep,
     /// One SGLD step on the p(x) batch.
     SgldStep,
+    /// One SGLD step with eval-mode BatchNorm (the script's measure (b)).
+    SgldStepEval,
     /// One full SADA-JEM iteration.
     SadajemIter,
     /// The iteration of `torch_baseline.py` (labelled batch shared as x+).
@@ -54,10 +59,11 @@ pub enum Measure {
 }
 
 impl Measure {
-    /// The three measures, in the order `all` runs them.
-    pub const ALL: [Measure; 4] = [
+    /// The measures, in the order `all` runs them.
+    pub const ALL: [Measure; 5] = [
         Measure::ClfStep,
         Measure::SgldStep,
+        Measure::SgldStepEval,
         Measure::SadajemIter,
         Measure::SadajemIterShared,
     ];
@@ -67,6 +73,7 @@ impl Measure {
         match self {
             Measure::ClfStep => "clf_step",
             Measure::SgldStep => "sgld_step",
+            Measure::SgldStepEval => "sgld_step_eval",
             Measure::SadajemIter => "sadajem_iter",
             Measure::SadajemIterShared => "sadajem_iter_shared",
         }
@@ -252,8 +259,15 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
             })?;
             (times, cfg.batch_lab)
         }
-        Measure::SgldStep => {
-            let sgld = Sgld::reference(1);
+        Measure::SgldStep | Measure::SgldStepEval => {
+            let sgld = Sgld {
+                bn_mode: if measure == Measure::SgldStep {
+                    BnMode::Train
+                } else {
+                    BnMode::Eval
+                },
+                ..Sgld::reference(1)
+            };
             let mut x = uniform_images(cfg.batch_px, &mut rng, device)?;
             let times = time_calls(cfg, device, || {
                 x = sgld.run(&model, &x, None, &mut rng)?;

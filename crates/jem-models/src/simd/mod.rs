@@ -11,6 +11,9 @@
 
 use std::mem::MaybeUninit;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// Defines `pub(crate) fn $name` dispatching to AVX-512 / AVX2 copies of its body.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -87,57 +90,93 @@ fn act_grad(z: f32, s: f32) -> f64 {
     (if z > 0.0 { 1.0 } else { s }) as f64
 }
 
-multiversion! {
-    /// `out = act(x * a + b)`, every element of `out` (as long as `x`) written.
-    fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64, slope: f32) {
-        assert_eq!(x.len(), out.len());
-        for (o, &v) in out.iter_mut().zip(x) {
-            o.write(act(pre(v, a, b), slope));
-        }
+/// Whether the AVX2 kernels of [`avx2`] can run.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
-multiversion! {
-    /// With `dz = dy * act'(x * a + b)`: `(sum dz, sum dz * (x - mean))`.
-    fn act_grad_sums(dy: &[f32], x: &[f32], ab: (f64, f64), slope: f32, mean: f64) -> (f64, f64) {
-        let (a, b) = ab;
-        let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
-        let (cd, cx) = (dy.chunks_exact(8), x.chunks_exact(8));
-        let (mut t1, mut t2) = (0f64, 0f64);
-        for (&d, &v) in cd.remainder().iter().zip(cx.remainder()) {
-            let dz = d as f64 * act_grad(pre(v, a, b), slope);
-            t1 += dz;
-            t2 += dz * (v as f64 - mean);
-        }
-        for (chd, chx) in cd.zip(cx) {
+/// `out = act(x * a + b)`, every element of `out` (as long as `x`) written.
+pub(crate) fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64, slope: f32) {
+    assert_eq!(x.len(), out.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected, and the lengths are equal
+        unsafe { avx2::affine_act(x, out, a, b, slope) };
+        done = x.len() / 8 * 8;
+    }
+    for (o, &v) in out[done..].iter_mut().zip(&x[done..]) {
+        o.write(act(pre(v, a, b), slope));
+    }
+}
+
+/// With `dz = dy * act'(x * a + b)`: `(sum dz, sum dz * (x - mean))`, over eight lanes.
+pub(crate) fn act_grad_sums(
+    dy: &[f32],
+    x: &[f32],
+    ab: (f64, f64),
+    slope: f32,
+    mean: f64,
+) -> (f64, f64) {
+    assert_eq!(dy.len(), x.len());
+    let (a, b) = ab;
+    let n8 = x.len() / 8 * 8;
+    let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
+    let mut vectorized = false;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected, and the lengths are equal
+        (s1, s2) = unsafe { avx2::act_grad_sums(dy, x, ab, slope, mean) };
+        vectorized = true;
+    }
+    if !vectorized {
+        for (chd, chx) in dy[..n8].chunks_exact(8).zip(x[..n8].chunks_exact(8)) {
             for j in 0..8 {
                 let dz = chd[j] as f64 * act_grad(pre(chx[j], a, b), slope);
                 s1[j] += dz;
                 s2[j] += dz * (chx[j] as f64 - mean);
             }
         }
-        (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
     }
+    let (mut t1, mut t2) = (0f64, 0f64);
+    for (&d, &v) in dy[n8..].iter().zip(&x[n8..]) {
+        let dz = d as f64 * act_grad(pre(v, a, b), slope);
+        t1 += dz;
+        t2 += dz * (v as f64 - mean);
+    }
+    (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
 }
 
-multiversion! {
-    /// `out = k * (dz - c1 - (x - mean) * c2)` with `dz = dy * act'(x * a + b)`, every
-    /// element of `out` (as long as `dy` and `x`) written.
-    fn act_input_grad(
-        dy: &[f32],
-        x: &[f32],
-        out: &mut [MaybeUninit<f32>],
-        ab: (f64, f64),
-        slope: f32,
-        mean: f64,
-        kc: (f64, f64, f64),
-    ) {
-        let ((a, b), (k, c1, c2)) = (ab, kc);
-        assert!(dy.len() == out.len() && x.len() == out.len());
-        for ((o, &d), &v) in out.iter_mut().zip(dy).zip(x) {
-            let dz = d as f64 * act_grad(pre(v, a, b), slope);
-            o.write((k * (dz - c1 - (v as f64 - mean) * c2)) as f32);
-        }
+/// `out = k * (dz - c1 - (x - mean) * c2)` with `dz = dy * act'(x * a + b)`, every
+/// element of `out` (as long as `dy` and `x`) written.
+pub(crate) fn act_input_grad(
+    dy: &[f32],
+    x: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    ab: (f64, f64),
+    slope: f32,
+    mean: f64,
+    kc: (f64, f64, f64),
+) {
+    let ((a, b), (k, c1, c2)) = (ab, kc);
+    assert!(dy.len() == out.len() && x.len() == out.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected, and the lengths are equal
+        unsafe { avx2::act_input_grad(dy, x, out, ab, slope, mean, kc) };
+        done = x.len() / 8 * 8;
+    }
+    for ((o, &d), &v) in out[done..].iter_mut().zip(&dy[done..]).zip(&x[done..]) {
+        let dz = d as f64 * act_grad(pre(v, a, b), slope);
+        o.write((k * (dz - c1 - (v as f64 - mean) * c2)) as f32);
     }
 }
 
@@ -157,7 +196,7 @@ mod tests {
     /// The dispatched kernels against plain loops, on lengths around the lane count.
     #[test]
     fn kernels_match_plain_loops() {
-        for n in [0, 1, 7, 8, 9, 31, 100] {
+        for n in [0, 1, 7, 8, 9, 31, 100, 1029] {
             let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() - 0.2).collect();
             let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
             let plain_sum: f64 = x.iter().map(|&v| v as f64).sum();
