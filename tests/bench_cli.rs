@@ -54,6 +54,15 @@ fn bench_on_the_cpu_writes_every_measure() {
         );
     }
     assert!(text.contains("hours per 200-epoch CIFAR-10 run (12500 iterations per epoch)"));
+    // the script-like iteration prints its split as torch_baseline.py does
+    let shared = text
+        .lines()
+        .find(|l| l.contains(" sadajem_iter_shared "))
+        .unwrap();
+    assert!(
+        shared.contains(" sgld_ms=") && shared.contains(" sam_ms="),
+        "{shared}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["device"], "cpu");
@@ -76,6 +85,12 @@ fn bench_on_the_cpu_writes_every_measure() {
             assert!(r[k].as_f64().unwrap() > 0.0, "{k}");
         }
         assert_eq!(r["times_ms"].as_array().unwrap().len(), 1);
+        let phases = r["phases_ms"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            phases,
+            if m == "sadajem_iter_shared" { 2 } else { 0 },
+            "{m}"
+        );
     }
     assert!(v["hours_per_200_epochs_cifar10"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 1.0);

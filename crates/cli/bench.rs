@@ -152,9 +152,14 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     for measure in measures {
         let t = bench::run_measure(&cfg, measure, &dev)
             .with_context(|| format!("jem bench --measure {} on {spec}", measure.name()))?;
+        let phases: String = t
+            .phases_ms
+            .iter()
+            .map(|(name, ms)| format!(" {name}_ms={ms:.1}"))
+            .collect();
         println!(
             "ours {tag} {} device={spec} precision={label} batch={} images_per_s={:.2} \
-             median_ms={:.1} min_ms={:.1} max_ms={:.1} iters={} warmup={}",
+             median_ms={:.1} min_ms={:.1} max_ms={:.1} iters={} warmup={}{phases}",
             t.measure,
             t.images_per_iter,
             t.images_per_s,

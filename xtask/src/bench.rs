@@ -38,6 +38,9 @@ impl Measure {
     }
 }
 
+/// The phases of an iteration both sides print (`sgld_ms`, `sam_ms`), for measure (d).
+const PHASES: [&str; 2] = ["sgld_ms", "sam_ms"];
+
 const MEASURES: [Measure; 6] = [
     Measure {
         key: "a",
@@ -205,6 +208,11 @@ pub fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let (mut ours, mut torch, mut foreign) = (Vec::new(), Vec::new(), Vec::new());
+        // per round: ours / PyTorch of that round, and each side's phase split (d)
+        let (mut paired, mut split) = (
+            Vec::new(),
+            [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]],
+        );
         let (mut ours_mb, mut torch_mb) = (None, None);
         for round in 0..a.rounds {
             let mut cmd = Command::new(&jem);
@@ -215,6 +223,9 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(m.size_args());
             let text = run_stdout(cmd, "ours ", "jem bench")?;
             ours.extend(field(&text, "images_per_s"));
+            for (i, key) in PHASES.iter().enumerate() {
+                split[0][i].extend(field(&text, key));
+            }
             // one process per measure: its peak is this measure's
             ours_mb = larger(ours_mb, field(&text, "peak_rss_mb"));
             if let (true, Some((measure, extra))) = (torch_ok, m.torch) {
@@ -226,6 +237,14 @@ pub fn run(args: &[String]) -> Result<()> {
                     .args(extra);
                 let line = run_stdout(cmd, "torch ", "torch_baseline.py")?;
                 torch.extend(field(&line, "imgs_per_s"));
+                for (i, key) in PHASES.iter().enumerate() {
+                    split[1][i].extend(field(&line, key));
+                }
+                if let (Some(o), Some(t)) =
+                    (field(&text, "images_per_s"), field(&line, "imgs_per_s"))
+                {
+                    paired.push(o / t);
+                }
                 torch_mb = larger(torch_mb, field(&line, "peak_rss_mb"));
                 foreign.extend(field(&line, "foreign_cpu_frac"));
             }
@@ -239,7 +258,19 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
         let (o, t) = (median(&mut ours), median(&mut torch));
+        let phases: Vec<Value> = split
+            .iter_mut()
+            .map(|side| json!(side.iter_mut().map(|v| median(v)).collect::<Vec<_>>()))
+            .collect();
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (!v.is_empty()).then_some([lo, hi])
+        };
         rows.push(json!({
+            "paired_ratio_median": median(&mut paired.clone()), "paired_ratio_range": range(&paired),
+            "paired_ratios": paired,
+            "phases_ms": { "names": PHASES, "ours": phases[0], "torch": phases[1] },
             "measure": m.key, "what": m.what,
             "ours_images_per_s": o, "torch_images_per_s": t,
             "ratio": o.zip(t).map(|(o, t)| o / t),
@@ -267,13 +298,24 @@ fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
         v.as_f64()
             .map_or("—".to_string(), |x| format!("{x:.digits$}"))
     };
-    let mut md = "| measure | what | ours img/s | PyTorch img/s | ours / PyTorch | PyTorch \
-                  foreign_cpu_frac (max) | peak RSS MiB ours / PyTorch |\n|---|---|---|---|---|---|---|\n"
+    let mut md = "| measure | what | ours img/s | PyTorch img/s | ours / PyTorch | per-round \
+                  ratios (median, min-max) | PyTorch foreign_cpu_frac (max) | peak RSS MiB ours / \
+                  PyTorch |\n|---|---|---|---|---|---|---|---|\n"
         .to_string();
+    let mut splits = String::new();
     for r in rows {
+        let key = r["measure"].as_str().unwrap_or("?");
+        let paired = match r["paired_ratio_range"].as_array() {
+            Some(lh) if lh.len() == 2 => format!(
+                "{} ({}-{})",
+                num(&r["paired_ratio_median"], 2),
+                num(&lh[0], 2),
+                num(&lh[1], 2)
+            ),
+            _ => "—".into(),
+        };
         md += &format!(
-            "| ({}) | {} | {} | {} | {} | {} | {} / {} |\n",
-            r["measure"].as_str().unwrap_or("?"),
+            "| ({key}) | {} | {} | {} | {} | {paired} | {} | {} / {} |\n",
             r["what"].as_str().unwrap_or("?"),
             num(&r["ours_images_per_s"], 2),
             num(&r["torch_images_per_s"], 2),
@@ -282,12 +324,24 @@ fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
             num(&r["ours_peak_rss_mb"], 0),
             num(&r["torch_peak_rss_mb"], 0),
         );
+        let ph = &r["phases_ms"];
+        if ph["ours"][0].is_number() || ph["torch"][0].is_number() {
+            splits += &format!(
+                "\n({key}) split, median ms per iteration, ours / PyTorch: SGLD {} / {}, SAM and \
+                 the step {} / {}.\n",
+                num(&ph["ours"][0], 0),
+                num(&ph["torch"][0], 0),
+                num(&ph["ours"][1], 0),
+                num(&ph["torch"][1], 0),
+            );
+        }
     }
     md += &format!(
         "\nMedian over {rounds} alternating rounds; each round times {iters} iterations after one \
-         warm-up and reports their median.\n"
+         warm-up and reports their median; a per-round ratio compares the two runs of one \
+         round, made back to back under the same load.\n"
     );
-    md
+    md + &splits
 }
 
 #[cfg(test)]
@@ -306,14 +360,43 @@ mod tests {
     }
 
     #[test]
+    fn table_shows_paired_ratios_and_the_split() {
+        let row = json!({
+            "measure": "d", "what": "iteration", "ours_images_per_s": 4.0,
+            "torch_images_per_s": 5.0, "ratio": 0.8, "torch_foreign_cpu_frac_max": 0.01,
+            "paired_ratio_median": 0.85, "paired_ratio_range": [0.8, 0.9],
+            "ours_peak_rss_mb": 700.0, "torch_peak_rss_mb": 1500.0,
+            "phases_ms": { "names": PHASES, "ours": [3600.0, 4100.0], "torch": [2800.0, 3900.0] },
+        });
+        let md = table(&[row], 3, 3);
+        assert!(
+            md.contains(
+                "| (d) | iteration | 4.00 | 5.00 | 0.80 | 0.85 (0.80-0.90) | 0.010 | 700 / 1500 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("SGLD 3600 / 2800, SAM and the step 4100 / 3900"),
+            "{md}"
+        );
+        let ours_only = json!({ "measure": "b'", "what": "x", "ours_images_per_s": 1.0 });
+        let md = table(&[ours_only], 1, 1);
+        assert!(
+            md.contains("| (b') | x | 1.00 | — | — | — | — | — / — |"),
+            "{md}"
+        );
+        assert!(!md.contains("split"), "{md}");
+    }
+
+    #[test]
     fn both_sides_get_the_same_sizes() {
-        let d = &MEASURES[3];
+        let d = MEASURES.iter().find(|m| m.key == "d").unwrap();
         assert_eq!(
             d.size_args(),
             ["--depth", "16", "--width", "4", "--batch", "32"]
         );
         assert_eq!(d.torch.map(|t| t.0), Some("sadajem_iter"));
-        assert!(MEASURES.iter().filter(|m| m.torch.is_none()).count() == 1);
+        assert_eq!(MEASURES.iter().filter(|m| m.torch.is_none()).count(), 2);
     }
 
     #[test]

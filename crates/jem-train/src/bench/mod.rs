@@ -169,6 +169,10 @@ pub struct Timing {
     pub max_ms: f64,
     /// Every timed iteration, milliseconds.
     pub times_ms: Vec<f64>,
+    /// Median milliseconds of an iteration's phases, where the measure splits it
+    /// (`sadajem_iter_shared`: `sgld` and `sam`, as `torch_baseline.py` prints them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases_ms: Vec<(String, f64)>,
 }
 
 /// Images uniform in [-1, 1], drawn on the CPU from `rng` and moved to `device`.
@@ -247,6 +251,7 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
     cfg.validate()?;
     let model = WideResNet::new(cfg.model(), cfg.seed, device)?;
     let mut rng = rng_for(&[cfg.seed, 0xbe9c]);
+    let mut phases: Vec<(String, f64)> = Vec::new();
     let (times, images) = match measure {
         Measure::ClfStep => {
             let x = uniform_images(cfg.batch_lab, &mut rng, device)?;
@@ -304,16 +309,22 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
             let mut opt = sam_sgd(cfg.rho)?;
             let x_lab = uniform_images(cfg.batch_lab, &mut rng, device)?;
             let y_lab = labels(cfg.batch_lab, cfg.classes, device)?;
+            let mut split: Vec<[f64; 2]> = Vec::new();
             let times = time_calls(cfg, device, || {
-                shared::iteration(
+                split.push(shared::iteration(
                     &model,
                     &mut buffer,
                     (&x_lab, &y_lab),
                     cfg.sgld_steps,
                     &mut opt,
                     &mut rng,
-                )
+                )?);
+                Ok(())
             })?;
+            // the timed calls are the last `iters`
+            let timed = &split[split.len() - times.len()..];
+            let phase = |i: usize| median(&timed.iter().map(|s| s[i]).collect::<Vec<_>>());
+            phases = vec![("sgld".into(), phase(0)), ("sam".into(), phase(1))];
             (times, cfg.batch_lab)
         }
     };
@@ -326,6 +337,7 @@ pub fn run_measure(cfg: &BenchConfig, measure: Measure, device: &Device) -> Resu
         min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
         max_ms: times.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         times_ms: times,
+        phases_ms: phases,
     })
 }
 

@@ -4,6 +4,8 @@
 //! eval mode, and both SAM passes see two batches (labelled and negatives) instead of the
 //! three of [`crate::step`] (positives, negatives, labelled). Training never uses this.
 
+use std::time::Instant;
+
 use candle_core::{Tensor, Var};
 use jem_data::rng::ChaCha8Rng;
 use jem_models::{BnMode, WideResNet, jem};
@@ -28,7 +30,9 @@ fn loss(
 }
 
 /// One iteration: K eval-mode SGLD steps from the buffer, SAM's two passes over the labelled
-/// batch and the negatives, the base step, the chains written back.
+/// batch and the negatives, the base step, the chains written back. Returns the
+/// milliseconds of the sampling and of the rest (SAM, the step, the write-back), as the
+/// script's `sgld_ms` and `sam_ms` split them.
 pub(super) fn iteration(
     model: &WideResNet,
     buffer: &mut ReplayBuffer,
@@ -36,13 +40,15 @@ pub(super) fn iteration(
     sgld_steps: usize,
     opt: &mut Optimizers,
     rng: &mut ChaCha8Rng,
-) -> Result<()> {
+) -> Result<[f64; 2]> {
     let (slots, start) = buffer.sample(x_lab.dim(0)?, None, rng)?;
     let sgld = Sgld {
         bn_mode: BnMode::Eval,
         ..Sgld::reference(sgld_steps)
     };
+    let t0 = Instant::now();
     let x_neg = sgld.run(model, &start, None, rng)?;
+    let t1 = Instant::now();
     let params: Vec<(&str, &Var)> = model.store.params().collect();
     let g1 = loss(model, x_lab, y_lab, &x_neg, BnMode::Train)?.backward()?;
     match opt.sam.as_mut() {
@@ -55,5 +61,8 @@ pub(super) fn iteration(
         }
     }
     buffer.store(&slots, &x_neg)?;
-    Ok(())
+    Ok([
+        (t1 - t0).as_secs_f64() * 1e3,
+        t1.elapsed().as_secs_f64() * 1e3,
+    ])
 }
