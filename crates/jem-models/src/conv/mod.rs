@@ -23,6 +23,11 @@
 //! at 8x8). The rule (`shifted::preferred`) comes from the per-layer timings in the docs
 //! of `shifted`; strides above 1, one input channel and wide layers keep im2col.
 //!
+//! 3x3 stride-1 padding-1 convolutions with 8 or more channels on each side (all of a WRN's
+//! but the stem and the strided ones) compute their output and input gradient with
+//! Winograd's F(2x2, 3x3) instead (`winograd`): 2.25x fewer multiply-adds, as one GEMM per
+//! position of the transformed 4x4 patch; their weight gradient keeps the paths above.
+//!
 //! Gradients are computed only for the operands that need one (an input that is neither a
 //! variable nor computed from one, such as a data batch or detached weights, gets none).
 //! On other devices and dtypes the stock candle convolution is used.
@@ -32,6 +37,7 @@ mod matmul;
 mod shifted;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use gemm::Parallelism;
@@ -102,11 +108,23 @@ pub(crate) enum Path {
     Im2col,
     /// Shifted GEMMs on padded images (stride 1 only, see `shifted`).
     Shifted,
+    /// Winograd F(2x2, 3x3) for the output and the input gradient (3x3, stride 1, padding 1,
+    /// see `winograd`); the weight gradient takes the path [`Path::choose`] would without it.
+    Winograd,
 }
 
 impl Path {
     /// The path for a geometry (see the module docs for the measurements behind it).
     fn choose(g: &ConvGeometry) -> Path {
+        if winograd::preferred(g) {
+            Path::Winograd
+        } else {
+            Path::choose_gemm(g)
+        }
+    }
+
+    /// The faster of the two GEMM paths (the weight gradient's path under Winograd).
+    fn choose_gemm(g: &ConvGeometry) -> Path {
         if shifted::preferred(g) {
             Path::Shifted
         } else {
@@ -139,6 +157,11 @@ impl CustomOp3 for Conv {
             cpu_f32(s3, l3, "conv2d")?,
         );
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
+        let (ho, wo) = g.output_hw();
+        if path == Path::Winograd {
+            let y = winograd::conv(&g, x, w, bias);
+            return Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))));
+        }
         let wm = || Mat {
             data: w,
             rows: cout,
@@ -188,7 +211,6 @@ impl CustomOp3 for Conv {
                 });
             },
         );
-        let (ho, wo) = g.output_hw();
         Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))))
     }
 
@@ -220,7 +242,13 @@ impl Conv {
         let (g, path) = (self.0, self.1);
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let dev = x.device();
-        let dx = if needs_grad(x) {
+        let dx = if needs_grad(x) && path == Path::Winograd {
+            Some(Tensor::from_vec(
+                winograd::input_grad(&g, dys, wv),
+                x.shape(),
+                dev,
+            )?)
+        } else if needs_grad(x) {
             let wt = || Mat {
                 data: wv,
                 rows,
@@ -259,6 +287,12 @@ impl Conv {
             Some(Tensor::from_vec(dx, x.shape(), dev)?)
         } else {
             None
+        };
+        // Winograd's weight gradient is a GEMM path's
+        let path = if path == Path::Winograd {
+            Path::choose_gemm(&g)
+        } else {
+            path
         };
         let dw = if needs_grad(w) {
             // Deterministic sum: the groups are cut into a fixed number of contiguous parts
@@ -381,6 +415,7 @@ pub(crate) fn conv2d_path(
         };
         let path = match path {
             Some(Path::Shifted) if !shifted::applies(&g) => Path::Im2col,
+            Some(Path::Winograd) if !winograd::applies(&g) => Path::Im2col,
             Some(p) => p,
             None => Path::choose(&g),
         };

@@ -260,6 +260,57 @@ fn shifted_matches_im2col_and_candle() {
     }
 }
 
+/// Winograd F(2x2, 3x3) against the im2col path and candle's stock convolution with its
+/// autograd, forward and all three gradients, on random 3x3 padding-1 shapes: odd and even,
+/// unequal heights and widths (tiles hanging over the edge), 8-40 channels, batch 1 and
+/// batches of several groups (the last one smaller).
+#[test]
+fn winograd_matches_im2col_and_candle() {
+    let mut st = 0x3a7e_u64;
+    for case in 0..30 {
+        let (h, w) = (lcg(&mut st, 2, 13), lcg(&mut st, 2, 12));
+        let (c, cout) = (lcg(&mut st, 8, 40), lcg(&mut st, 8, 40));
+        let gsz = 256usize.div_ceil(h.div_ceil(2) * w.div_ceil(2));
+        let n = if case % 3 == 0 {
+            1
+        } else {
+            gsz + lcg(&mut st, 1, gsz + 1)
+        };
+        let geo = (n, c, h, w, cout, 3);
+        let (xv, wv, bv) = (
+            values(n * c * h * w, 0.3 + case as f64),
+            values(cout * c * 9, 1.7 + case as f64),
+            values(cout, 2.9),
+        );
+        let data = (&xv[..], &wv[..], &bv[..]);
+        let path = |path| {
+            move |x: &Tensor, wt: &Tensor, b: &Tensor| {
+                conv2d_path(x, wt, Some(b), (1, 1), Some(path)).unwrap()
+            }
+        };
+        let wino = run_with(path(Path::Winograd), data, geo);
+        let im2col = run_with(path(Path::Im2col), data, geo);
+        let stock = run_with(
+            |x, wt, b| {
+                x.conv2d(wt, 1, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
+                    .unwrap()
+            },
+            data,
+            geo,
+        );
+        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
+            for (other, want) in [("im2col", &im2col[i]), ("candle", &stock[i])] {
+                // the bias gradient is no Winograd result: candle's long f32 sums differ
+                let tol = if *name == "bias" { 1e-4 } else { 2e-5 };
+                let e = max_rel(&wino[i], want);
+                assert!(e < tol, "case {case} {geo:?}: {name} vs {other} off by {e}");
+            }
+        }
+    }
+}
+
 /// Two runs of the shifted path give the same bits (the weight gradient's sum over groups
 /// has a fixed order), with more groups than `DW_PARTS`.
 #[test]
@@ -308,7 +359,7 @@ fn path_timings() {
         let x = Var::from_vec(values(n * c * hw * hw, 0.1), (n, c, hw, hw), &dev).unwrap();
         let wt = Var::from_vec(values(cout * c * 9, 0.2), (cout, c, 3, 3), &dev).unwrap();
         let mut line = format!("n{n} c{c} {hw}x{hw} cout{cout}:");
-        for path in [Path::Im2col, Path::Shifted] {
+        for path in [Path::Im2col, Path::Shifted, Path::Winograd] {
             let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
             for _ in 0..5 {
                 let t = std::time::Instant::now();

@@ -1,0 +1,281 @@
+//! 3x3 stride-1 convolutions with padding 1 by Winograd's minimal filtering F(2x2, 3x3).
+//!
+//! Each 2x2 block of outputs ("tile") of one channel pair is computed from the 4x4 input patch
+//! around it with 16 products instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional
+//! Neural Networks", 2016):
+//!
+//! ```text
+//! U = G g G^T  (per kernel)      V = B^T d B  (per input patch)      y = A^T (sum_c U . V) A
+//! ```
+//!
+//! With the 16 positions `p` of the transformed 4x4 patch as the outer loop, the channel sum
+//! is one GEMM per position, `M_p [Cout, T] = U_p [Cout, C] @ V_p [C, T]` over the `T` tiles of
+//! a group of images, so the multiply-adds drop from `9 * Cout * C` to `4 * Cout * C` per
+//! output pixel (2.25x) at the price of the transforms, linear passes over the input (4x its
+//! size in `V`) and the output. The transforms' coefficients are 0, +-1 and 1/2, so the
+//! result differs from the direct sum only by rounding (a few f32 ulps of the largest
+//! terms). The input gradient of such a convolution is another one (the kernel flipped, its
+//! channel axes swapped), so it runs here too; the weight gradient keeps the other paths.
+//!
+//! Both transforms are written over whole rows of tiles: the columns of the (zero-padded)
+//! input rows are split into even and odd ones, after which every term of `B^T d B` is a
+//! contiguous, vectorizable row operation, and likewise for `A^T M A`.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::geometry::ConvGeometry;
+use super::inner_parallelism;
+use super::matmul::{Mat, matmul, par_vec, with_scratch};
+
+/// Whether Winograd F(2x2, 3x3) computes this convolution: 3x3, stride 1, padding 1, and
+/// enough input channels for the per-position GEMMs to be worth it (the stem's 1-3 channels
+/// keep im2col).
+pub(super) fn applies(g: &ConvGeometry) -> bool {
+    g.k == 3 && g.stride == 1 && g.padding == 1 && g.input[1] >= 8 && g.out_channels >= 8
+}
+
+/// Whether Winograd is the faster path (`conv::tests::path_timings`): it applies, and the
+/// batch has at least two groups of tiles, so that the transforms run in parallel (a single
+/// group, as WRN-28-10's 8x8 stage at batch 8, measured twice as slow as im2col).
+pub(super) fn preferred(g: &ConvGeometry) -> bool {
+    let (th, tw) = tiles(g);
+    applies(g) && g.input[0] * th * tw >= 2 * GROUP_TILES
+}
+
+/// Tiles per image: `ceil(H / 2) x ceil(W / 2)`.
+fn tiles(g: &ConvGeometry) -> (usize, usize) {
+    let [_, _, h, w] = g.input;
+    (h.div_ceil(2), w.div_ceil(2))
+}
+
+/// Tiles a group of images should at least have (measured: 128 beats 256 and 1024 on the
+/// WRN layers, the per-position GEMMs of a group staying in the caches).
+const GROUP_TILES: usize = 128;
+
+/// Images per group: enough for [`GROUP_TILES`] tiles.
+fn group_size(g: &ConvGeometry) -> usize {
+    let (th, tw) = tiles(g);
+    GROUP_TILES.div_ceil(th * tw).clamp(1, g.input[0].max(1))
+}
+
+/// `U [16, Cout, C]` from `W [Cout, C, 3, 3]`: `U = G g G^T` with
+/// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`. The 16 planes are
+/// computed in parallel (a wide layer's `U` is tens of MB).
+fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
+    /// Row `i` of `G` applied to three values.
+    fn gt(i: usize, [a, b, d]: [f32; 3]) -> f32 {
+        match i {
+            0 => a,
+            1 => 0.5 * (a + b + d),
+            2 => 0.5 * (a - b + d),
+            _ => d,
+        }
+    }
+    let mut u = vec![0f32; 16 * cout * c];
+    u.par_chunks_mut(cout * c)
+        .enumerate()
+        .for_each(|(p, plane)| {
+            let (i, j) = (p / 4, p % 4);
+            for (dst, g) in plane.iter_mut().zip(w.chunks_exact(9)) {
+                // (G g)[i] is a row of three, then G applied to it gives column j
+                let row = [0, 1, 2].map(|x| gt(i, [g[x], g[3 + x], g[6 + x]]));
+                *dst = gt(j, row);
+            }
+        });
+    u
+}
+
+/// `V [16, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`) from the
+/// images `xg [m, C, H, W]`: `V = B^T d B` on each 4x4 patch of the input padded by 1, with
+/// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
+fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+    let [_, c, h, w] = g.input;
+    let (th, tw) = tiles(g);
+    let m = xg.len() / (c * h * w);
+    // the even and odd columns of the padded rows 0..2*th+2 of one channel
+    let (rows, cols) = (2 * th + 2, tw + 1);
+    let mut even = vec![0f32; rows * cols];
+    let mut odd = vec![0f32; rows * cols];
+    let mut comb = vec![0f32; 8 * cols];
+    for j in 0..m {
+        for ci in 0..c {
+            let plane = &xg[(j * c + ci) * h * w..][..h * w];
+            even.fill(0.0);
+            odd.fill(0.0);
+            for (y, src) in plane.chunks_exact(w).enumerate() {
+                // padded row y + 1, padded column x + 1
+                let (e, o) = (&mut even[(y + 1) * cols..], &mut odd[(y + 1) * cols..]);
+                for (x, &val) in src.iter().enumerate() {
+                    let px = x + 1;
+                    if px % 2 == 0 {
+                        e[px / 2] = val;
+                    } else {
+                        o[px / 2] = val;
+                    }
+                }
+            }
+            for ty in 0..th {
+                let r = |k: usize| (2 * ty + k) * cols..(2 * ty + k + 1) * cols;
+                // B^T d: four row combinations, on the even and the odd columns
+                let (ce, co) = comb.split_at_mut(4 * cols);
+                for (half, out) in [(&even, ce), (&odd, co)] {
+                    let (d0, d1, d2, d3) = (&half[r(0)], &half[r(1)], &half[r(2)], &half[r(3)]);
+                    let (o0, rest) = out.split_at_mut(cols);
+                    let (o1, rest) = rest.split_at_mut(cols);
+                    let (o2, o3) = rest.split_at_mut(cols);
+                    for k in 0..cols {
+                        o0[k] = d0[k] - d2[k];
+                        o1[k] = d1[k] + d2[k];
+                        o2[k] = d2[k] - d1[k];
+                        o3[k] = d1[k] - d3[k];
+                    }
+                }
+                // (B^T d) B: columns 2tx..2tx+4 are even[tx], odd[tx], even[tx+1], odd[tx+1]
+                let col0 = j * th * tw + ty * tw;
+                for i in 0..4 {
+                    let (e, o) = (&comb[i * cols..][..cols], &comb[(4 + i) * cols..][..cols]);
+                    let base = |p: usize| (p * c + ci) * ld + col0;
+                    let (b0, b1, b2, b3) = (
+                        base(4 * i),
+                        base(4 * i + 1),
+                        base(4 * i + 2),
+                        base(4 * i + 3),
+                    );
+                    for tx in 0..tw {
+                        v[b0 + tx] = e[tx] - e[tx + 1];
+                        v[b1 + tx] = o[tx] + e[tx + 1];
+                        v[b2 + tx] = e[tx + 1] - o[tx];
+                        v[b3 + tx] = o[tx] - o[tx + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`), with
+/// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`; outputs past the image's edge are dropped.
+fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+    let [_, _, h, w] = g.input;
+    let cout = g.out_channels;
+    let (th, tw) = tiles(g);
+    let m = yg.len() / (cout * h * w);
+    let mut s = vec![0f32; 8 * tw];
+    for j in 0..m {
+        for co in 0..cout {
+            let plane = &mut yg[(j * cout + co) * h * w..][..h * w];
+            for ty in 0..th {
+                let col0 = j * th * tw + ty * tw;
+                let row = |p: usize| &mm[(p * cout + co) * ld + col0..][..tw];
+                // A^T M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows of four, per column q)
+                for q in 0..4 {
+                    let (m0, m1, m2, m3) = (row(q), row(4 + q), row(8 + q), row(12 + q));
+                    let (s0, s1) = s.split_at_mut(4 * tw);
+                    let (s0, s1) = (&mut s0[q * tw..][..tw], &mut s1[q * tw..][..tw]);
+                    for tx in 0..tw {
+                        s0[tx] = m0[tx] + m1[tx] + m2[tx];
+                        s1[tx] = m1[tx] - m2[tx] - m3[tx];
+                    }
+                }
+                // (A^T M) A: columns y = s[0] + s[1] + s[2], s[1] - s[2] - s[3]
+                for r in 0..2 {
+                    let y = 2 * ty + r;
+                    if y >= h {
+                        break;
+                    }
+                    let sr = &s[4 * r * tw..][..4 * tw];
+                    let (q0, q1, q2, q3) = (
+                        &sr[..tw],
+                        &sr[tw..2 * tw],
+                        &sr[2 * tw..3 * tw],
+                        &sr[3 * tw..],
+                    );
+                    let out = &mut plane[y * w..(y + 1) * w];
+                    for tx in 0..tw {
+                        out[2 * tx] += q0[tx] + q1[tx] + q2[tx];
+                        if 2 * tx + 1 < w {
+                            out[2 * tx + 1] += q1[tx] - q2[tx] - q3[tx];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `conv(x, w) + bias` (`x [N, C, H, W]`, `w [Cout, C, 3, 3]`, `bias [Cout]`): groups of
+/// images in parallel, each with its own scratch.
+pub(super) fn conv(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    let ([n, c, h, wd], cout) = (g.input, g.out_channels);
+    let (l, img) = (h * wd, g.image_len());
+    let u = transform_kernel(w, cout, c);
+    let (th, tw) = tiles(g);
+    let gsz = group_size(g);
+    let par = inner_parallelism(n.div_ceil(gsz));
+    par_vec(
+        n * cout * l,
+        gsz * cout * l,
+        (l, |p| bias[p % cout]),
+        |gi, yg| {
+            let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
+            let t = xg.len() / img * th * tw;
+            with_scratch(16 * c * t, 16 * cout * t, |v, mm| {
+                forward(g, &u, xg, yg, (v, mm), par)
+            });
+        },
+    )
+}
+
+/// The input gradient `[N, C, H, W]` of [`conv`] from `dy [N, Cout, H, W]`: the same
+/// convolution of `dy` with the kernel flipped in space and its channel axes swapped.
+pub(super) fn input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let ([n, c, h, wd], cout) = (g.input, g.out_channels);
+    let gt = ConvGeometry {
+        input: [n, cout, h, wd],
+        out_channels: c,
+        ..*g
+    };
+    let mut wt = vec![0f32; c * cout * 9];
+    for (o, wo) in w.chunks_exact(c * 9).enumerate() {
+        for (ci, taps) in wo.chunks_exact(9).enumerate() {
+            let dst = &mut wt[(ci * cout + o) * 9..][..9];
+            for (d, v) in dst.iter_mut().rev().zip(taps) {
+                *d = *v;
+            }
+        }
+    }
+    conv(&gt, dy, &wt, &vec![0f32; c])
+}
+
+/// `yg [m, Cout, H, W] += conv(xg)` for a group of images, from the transformed kernel `u`
+/// (`transform_kernel`), with scratch `v [16 * C * T]` and `mm [16 * Cout * T]`.
+fn forward(
+    g: &ConvGeometry,
+    u: &[f32],
+    xg: &[f32],
+    yg: &mut [f32],
+    (v, mm): (&mut [f32], &mut [f32]),
+    par: Parallelism,
+) {
+    let (c, cout) = (g.input[1], g.out_channels);
+    let (th, tw) = tiles(g);
+    let t = xg.len() / g.image_len() * th * tw;
+    transform_input(g, xg, v, t);
+    for p in 0..16 {
+        let a = Mat {
+            data: &u[p * cout * c..][..cout * c],
+            rows: cout,
+            cols: c,
+            transposed: false,
+        };
+        let b = Mat {
+            data: &v[p * c * t..][..c * t],
+            rows: c,
+            cols: t,
+            transposed: false,
+        };
+        matmul(&mut mm[p * cout * t..][..cout * t], a, b, false, par);
+    }
+    transform_output(g, mm, t, yg);
+}
