@@ -25,8 +25,8 @@
 //!
 //! 3x3 stride-1 padding-1 convolutions with 8 or more channels on each side (all of a WRN's
 //! but the stem and the strided ones) compute their output and input gradient with
-//! Winograd's F(2x2, 3x3) instead (`winograd`): 2.25x fewer multiply-adds, as one GEMM per
-//! position of the transformed 4x4 patch; their weight gradient keeps the paths above.
+//! Winograd's F(2x2, 3x3) instead (`winograd`), forward and both gradients: 2.25x fewer
+//! multiply-adds, as one GEMM per position of the transformed 4x4 patch.
 //!
 //! Gradients are computed only for the operands that need one (an input that is neither a
 //! variable nor computed from one, such as a data batch or detached weights, gets none).
@@ -108,8 +108,8 @@ pub(crate) enum Path {
     Im2col,
     /// Shifted GEMMs on padded images (stride 1 only, see `shifted`).
     Shifted,
-    /// Winograd F(2x2, 3x3) for the output and the input gradient (3x3, stride 1, padding 1,
-    /// see `winograd`); the weight gradient takes the path [`Path::choose`] would without it.
+    /// Winograd F(2x2, 3x3) for the output and both gradients (3x3, stride 1, padding 1,
+    /// see `winograd`).
     Winograd,
 }
 
@@ -118,14 +118,7 @@ impl Path {
     fn choose(g: &ConvGeometry) -> Path {
         if winograd::preferred(g) {
             Path::Winograd
-        } else {
-            Path::choose_gemm(g)
-        }
-    }
-
-    /// The faster of the two GEMM paths (the weight gradient's path under Winograd).
-    fn choose_gemm(g: &ConvGeometry) -> Path {
-        if shifted::preferred(g) {
+        } else if shifted::preferred(g) {
             Path::Shifted
         } else {
             Path::Im2col
@@ -288,13 +281,13 @@ impl Conv {
         } else {
             None
         };
-        // Winograd's weight gradient is a GEMM path's
-        let path = if path == Path::Winograd {
-            Path::choose_gemm(&g)
-        } else {
-            path
-        };
-        let dw = if needs_grad(w) {
+        let dw = if needs_grad(w) && path == Path::Winograd {
+            Some(Tensor::from_vec(
+                winograd::weight_grad(&g, xs, dys),
+                w.shape(),
+                dev,
+            )?)
+        } else if needs_grad(w) {
             // Deterministic sum: the groups are cut into a fixed number of contiguous parts
             // (not rayon's adaptive splits, whose summation order depends on scheduling),
             // each part summed in order on one thread, then the parts in order.
