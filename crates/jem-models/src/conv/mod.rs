@@ -32,6 +32,7 @@
 //! variable nor computed from one, such as a data batch or detached weights, gets none).
 //! On other devices and dtypes the stock candle convolution is used.
 
+mod backward;
 mod geometry;
 mod matmul;
 mod shifted;
@@ -41,18 +42,12 @@ mod winograd;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 pub use geometry::ConvGeometry;
-use geometry::{gather_group, scatter_add_group};
+use geometry::scatter_add_group;
 use matmul::{Mat, matmul, par_vec, with_scratch};
 
-use crate::simd;
 pub(crate) use matmul::{cpu_f32, with_f32};
-
-/// Parts of the weight gradient's sum over image groups (fixed, so the result does not depend
-/// on thread scheduling or count).
-const DW_PARTS: usize = 8;
 
 /// Images run in parallel when there are enough of them; otherwise each GEMM is parallel.
 fn inner_parallelism(images: usize) -> Parallelism {
@@ -78,27 +73,6 @@ fn plan(g: &ConvGeometry) -> (usize, usize, usize, usize, usize, usize, Parallel
         gsz,
         par,
     )
-}
-
-/// `dy` of a group as one `[cout, m * l]` matrix (gathered into `buf` for several images).
-fn dy_matrix<'a>(dyg: &'a [f32], buf: &'a mut [f32], cout: usize, l: usize) -> Mat<'a> {
-    let ld = dyg.len() / cout;
-    let data = if ld == l {
-        dyg
-    } else {
-        gather_group(dyg, &mut buf[..cout * ld], cout, l);
-        &buf[..cout * ld]
-    };
-    Mat {
-        data,
-        rows: cout,
-        cols: ld,
-        transposed: false,
-    }
-}
-
-fn needs_grad(t: &Tensor) -> bool {
-    t.is_variable() || t.track_op()
 }
 
 /// How a convolution is computed.
@@ -220,151 +194,6 @@ impl CustomOp3 for Conv {
                 with_f32(w, |wv| self.grads((x, w, bias), xs, dys, wv))
             })
         })
-    }
-}
-
-impl Conv {
-    /// The gradients of [`CustomOp3::bwd`] from the contiguous data of `x`, `dy` and `W`.
-    fn grads(
-        &self,
-        (x, w, bias): (&Tensor, &Tensor, &Tensor),
-        xs: &[f32],
-        dys: &[f32],
-        wv: &[f32],
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (g, path) = (self.0, self.1);
-        let (n, cout, l, rows, img, gsz, par) = plan(&g);
-        let dev = x.device();
-        let dx = if needs_grad(x) && path == Path::Winograd {
-            Some(Tensor::from_vec(
-                winograd::input_grad(&g, dys, wv),
-                x.shape(),
-                dev,
-            )?)
-        } else if needs_grad(x) {
-            let wt = || Mat {
-                data: wv,
-                rows,
-                cols: cout,
-                transposed: true,
-            };
-            // col2im adds into zeros
-            let dx = par_vec(x.elem_count(), gsz * img, (img, |_| 0.0), |gi, dxg| {
-                let dyg = &dys[gi * gsz * cout * l..((gi + 1) * gsz * cout * l).min(dys.len())];
-                if path == Path::Shifted {
-                    let pl = shifted::Padded::new(&g, dxg.len() / img);
-                    let (c, ld) = (g.input[1], pl.ld);
-                    return with_scratch(c * ld, cout * ld, |dxp, ext| {
-                        shifted::input_grad(&g, wv, dyg, dxg, (dxp, ext), par)
-                    });
-                }
-                if g.pointwise() && dyg.len() == cout * l {
-                    // the column gradient is the input gradient
-                    let dm = Mat {
-                        data: dyg,
-                        rows: cout,
-                        cols: l,
-                        transposed: false,
-                    };
-                    return matmul(dxg, wt(), dm, false, par);
-                }
-                let ld = dyg.len() / cout;
-                with_scratch(rows * ld, cout * ld, |dcols, dybuf| {
-                    let dm = dy_matrix(dyg, dybuf, cout, l);
-                    matmul(dcols, wt(), dm, false, par);
-                    for (j, dxb) in dxg.chunks_mut(img).enumerate() {
-                        g.col2im(dcols, ld, j * l, dxb);
-                    }
-                });
-            });
-            Some(Tensor::from_vec(dx, x.shape(), dev)?)
-        } else {
-            None
-        };
-        let dw = if needs_grad(w) && path == Path::Winograd {
-            Some(Tensor::from_vec(
-                winograd::weight_grad(&g, xs, dys),
-                w.shape(),
-                dev,
-            )?)
-        } else if needs_grad(w) {
-            // Deterministic sum: the groups are cut into a fixed number of contiguous parts
-            // (not rayon's adaptive splits, whose summation order depends on scheduling),
-            // each part summed in order on one thread, then the parts in order.
-            let pairs: Vec<(&[f32], &[f32])> = xs
-                .chunks(gsz * img)
-                .zip(dys.chunks(gsz * cout * l))
-                .collect();
-            let per_part = pairs.len().div_ceil(DW_PARTS).max(1);
-            let partials: Vec<Vec<f32>> = pairs
-                .par_chunks(per_part)
-                .map(|part| {
-                    part.iter()
-                        .fold(vec![0f32; cout * rows], |mut acc, &(xg, dyg)| {
-                            let ld = dyg.len() / cout;
-                            if path == Path::Shifted {
-                                let pl = shifted::Padded::new(&g, xg.len() / img);
-                                let (c, ld) = (g.input[1], pl.ld);
-                                with_scratch(c * ld, cout * ld, |xp, ext| {
-                                    shifted::weight_grad(&g, xg, dyg, &mut acc, (xp, ext), par)
-                                });
-                                return acc;
-                            }
-                            if g.pointwise() && ld == l {
-                                let dm = Mat {
-                                    data: dyg,
-                                    rows: cout,
-                                    cols: l,
-                                    transposed: false,
-                                };
-                                let xt = Mat {
-                                    data: xg,
-                                    rows: l,
-                                    cols: rows,
-                                    transposed: true,
-                                };
-                                matmul(&mut acc, dm, xt, true, par);
-                                return acc;
-                            }
-                            with_scratch(rows * ld, cout * ld, |cols, dybuf| {
-                                for (j, xb) in xg.chunks(img).enumerate() {
-                                    g.im2col(xb, cols, ld, j * l);
-                                }
-                                let ct = Mat {
-                                    data: cols,
-                                    rows: ld,
-                                    cols: rows,
-                                    transposed: true,
-                                };
-                                matmul(&mut acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
-                            });
-                            acc
-                        })
-                })
-                .collect();
-            let mut parts = partials.into_iter();
-            let mut dw = parts.next().unwrap_or_else(|| vec![0f32; cout * rows]);
-            for p in parts {
-                simd::add_assign(&mut dw, &p);
-            }
-            Some(Tensor::from_vec(dw, w.shape(), dev)?)
-        } else {
-            None
-        };
-        let db = if needs_grad(bias) {
-            let sums: Vec<f32> = (0..cout)
-                .into_par_iter()
-                .map(|o| {
-                    let plane = |b: usize| &dys[(b * cout + o) * l..(b * cout + o + 1) * l];
-                    let s: f64 = (0..n).map(|b| simd::sum(plane(b))).sum();
-                    s as f32
-                })
-                .collect();
-            Some(Tensor::from_vec(sums, cout, dev)?)
-        } else {
-            None
-        };
-        Ok((dx, dw, db))
     }
 }
 
