@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--rounds N] [--iters N] [--python PY] [--torch-script FILE]
-//! [--jem PATH] [--out DIR] [--only a,b,c,d]`: our CPU speed beside PyTorch's, side by side.
+//! [--jem PATH] [--before PATH] [--out DIR] [--only a,b,c,d]`: our CPU speed beside PyTorch's,
+//! side by side.
 //!
 //! Measures (a)-(d) of `../shared/bench/README.md`, each timed by `jem bench --device cpu`
 //! and by `torch_baseline.py` in alternation, `--rounds` times, so that both see the same
@@ -10,7 +11,9 @@
 //! (`sgld_step_eval`); ours in train mode, as training samples, is reported beside it as (b').
 //! Measure (d) is compared on the PyTorch script's iteration
 //! (`sadajem_iter_shared`); ours as training runs it (`sadajem_iter`, three batches per SAM
-//! pass) is reported beside it. Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
+//! pass) is reported beside it. `--before` times an earlier build of `jem` in the same rounds
+//! (a before/after table from one run; a measure that build does not know gets no value).
+//! Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +95,8 @@ struct Args {
     python: String,
     script: PathBuf,
     jem: Option<PathBuf>,
+    /// An earlier `jem` (another commit's build) timed in the same rounds: the "before" column.
+    before: Option<PathBuf>,
     out: PathBuf,
     only: Option<Vec<String>>,
 }
@@ -103,6 +108,7 @@ fn parse(args: &[String], root: &Path) -> Result<Args> {
         python: "python3".into(),
         script: root.join("../shared/bench/torch_baseline.py"),
         jem: None,
+        before: None,
         out: root.join("target/bench-cpu"),
         only: None,
     };
@@ -119,11 +125,13 @@ fn parse(args: &[String], root: &Path) -> Result<Args> {
             "--python" => a.python = value()?,
             "--torch-script" => a.script = value()?.into(),
             "--jem" => a.jem = Some(value()?.into()),
+            "--before" => a.before = Some(value()?.into()),
             "--out" => a.out = value()?.into(),
             "--only" => a.only = Some(value()?.split(',').map(str::to_string).collect()),
             other => bail!(
                 "unknown argument `{other}`; usage: cargo xtask bench [--rounds N] [--iters N] \
-                 [--python PY] [--torch-script FILE] [--jem PATH] [--out DIR] [--only a,b,c,d]"
+                 [--python PY] [--torch-script FILE] [--jem PATH] [--before PATH] [--out DIR] \
+                 [--only a,b,c,d]"
             ),
         }
     }
@@ -209,6 +217,8 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         let (mut ours, mut torch, mut foreign) = (Vec::new(), Vec::new(), Vec::new());
         // per round: ours / PyTorch of that round, and each side's phase split (d)
+        let mut before = Vec::new();
+        let mut before_paired = Vec::new();
         let (mut paired, mut split) = (
             Vec::new(),
             [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]],
@@ -222,6 +232,22 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(["--measure", m.ours])
             .args(m.size_args());
             let text = run_stdout(cmd, "ours ", "jem bench")?;
+            let before_rate = a.before.as_ref().and_then(|b| {
+                let mut cmd = Command::new(b);
+                cmd.args([
+                    "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
+                ])
+                .args(["--measure", m.ours])
+                .args(m.size_args());
+                match run_stdout(cmd, "ours ", "jem bench (--before)") {
+                    Ok(t) => field(&t, "images_per_s"),
+                    Err(e) => {
+                        eprintln!("({}) --before: {e:#}", m.key);
+                        None
+                    }
+                }
+            });
+            before.extend(before_rate);
             ours.extend(field(&text, "images_per_s"));
             for (i, key) in PHASES.iter().enumerate() {
                 split[0][i].extend(field(&text, key));
@@ -240,10 +266,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 for (i, key) in PHASES.iter().enumerate() {
                     split[1][i].extend(field(&line, key));
                 }
-                if let (Some(o), Some(t)) =
-                    (field(&text, "images_per_s"), field(&line, "imgs_per_s"))
-                {
-                    paired.push(o / t);
+                if let Some(t) = field(&line, "imgs_per_s") {
+                    paired.extend(field(&text, "images_per_s").map(|o| o / t));
+                    before_paired.extend(before_rate.map(|b| b / t));
                 }
                 torch_mb = larger(torch_mb, field(&line, "peak_rss_mb"));
                 foreign.extend(field(&line, "foreign_cpu_frac"));
@@ -269,6 +294,9 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         rows.push(json!({
             "paired_ratio_median": median(&mut paired.clone()), "paired_ratio_range": range(&paired),
+            "before_images_per_s": median(&mut before.clone()), "before_rounds": before,
+            "before_paired_ratio_median": median(&mut before_paired.clone()),
+            "before_ratio": median(&mut before.clone()).zip(t).map(|(b, t)| b / t),
             "paired_ratios": paired,
             "phases_ms": { "names": PHASES, "ours": phases[0], "torch": phases[1] },
             "measure": m.key, "what": m.what,
@@ -302,6 +330,17 @@ fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
                   ratios (median, min-max) | PyTorch foreign_cpu_frac (max) | peak RSS MiB ours / \
                   PyTorch |\n|---|---|---|---|---|---|---|---|\n"
         .to_string();
+    let with_before = rows.iter().any(|r| r["before_images_per_s"].is_number());
+    if with_before {
+        md = md.replace(
+            "| PyTorch foreign_cpu_frac",
+            "| before img/s | before / PyTorch (per-round median) | PyTorch foreign_cpu_frac",
+        );
+        md = md.replace(
+            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        );
+    }
     let mut splits = String::new();
     for r in rows {
         let key = r["measure"].as_str().unwrap_or("?");
@@ -314,8 +353,18 @@ fn table(rows: &[Value], rounds: usize, iters: usize) -> String {
             ),
             _ => "—".into(),
         };
+        let before = if with_before {
+            format!(
+                " {} | {} ({}) |",
+                num(&r["before_images_per_s"], 2),
+                num(&r["before_ratio"], 2),
+                num(&r["before_paired_ratio_median"], 2)
+            )
+        } else {
+            String::new()
+        };
         md += &format!(
-            "| ({key}) | {} | {} | {} | {} | {paired} | {} | {} / {} |\n",
+            "| ({key}) | {} | {} | {} | {} | {paired} |{before} {} | {} / {} |\n",
             r["what"].as_str().unwrap_or("?"),
             num(&r["ours_images_per_s"], 2),
             num(&r["torch_images_per_s"], 2),
@@ -411,6 +460,8 @@ mod tests {
         assert_eq!(a.only, Some(vec!["a".to_string(), "d".to_string()]));
         assert!(parse(&["--rounds".into(), "0".into()], root).is_err());
         assert!(parse(&["--bogus".into()], root).is_err());
+        let b = parse(&["--before".into(), "/old/jem".into()], root).unwrap();
+        assert_eq!(b.before, Some(PathBuf::from("/old/jem")));
         assert!(parse(&["--iters".into()], root).is_err());
     }
 }
