@@ -45,7 +45,7 @@ use super::backward::DW_PARTS;
 use super::geometry::ConvGeometry;
 use super::inner_parallelism;
 use super::matmul::{Mat, matmul, par_vec, with_scratch};
-use crate::simd;
+use crate::simd::{self, multiversion};
 
 /// Whether Winograd F(2x2, 3x3) computes this convolution: 3x3, stride 1, padding 1, and
 /// enough input channels for the per-position GEMMs to be worth it (the stem's 1-3 channels
@@ -82,90 +82,102 @@ fn group_size(g: &ConvGeometry) -> usize {
 /// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`. The 16 planes are
 /// computed in parallel (a wide layer's `U` is tens of MB).
 fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
-    /// Row `i` of `G` applied to three values.
-    fn gt(i: usize, [a, b, d]: [f32; 3]) -> f32 {
-        match i {
-            0 => a,
-            1 => 0.5 * (a + b + d),
-            2 => 0.5 * (a - b + d),
-            _ => d,
-        }
+    /// `G` applied to three values.
+    fn g3([a, b, d]: [f32; 3]) -> [f32; 4] {
+        [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d]
     }
+    // the 16 values of each kernel, then scattered into the 16 planes
+    let per_kernel: Vec<[f32; 16]> = w
+        .par_chunks_exact(9)
+        .map(|g| {
+            let cols = [0, 1, 2].map(|x| g3([g[x], g[3 + x], g[6 + x]]));
+            let mut out = [0f32; 16];
+            for (i, row) in out.chunks_exact_mut(4).enumerate() {
+                row.copy_from_slice(&g3(cols.map(|col| col[i])));
+            }
+            out
+        })
+        .collect();
     let mut u = vec![0f32; 16 * cout * c];
     u.par_chunks_mut(cout * c)
         .enumerate()
         .for_each(|(p, plane)| {
-            let (i, j) = (p / 4, p % 4);
-            for (dst, g) in plane.iter_mut().zip(w.chunks_exact(9)) {
-                // (G g)[i] is a row of three, then G applied to it gives column j
-                let row = [0, 1, 2].map(|x| gt(i, [g[x], g[3 + x], g[6 + x]]));
-                *dst = gt(j, row);
+            for (dst, k) in plane.iter_mut().zip(&per_kernel) {
+                *dst = k[p];
             }
         });
     u
 }
 
-/// `V [16, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`) from the
-/// images `xg [m, C, H, W]`: `V = B^T d B` on each 4x4 patch of the input padded by 1, with
-/// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
-fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
-    let [_, c, h, w] = g.input;
-    let (th, tw) = tiles(g);
-    let m = xg.len() / (c * h * w);
-    // the even and odd columns of the padded rows 0..2*th+2 of one channel
-    let (rows, cols) = (2 * th + 2, tw + 1);
-    let mut even = vec![0f32; rows * cols];
-    let mut odd = vec![0f32; rows * cols];
-    let mut comb = vec![0f32; 8 * cols];
-    for j in 0..m {
-        for ci in 0..c {
-            let plane = &xg[(j * c + ci) * h * w..][..h * w];
-            even.fill(0.0);
-            odd.fill(0.0);
-            for (y, src) in plane.chunks_exact(w).enumerate() {
-                // padded row y + 1, padded column x + 1
-                let (e, o) = (&mut even[(y + 1) * cols..], &mut odd[(y + 1) * cols..]);
-                for (x, &val) in src.iter().enumerate() {
-                    let px = x + 1;
-                    if px % 2 == 0 {
-                        e[px / 2] = val;
-                    } else {
-                        o[px / 2] = val;
+multiversion! {
+    /// `V [16, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`) from the
+    /// images `xg [m, C, H, W]`: `V = B^T d B` on each 4x4 patch of the input padded by 1, with
+    /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
+    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+        let [_, c, h, w] = g.input;
+        let (th, tw) = tiles(g);
+        let m = xg.len() / (c * h * w);
+        // the even and odd columns of the padded rows 0..2*th+2 of one channel
+        let (rows, cols) = (2 * th + 2, tw + 1);
+        let mut even = vec![0f32; rows * cols];
+        let mut odd = vec![0f32; rows * cols];
+        let mut comb = vec![0f32; 8 * cols];
+        for j in 0..m {
+            for ci in 0..c {
+                let plane = &xg[(j * c + ci) * h * w..][..h * w];
+                // padded row y + 1, padded column x + 1: x = 2k goes to odd[k], x = 2k + 1 to
+                // even[k + 1]; the padding (row 0, rows past h, even[0], the last column or two)
+                // is never written, so it stays zero from the allocation
+                for (y, src) in plane.chunks_exact(w).enumerate() {
+                    let (e, o) = (&mut even[(y + 1) * cols..], &mut odd[(y + 1) * cols..]);
+                    let pairs = src.chunks_exact(2);
+                    if let [last] = pairs.remainder() {
+                        o[w / 2] = *last;
+                    }
+                    for ((pair, od), ev) in pairs.zip(o.iter_mut()).zip(e[1..].iter_mut()) {
+                        *od = pair[0];
+                        *ev = pair[1];
                     }
                 }
-            }
-            for ty in 0..th {
-                let r = |k: usize| (2 * ty + k) * cols..(2 * ty + k + 1) * cols;
-                // B^T d: four row combinations, on the even and the odd columns
-                let (ce, co) = comb.split_at_mut(4 * cols);
-                for (half, out) in [(&even, ce), (&odd, co)] {
-                    let (d0, d1, d2, d3) = (&half[r(0)], &half[r(1)], &half[r(2)], &half[r(3)]);
-                    let (o0, rest) = out.split_at_mut(cols);
-                    let (o1, rest) = rest.split_at_mut(cols);
-                    let (o2, o3) = rest.split_at_mut(cols);
-                    for k in 0..cols {
-                        o0[k] = d0[k] - d2[k];
-                        o1[k] = d1[k] + d2[k];
-                        o2[k] = d2[k] - d1[k];
-                        o3[k] = d1[k] - d3[k];
+                for ty in 0..th {
+                    let r = |k: usize| (2 * ty + k) * cols..(2 * ty + k + 1) * cols;
+                    // B^T d: four row combinations, on the even and the odd columns
+                    let (ce, co) = comb.split_at_mut(4 * cols);
+                    for (half, out) in [(&even, ce), (&odd, co)] {
+                        let (d0, d1, d2, d3) = (&half[r(0)], &half[r(1)], &half[r(2)], &half[r(3)]);
+                        let (o0, rest) = out.split_at_mut(cols);
+                        let (o1, rest) = rest.split_at_mut(cols);
+                        let (o2, o3) = rest.split_at_mut(cols);
+                        let d = d0.iter().zip(d1).zip(d2).zip(d3);
+                        let o = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut()).zip(o3);
+                        for ((((a, b), c), e), (((p, q), r), t)) in d.zip(o) {
+                            *p = a - c;
+                            *q = b + c;
+                            *r = c - b;
+                            *t = b - e;
+                        }
                     }
-                }
-                // (B^T d) B: columns 2tx..2tx+4 are even[tx], odd[tx], even[tx+1], odd[tx+1]
-                let col0 = j * th * tw + ty * tw;
-                for i in 0..4 {
-                    let (e, o) = (&comb[i * cols..][..cols], &comb[(4 + i) * cols..][..cols]);
-                    let base = |p: usize| (p * c + ci) * ld + col0;
-                    let (b0, b1, b2, b3) = (
-                        base(4 * i),
-                        base(4 * i + 1),
-                        base(4 * i + 2),
-                        base(4 * i + 3),
-                    );
-                    for tx in 0..tw {
-                        v[b0 + tx] = e[tx] - e[tx + 1];
-                        v[b1 + tx] = o[tx] + e[tx + 1];
-                        v[b2 + tx] = e[tx + 1] - o[tx];
-                        v[b3 + tx] = o[tx] - o[tx + 1];
+                    // (B^T d) B: columns 2tx..2tx+4 are even[tx], odd[tx], even[tx+1], odd[tx+1]
+                    let col0 = j * th * tw + ty * tw;
+                    for i in 0..4 {
+                        let (e, o) = (&comb[i * cols..][..cols], &comb[(4 + i) * cols..][..cols]);
+                        let base = |p: usize| (p * c + ci) * ld + col0;
+                        let (b0, b1, b2, b3) = (
+                            base(4 * i),
+                            base(4 * i + 1),
+                            base(4 * i + 2),
+                            base(4 * i + 3),
+                        );
+                        let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
+                        let rows = [(b0, e0, e1, -1.0), (b1, o0, e1, 1.0), (b2, e1, o0, -1.0)];
+                        for (b, x, y, sign) in rows {
+                            for (d, (p, q)) in v[b..b + tw].iter_mut().zip(x.iter().zip(y)) {
+                                *d = p + sign * q;
+                            }
+                        }
+                        for (d, (p, q)) in v[b3..b3 + tw].iter_mut().zip(o0.iter().zip(o1)) {
+                            *d = p - q;
+                        }
                     }
                 }
             }
@@ -173,48 +185,54 @@ fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
     }
 }
 
-/// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`), with
-/// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`; outputs past the image's edge are dropped.
-fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
-    let [_, _, h, w] = g.input;
-    let cout = g.out_channels;
-    let (th, tw) = tiles(g);
-    let m = yg.len() / (cout * h * w);
-    let mut s = vec![0f32; 8 * tw];
-    for j in 0..m {
-        for co in 0..cout {
-            let plane = &mut yg[(j * cout + co) * h * w..][..h * w];
-            for ty in 0..th {
-                let col0 = j * th * tw + ty * tw;
-                let row = |p: usize| &mm[(p * cout + co) * ld + col0..][..tw];
-                // A^T M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows of four, per column q)
-                for q in 0..4 {
-                    let (m0, m1, m2, m3) = (row(q), row(4 + q), row(8 + q), row(12 + q));
+multiversion! {
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`), with
+    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`; outputs past the image's edge are dropped.
+    fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+        let [_, _, h, w] = g.input;
+        let cout = g.out_channels;
+        let (th, tw) = tiles(g);
+        let m = yg.len() / (cout * h * w);
+        // s0 and s1 (four rows of tw each), then the even and odd output columns
+        let mut s = vec![0f32; 8 * tw];
+        let mut eo = vec![0f32; 2 * tw];
+        for j in 0..m {
+            for co in 0..cout {
+                let plane = &mut yg[(j * cout + co) * h * w..][..h * w];
+                for ty in 0..th {
+                    let col0 = j * th * tw + ty * tw;
+                    let row = |p: usize| &mm[(p * cout + co) * ld + col0..][..tw];
+                    // A^T M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows of four, per column q)
                     let (s0, s1) = s.split_at_mut(4 * tw);
-                    let (s0, s1) = (&mut s0[q * tw..][..tw], &mut s1[q * tw..][..tw]);
-                    for tx in 0..tw {
-                        s0[tx] = m0[tx] + m1[tx] + m2[tx];
-                        s1[tx] = m1[tx] - m2[tx] - m3[tx];
+                    for q in 0..4 {
+                        let (m0, m1, m2, m3) = (row(q), row(4 + q), row(8 + q), row(12 + q));
+                        let m = m0.iter().zip(m1).zip(m2).zip(m3);
+                        let out = s0[q * tw..][..tw].iter_mut().zip(&mut s1[q * tw..][..tw]);
+                        for ((((a, b), c), d), (x, y)) in m.zip(out) {
+                            *x = a + b + c;
+                            *y = b - c - d;
+                        }
                     }
-                }
-                // (A^T M) A: columns y = s[0] + s[1] + s[2], s[1] - s[2] - s[3]
-                for r in 0..2 {
-                    let y = 2 * ty + r;
-                    if y >= h {
-                        break;
-                    }
-                    let sr = &s[4 * r * tw..][..4 * tw];
-                    let (q0, q1, q2, q3) = (
-                        &sr[..tw],
-                        &sr[tw..2 * tw],
-                        &sr[2 * tw..3 * tw],
-                        &sr[3 * tw..],
-                    );
-                    let out = &mut plane[y * w..(y + 1) * w];
-                    for tx in 0..tw {
-                        out[2 * tx] += q0[tx] + q1[tx] + q2[tx];
-                        if 2 * tx + 1 < w {
-                            out[2 * tx + 1] += q1[tx] - q2[tx] - q3[tx];
+                    // (A^T M) A: columns y = s[0] + s[1] + s[2], s[1] - s[2] - s[3]
+                    for r in 0..2.min(h - 2 * ty) {
+                        let sr = &s[4 * r * tw..][..4 * tw];
+                        let (q0, rest) = sr.split_at(tw);
+                        let (q1, rest) = rest.split_at(tw);
+                        let (q2, q3) = rest.split_at(tw);
+                        let (ev, od) = eo.split_at_mut(tw);
+                        let q = q0.iter().zip(q1).zip(q2).zip(q3);
+                        for ((((a, b), c), d), (x, y)) in q.zip(ev.iter_mut().zip(od.iter_mut())) {
+                            *x = a + b + c;
+                            *y = b - c - d;
+                        }
+                        let out = &mut plane[(2 * ty + r) * w..][..w];
+                        let mut pairs = out.chunks_exact_mut(2);
+                        for (pair, (x, y)) in (&mut pairs).zip(ev.iter().zip(od.iter())) {
+                            pair[0] += x;
+                            pair[1] += y;
+                        }
+                        if let [last] = pairs.into_remainder() {
+                            *last += ev[w / 2];
                         }
                     }
                 }
@@ -299,54 +317,53 @@ fn forward(
     transform_output(g, mm, t, yg);
 }
 
-/// `dM [16, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
-/// `transform_output`, `dM = A dY A^T` on each 2x2 tile of `dy` (zeros past the image's
-/// edge), with `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
-fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
-    let [_, _, h, w] = g.input;
-    let cout = g.out_channels;
-    let (th, tw) = tiles(g);
-    let m = dyg.len() / (cout * h * w);
-    // the even and odd columns of the tile's two rows, then one row combination of them
-    let mut eo = vec![0f32; 4 * tw];
-    let mut rc = vec![0f32; 2 * tw];
-    for j in 0..m {
-        for co in 0..cout {
-            let plane = &dyg[(j * cout + co) * h * w..][..h * w];
-            for ty in 0..th {
-                eo.fill(0.0);
-                for r in 0..2.min(h - 2 * ty) {
-                    let src = &plane[(2 * ty + r) * w..][..w];
-                    let (e, o) = eo[2 * r * tw..(2 * r + 2) * tw].split_at_mut(tw);
-                    for (x, &val) in src.iter().enumerate() {
-                        if x % 2 == 0 {
-                            e[x / 2] = val;
-                        } else {
-                            o[x / 2] = val;
+multiversion! {
+    /// `dM [16, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// `transform_output`, `dM = A dY A^T` on each 2x2 tile of `dy` (zeros past the image's
+    /// edge), with `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+        let [_, _, h, w] = g.input;
+        let cout = g.out_channels;
+        let (th, tw) = tiles(g);
+        let m = dyg.len() / (cout * h * w);
+        // the even and odd columns of the tile's two rows, then one row combination of them
+        let mut eo = vec![0f32; 4 * tw];
+        let mut rc = vec![0f32; 2 * tw];
+        for j in 0..m {
+            for co in 0..cout {
+                let plane = &dyg[(j * cout + co) * h * w..][..h * w];
+                for ty in 0..th {
+                    eo.fill(0.0);
+                    for r in 0..2.min(h - 2 * ty) {
+                        let src = &plane[(2 * ty + r) * w..][..w];
+                        let (e, o) = eo[2 * r * tw..(2 * r + 2) * tw].split_at_mut(tw);
+                        let pairs = src.chunks_exact(2);
+                        if let [last] = pairs.remainder() {
+                            e[w / 2] = *last;
+                        }
+                        for (pair, (ev, od)) in pairs.zip(e.iter_mut().zip(o.iter_mut())) {
+                            *ev = pair[0];
+                            *od = pair[1];
                         }
                     }
-                }
-                let (d0, d1) = eo.split_at(2 * tw);
-                let col0 = j * th * tw + ty * tw;
-                for i in 0..4 {
-                    // A dY: row i is d0, d0 + d1, d0 - d1 or -d1 (even and odd columns)
-                    for (k, out) in rc.iter_mut().enumerate() {
-                        *out = match i {
-                            0 => d0[k],
-                            1 => d0[k] + d1[k],
-                            2 => d0[k] - d1[k],
-                            _ => -d1[k],
-                        };
-                    }
-                    // (A dY) A^T: x0, x0 + x1, x0 - x1, -x1 (x0 even, x1 odd column)
-                    let (x0, x1) = rc.split_at(tw);
-                    let base = |q: usize| ((4 * i + q) * cout + co) * ld + col0;
-                    let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
-                    for tx in 0..tw {
-                        dm[b0 + tx] = x0[tx];
-                        dm[b1 + tx] = x0[tx] + x1[tx];
-                        dm[b2 + tx] = x0[tx] - x1[tx];
-                        dm[b3 + tx] = -x1[tx];
+                    let (d0, d1) = eo.split_at(2 * tw);
+                    let col0 = j * th * tw + ty * tw;
+                    for i in 0..4 {
+                        // A dY: row i is d0, d0 + d1, d0 - d1 or -d1 (even and odd columns)
+                        let (a, b) = [(1.0, 0.0), (1.0, 1.0), (1.0, -1.0), (0.0, -1.0)][i];
+                        for ((out, x), y) in rc.iter_mut().zip(d0).zip(d1) {
+                            *out = a * x + b * y;
+                        }
+                        // (A dY) A^T: x0, x0 + x1, x0 - x1, -x1 (x0 even, x1 odd column)
+                        let (x0, x1) = rc.split_at(tw);
+                        let base = |q: usize| ((4 * i + q) * cout + co) * ld + col0;
+                        let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
+                        for tx in 0..tw {
+                            dm[b0 + tx] = x0[tx];
+                            dm[b1 + tx] = x0[tx] + x1[tx];
+                            dm[b2 + tx] = x0[tx] - x1[tx];
+                            dm[b3 + tx] = -x1[tx];
+                        }
                     }
                 }
             }

@@ -41,6 +41,9 @@ macro_rules! multiversion {
     };
 }
 
+/// For other modules' loops (the Winograd transforms).
+pub(crate) use multiversion;
+
 multiversion! {
     /// `sum xs` in f64.
     fn sum(xs: &[f32]) -> f64 {
