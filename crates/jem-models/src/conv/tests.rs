@@ -231,31 +231,46 @@ fn shifted_matches_im2col_and_candle() {
             values(cout, 2.9),
         );
         let data = (&xv[..], &wv[..], &bv[..]);
-        let path = |path| {
-            move |x: &Tensor, wt: &Tensor, b: &Tensor| {
-                conv2d_path(x, wt, Some(b), (1, p), Some(path)).unwrap()
-            }
-        };
-        let shifted = run_with(path(Path::Shifted), data, geo);
-        let im2col = run_with(path(Path::Im2col), data, geo);
-        let stock = run_with(
-            |x, wt, b| {
-                x.conv2d(wt, p, 1, 1, 1)
-                    .unwrap()
-                    .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
-                    .unwrap()
-            },
-            data,
-            geo,
-        );
-        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
-            for (other, want) in [("im2col", &im2col[i]), ("candle", &stock[i])] {
-                let e = max_rel(&shifted[i], want);
-                assert!(
-                    e < 2e-5,
-                    "case {case} {geo:?} p={p}: {name} vs {other} off by {e}"
-                );
-            }
+        let what = format!("case {case} {geo:?} p={p}");
+        against_im2col_and_candle(Path::Shifted, data, geo, p, |_| 2e-5, &what);
+    }
+}
+
+/// Runs stride-1 `path` on `data`, im2col and candle's convolution with its autograd, and
+/// checks the forward pass and the three gradients of `path` against both (`tol` by name).
+fn against_im2col_and_candle(
+    path: Path,
+    data: (&[f32], &[f32], &[f32]),
+    geo: (usize, usize, usize, usize, usize, usize),
+    p: usize,
+    tol: impl Fn(&str) -> f64,
+    what: &str,
+) {
+    let cout = geo.4;
+    let on = |path| {
+        move |x: &Tensor, wt: &Tensor, b: &Tensor| {
+            conv2d_path(x, wt, Some(b), (1, p), Some(path)).unwrap()
+        }
+    };
+    let ours = run_with(on(path), data, geo);
+    let im2col = run_with(on(Path::Im2col), data, geo);
+    let stock = run_with(
+        |x, wt, b| {
+            x.conv2d(wt, p, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap()
+        },
+        data,
+        geo,
+    );
+    for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
+        for (other, want) in [("im2col", &im2col[i]), ("candle", &stock[i])] {
+            let e = max_rel(&ours[i], want);
+            assert!(
+                e < tol(name),
+                "{what} {path:?}: {name} vs {other} off by {e}"
+            );
         }
     }
 }
@@ -283,31 +298,16 @@ fn winograd_matches_im2col_and_candle() {
             values(cout, 2.9),
         );
         let data = (&xv[..], &wv[..], &bv[..]);
-        let path = |path| {
-            move |x: &Tensor, wt: &Tensor, b: &Tensor| {
-                conv2d_path(x, wt, Some(b), (1, 1), Some(path)).unwrap()
-            }
-        };
-        let wino = run_with(path(Path::Winograd), data, geo);
-        let im2col = run_with(path(Path::Im2col), data, geo);
-        let stock = run_with(
-            |x, wt, b| {
-                x.conv2d(wt, 1, 1, 1, 1)
-                    .unwrap()
-                    .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
-                    .unwrap()
-            },
+        // the bias gradient is no Winograd result: candle's long f32 sums differ
+        let tol = |name: &str| if name == "bias" { 1e-4 } else { 2e-5 };
+        against_im2col_and_candle(
+            Path::Winograd,
             data,
             geo,
+            1,
+            tol,
+            &format!("case {case} {geo:?}"),
         );
-        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
-            for (other, want) in [("im2col", &im2col[i]), ("candle", &stock[i])] {
-                // the bias gradient is no Winograd result: candle's long f32 sums differ
-                let tol = if *name == "bias" { 1e-4 } else { 2e-5 };
-                let e = max_rel(&wino[i], want);
-                assert!(e < tol, "case {case} {geo:?}: {name} vs {other} off by {e}");
-            }
-        }
     }
 }
 
