@@ -224,22 +224,20 @@ pub fn run(args: &[String]) -> Result<()> {
             [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]],
         );
         let (mut ours_mb, mut torch_mb) = (None, None);
-        for round in 0..a.rounds {
-            let mut cmd = Command::new(&jem);
+        // `jem bench` of this measure, by this build or the `--before` one
+        let jem_bench = |bin: &Path| {
+            let mut cmd = Command::new(bin);
             cmd.args([
                 "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
             ])
             .args(["--measure", m.ours])
             .args(m.size_args());
-            let text = run_stdout(cmd, "ours ", "jem bench")?;
+            cmd
+        };
+        for round in 0..a.rounds {
+            let text = run_stdout(jem_bench(&jem), "ours ", "jem bench")?;
             let before_rate = a.before.as_ref().and_then(|b| {
-                let mut cmd = Command::new(b);
-                cmd.args([
-                    "bench", "--device", "cpu", "--warmup", "1", "--iters", &iters,
-                ])
-                .args(["--measure", m.ours])
-                .args(m.size_args());
-                match run_stdout(cmd, "ours ", "jem bench (--before)") {
+                match run_stdout(jem_bench(b), "ours ", "jem bench (--before)") {
                     Ok(t) => field(&t, "images_per_s"),
                     Err(e) => {
                         eprintln!("({}) --before: {e:#}", m.key);
@@ -283,6 +281,7 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
         let (o, t) = (median(&mut ours), median(&mut torch));
+        let b = median(&mut before.clone());
         let phases: Vec<Value> = split
             .iter_mut()
             .map(|side| json!(side.iter_mut().map(|v| median(v)).collect::<Vec<_>>()))
@@ -294,9 +293,9 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         rows.push(json!({
             "paired_ratio_median": median(&mut paired.clone()), "paired_ratio_range": range(&paired),
-            "before_images_per_s": median(&mut before.clone()), "before_rounds": before,
+            "before_images_per_s": b, "before_rounds": before,
             "before_paired_ratio_median": median(&mut before_paired.clone()),
-            "before_ratio": median(&mut before.clone()).zip(t).map(|(b, t)| b / t),
+            "before_ratio": b.zip(t).map(|(b, t)| b / t),
             "paired_ratios": paired,
             "phases_ms": { "names": PHASES, "ours": phases[0], "torch": phases[1] },
             "measure": m.key, "what": m.what,

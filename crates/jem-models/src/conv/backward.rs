@@ -12,7 +12,39 @@ use crate::simd;
 
 /// Parts of the weight gradient's sum over image groups (fixed, so the result does not depend
 /// on thread scheduling or count).
-pub(super) const DW_PARTS: usize = 8;
+const DW_PARTS: usize = 8;
+
+/// `sum_g add(x_g, dy_g)` into `len` zeros over the image groups `(x_g, dy_g)`, the same
+/// bits whatever the threads: the groups are cut into [`DW_PARTS`] contiguous parts (not
+/// rayon's adaptive splits, whose summation order depends on scheduling), each part summed
+/// in order on one thread, then the parts in order.
+pub(super) fn sum_over_groups<'a>(
+    (xs, dys): (
+        impl Iterator<Item = &'a [f32]>,
+        impl Iterator<Item = &'a [f32]>,
+    ),
+    len: usize,
+    add: impl Fn(&mut [f32], &'a [f32], &'a [f32]) + Sync,
+) -> Vec<f32> {
+    let pairs: Vec<(&[f32], &[f32])> = xs.zip(dys).collect();
+    let per_part = pairs.len().div_ceil(DW_PARTS).max(1);
+    let partials: Vec<Vec<f32>> = pairs
+        .par_chunks(per_part)
+        .map(|part| {
+            let mut acc = vec![0f32; len];
+            for &(xg, dyg) in part {
+                add(&mut acc, xg, dyg);
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for p in parts {
+        simd::add_assign(&mut sum, &p);
+    }
+    sum
+}
 
 /// `dy` of a group as one `[cout, m * l]` matrix (gathered into `buf` for several images).
 fn dy_matrix<'a>(dyg: &'a [f32], buf: &'a mut [f32], cout: usize, l: usize) -> Mat<'a> {
@@ -100,65 +132,46 @@ impl Conv {
                 dev,
             )?)
         } else if needs_grad(w) {
-            // Deterministic sum: the groups are cut into a fixed number of contiguous parts
-            // (not rayon's adaptive splits, whose summation order depends on scheduling),
-            // each part summed in order on one thread, then the parts in order.
-            let pairs: Vec<(&[f32], &[f32])> = xs
-                .chunks(gsz * img)
-                .zip(dys.chunks(gsz * cout * l))
-                .collect();
-            let per_part = pairs.len().div_ceil(DW_PARTS).max(1);
-            let partials: Vec<Vec<f32>> = pairs
-                .par_chunks(per_part)
-                .map(|part| {
-                    part.iter()
-                        .fold(vec![0f32; cout * rows], |mut acc, &(xg, dyg)| {
-                            let ld = dyg.len() / cout;
-                            if path == Path::Shifted {
-                                let pl = shifted::Padded::new(&g, xg.len() / img);
-                                let (c, ld) = (g.input[1], pl.ld);
-                                with_scratch(c * ld, cout * ld, |xp, ext| {
-                                    shifted::weight_grad(&g, xg, dyg, &mut acc, (xp, ext), par)
-                                });
-                                return acc;
-                            }
-                            if g.pointwise() && ld == l {
-                                let dm = Mat {
-                                    data: dyg,
-                                    rows: cout,
-                                    cols: l,
-                                    transposed: false,
-                                };
-                                let xt = Mat {
-                                    data: xg,
-                                    rows: l,
-                                    cols: rows,
-                                    transposed: true,
-                                };
-                                matmul(&mut acc, dm, xt, true, par);
-                                return acc;
-                            }
-                            with_scratch(rows * ld, cout * ld, |cols, dybuf| {
-                                for (j, xb) in xg.chunks(img).enumerate() {
-                                    g.im2col(xb, cols, ld, j * l);
-                                }
-                                let ct = Mat {
-                                    data: cols,
-                                    rows: ld,
-                                    cols: rows,
-                                    transposed: true,
-                                };
-                                matmul(&mut acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
-                            });
-                            acc
-                        })
-                })
-                .collect();
-            let mut parts = partials.into_iter();
-            let mut dw = parts.next().unwrap_or_else(|| vec![0f32; cout * rows]);
-            for p in parts {
-                simd::add_assign(&mut dw, &p);
-            }
+            let groups = (xs.chunks(gsz * img), dys.chunks(gsz * cout * l));
+            let dw = sum_over_groups(groups, cout * rows, |acc, xg, dyg| {
+                let ld = dyg.len() / cout;
+                if path == Path::Shifted {
+                    let pl = shifted::Padded::new(&g, xg.len() / img);
+                    let (c, ld) = (g.input[1], pl.ld);
+                    with_scratch(c * ld, cout * ld, |xp, ext| {
+                        shifted::weight_grad(&g, xg, dyg, acc, (xp, ext), par)
+                    });
+                    return;
+                }
+                if g.pointwise() && ld == l {
+                    let dm = Mat {
+                        data: dyg,
+                        rows: cout,
+                        cols: l,
+                        transposed: false,
+                    };
+                    let xt = Mat {
+                        data: xg,
+                        rows: l,
+                        cols: rows,
+                        transposed: true,
+                    };
+                    matmul(acc, dm, xt, true, par);
+                    return;
+                }
+                with_scratch(rows * ld, cout * ld, |cols, dybuf| {
+                    for (j, xb) in xg.chunks(img).enumerate() {
+                        g.im2col(xb, cols, ld, j * l);
+                    }
+                    let ct = Mat {
+                        data: cols,
+                        rows: ld,
+                        cols: rows,
+                        transposed: true,
+                    };
+                    matmul(acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
+                });
+            });
             Some(Tensor::from_vec(dw, w.shape(), dev)?)
         } else {
             None

@@ -41,11 +41,11 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::backward::DW_PARTS;
+use super::backward::sum_over_groups;
 use super::geometry::ConvGeometry;
 use super::inner_parallelism;
 use super::matmul::{Mat, matmul, par_vec, with_scratch};
-use crate::simd::{self, multiversion};
+use crate::simd::multiversion;
 
 /// Whether Winograd F(2x2, 3x3) computes this convolution: 3x3, stride 1, padding 1, and
 /// enough input channels for the per-position GEMMs to be worth it (the stem's 1-3 channels
@@ -392,53 +392,37 @@ fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
 }
 
 /// The weight gradient `[Cout, C, 3, 3]` of [`conv`] from `x` and `dy`: per group of images
-/// `dU_p += dM_p @ V_p^T` (2.25x fewer multiply-adds than the direct sum), the groups cut
-/// into a fixed number of parts summed in order (the result does not depend on the
-/// threads), then `dW = G^T dU G`.
+/// `dU_p += dM_p @ V_p^T` (2.25x fewer multiply-adds than the direct sum), summed over the
+/// groups by `sum_over_groups` (the result does not depend on the threads), then
+/// `dW = G^T dU G`.
 pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let ([n, c, h, wd], cout) = (g.input, g.out_channels);
     let (img, l) = (g.image_len(), h * wd);
     let (th, tw) = tiles(g);
     let gsz = group_size(g);
-    let groups: Vec<usize> = (0..n.div_ceil(gsz)).collect();
-    let par = inner_parallelism(groups.len());
-    let per_part = groups.len().div_ceil(DW_PARTS).max(1);
-    let partials: Vec<Vec<f32>> = groups
-        .par_chunks(per_part)
-        .map(|part| {
-            let mut du = vec![0f32; 16 * cout * c];
-            for &gi in part {
-                let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
-                let m = xg.len() / img;
-                let dyg = &dy[gi * gsz * cout * l..][..m * cout * l];
-                let t = m * th * tw;
-                with_scratch(16 * c * t, 16 * cout * t, |v, dm| {
-                    transform_input(g, xg, v, t);
-                    transform_dy(g, dyg, dm, t);
-                    for p in 0..16 {
-                        let a = Mat {
-                            data: &dm[p * cout * t..][..cout * t],
-                            rows: cout,
-                            cols: t,
-                            transposed: false,
-                        };
-                        let b = Mat {
-                            data: &v[p * c * t..][..c * t],
-                            rows: t,
-                            cols: c,
-                            transposed: true,
-                        };
-                        matmul(&mut du[p * cout * c..][..cout * c], a, b, true, par);
-                    }
-                });
+    let par = inner_parallelism(n.div_ceil(gsz));
+    let groups = (x.chunks(gsz * img), dy.chunks(gsz * cout * l));
+    let du = sum_over_groups(groups, 16 * cout * c, |du, xg, dyg| {
+        let t = xg.len() / img * th * tw;
+        with_scratch(16 * c * t, 16 * cout * t, |v, dm| {
+            transform_input(g, xg, v, t);
+            transform_dy(g, dyg, dm, t);
+            for p in 0..16 {
+                let a = Mat {
+                    data: &dm[p * cout * t..][..cout * t],
+                    rows: cout,
+                    cols: t,
+                    transposed: false,
+                };
+                let b = Mat {
+                    data: &v[p * c * t..][..c * t],
+                    rows: t,
+                    cols: c,
+                    transposed: true,
+                };
+                matmul(&mut du[p * cout * c..][..cout * c], a, b, true, par);
             }
-            du
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut du = parts.next().unwrap_or_else(|| vec![0f32; 16 * cout * c]);
-    for p in parts {
-        simd::add_assign(&mut du, &p);
-    }
+        });
+    });
     kernel_grad(&du, cout, c)
 }
