@@ -79,9 +79,9 @@ impl Conv {
         let (g, path) = (self.0, self.1);
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let dev = x.device();
-        let dx = if needs_grad(x) && path == Path::Winograd {
+        let dx = if let (true, Path::Winograd(tile)) = (needs_grad(x), path) {
             Some(Tensor::from_vec(
-                winograd::input_grad(&g, dys, wv),
+                winograd::input_grad(tile, &g, dys, wv),
                 x.shape(),
                 dev,
             )?)
@@ -125,9 +125,9 @@ impl Conv {
         } else {
             None
         };
-        let dw = if needs_grad(w) && path == Path::Winograd {
+        let dw = if let (true, Path::Winograd(tile)) = (needs_grad(w), path) {
             Some(Tensor::from_vec(
-                winograd::weight_grad(&g, xs, dys),
+                winograd::weight_grad(tile, &g, xs, dys),
                 w.shape(),
                 dev,
             )?)

@@ -24,9 +24,9 @@
 //! of `shifted`; strides above 1, one input channel and wide layers keep im2col.
 //!
 //! 3x3 stride-1 padding-1 convolutions with 8 or more channels on each side (all of a WRN's
-//! but the stem and the strided ones) compute their output and input gradient with
-//! Winograd's F(2x2, 3x3) instead (`winograd`), forward and both gradients: 2.25x fewer
-//! multiply-adds, as one GEMM per position of the transformed 4x4 patch.
+//! but the stem and the strided ones) run Winograd's F(4x4, 3x3) or F(2x2, 3x3) instead
+//! (`winograd`), forward and both gradients: 4x or 2.25x fewer multiply-adds, as one GEMM per
+//! position of the transformed 6x6 or 4x4 patch.
 //!
 //! Gradients are computed only for the operands that need one (an input that is neither a
 //! variable nor computed from one, such as a data batch or detached weights, gets none).
@@ -82,16 +82,16 @@ pub(crate) enum Path {
     Im2col,
     /// Shifted GEMMs on padded images (stride 1 only, see `shifted`).
     Shifted,
-    /// Winograd F(2x2, 3x3) for the output and both gradients (3x3, stride 1, padding 1,
-    /// see `winograd`).
-    Winograd,
+    /// Winograd F(2x2, 3x3) or F(4x4, 3x3) for the output and both gradients (3x3, stride 1,
+    /// padding 1, see `winograd`).
+    Winograd(winograd::Tile),
 }
 
 impl Path {
     /// The path for a geometry (see the module docs for the measurements behind it).
     fn choose(g: &ConvGeometry) -> Path {
-        if winograd::preferred(g) {
-            Path::Winograd
+        if let Some(tile) = winograd::choose(g) {
+            Path::Winograd(tile)
         } else if shifted::preferred(g) {
             Path::Shifted
         } else {
@@ -125,8 +125,8 @@ impl CustomOp3 for Conv {
         );
         let (n, cout, l, rows, img, gsz, par) = plan(&g);
         let (ho, wo) = g.output_hw();
-        if path == Path::Winograd {
-            let y = winograd::conv(&g, x, w, bias);
+        if let Path::Winograd(tile) = path {
+            let y = winograd::conv(tile, &g, x, w, bias);
             return Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))));
         }
         let wm = || Mat {
@@ -237,7 +237,7 @@ pub(crate) fn conv2d_path(
         };
         let path = match path {
             Some(Path::Shifted) if !shifted::applies(&g) => Path::Im2col,
-            Some(Path::Winograd) if !winograd::applies(&g) => Path::Im2col,
+            Some(Path::Winograd(_)) if !winograd::applies(&g) => Path::Im2col,
             Some(p) => p,
             None => Path::choose(&g),
         };

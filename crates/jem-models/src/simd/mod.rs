@@ -105,6 +105,46 @@ fn has_avx2() -> bool {
     }
 }
 
+/// Splits `src` into its four phases: `dst[p][k] = src[4 k + p]` for every `k` below the
+/// (common) length of the `dst` rows; `src` must hold at least four times that many values.
+/// The Winograd F(4x4, 3x3) transforms gather their tiles' columns with it (inlined there, so
+/// that their AVX2 copies inline the AVX2 kernel too: the rows are short).
+#[inline(always)]
+pub(crate) fn deinterleave4(src: &[f32], mut dst: [&mut [f32]; 4]) {
+    let n = dst[0].len();
+    assert!(dst.iter().all(|d| d.len() == n) && src.len() >= 4 * n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected, and the lengths checked
+        done = unsafe { avx2::deinterleave4(src, &mut dst) };
+    }
+    for k in done..n {
+        for (p, d) in dst.iter_mut().enumerate() {
+            d[k] = src[4 * k + p];
+        }
+    }
+}
+
+/// The inverse of [`deinterleave4`]: `dst[4 k + p] = src[p][k]` for every `k` below the
+/// (common) length of the `src` rows; `dst` must hold at least four times that many values.
+#[inline(always)]
+pub(crate) fn interleave4(src: [&[f32]; 4], dst: &mut [f32]) {
+    let n = src[0].len();
+    assert!(src.iter().all(|s| s.len() == n) && dst.len() >= 4 * n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected, and the lengths checked
+        done = unsafe { avx2::interleave4(&src, dst) };
+    }
+    for k in done..n {
+        for (p, s) in src.iter().enumerate() {
+            dst[4 * k + p] = s[k];
+        }
+    }
+}
+
 /// `out = act(x * a + b)`, every element of `out` (as long as `x`) written.
 pub(crate) fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64, slope: f32) {
     assert_eq!(x.len(), out.len());
@@ -195,6 +235,38 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (De)interleaving by four against plain index loops, on every length up to 21 (the
+    /// vector blocks of 8 and 4 and the scalar tail), with spare values past the end.
+    #[test]
+    fn interleave4_matches_index_loops() {
+        for n in 0..22 {
+            let src: Vec<f32> = (0..4 * n + 3).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let mut buf = vec![f32::NAN; 4 * n];
+            let (a, rest) = buf.split_at_mut(n);
+            let (b, rest) = rest.split_at_mut(n);
+            let (c, d) = rest.split_at_mut(n);
+            deinterleave4(&src, [a, b, c, d]);
+            for (p, row) in buf.chunks_exact(n.max(1)).enumerate().take(4 * n.min(1)) {
+                for (k, v) in row.iter().enumerate() {
+                    assert_eq!(*v, src[4 * k + p], "n {n} phase {p} k {k}");
+                }
+            }
+            let mut back = vec![-1f32; 4 * n + 3];
+            let rows: Vec<&[f32]> = buf.chunks_exact(n.max(1)).collect();
+            let rows: [&[f32]; 4] = if n == 0 {
+                [&[]; 4]
+            } else {
+                [rows[0], rows[1], rows[2], rows[3]]
+            };
+            interleave4(rows, &mut back);
+            assert_eq!(&back[..4 * n], &src[..4 * n], "n {n}");
+            assert!(
+                back[4 * n..].iter().all(|v| *v == -1.0),
+                "n {n}: wrote past 4n"
+            );
+        }
+    }
 
     /// The dispatched kernels against plain loops, on lengths around the lane count.
     #[test]

@@ -1,0 +1,343 @@
+//! The transforms of Winograd's F(4x4, 3x3): 4x4 output tiles from 6x6 input patches, 36
+//! positions, with the interpolation points 0, +-1, +-2 and infinity of Lavin & Gray (2016):
+//!
+//! ```text
+//! B^T = [ 4  0 -5  0  1  0 ]     G = [  1/4     0     0  ]     A^T = [ 1  1  1  1  1  0 ]
+//!       [ 0 -4 -4  1  1  0 ]         [ -1/6  -1/6  -1/6  ]           [ 0  1 -1  2 -2  0 ]
+//!       [ 0  4 -4 -1  1  0 ]         [ -1/6   1/6  -1/6  ]           [ 0  1  1  4  4  0 ]
+//!       [ 0 -2 -1  2  1  0 ]         [ 1/24  1/12   1/6  ]           [ 0  1 -1  8 -8  1 ]
+//!       [ 0  2 -1 -2  1  0 ]         [ 1/24 -1/12   1/6  ]
+//!       [ 0  4  0 -5  0  1 ]         [    0     0     1  ]
+//! ```
+//!
+//! The data transforms work on one channel of a whole group of images at a time. The input
+//! transform applies `B^T` to six whole input rows per row of tiles, splits each combined row
+//! into the columns `4 tx + k` of its tiles (`simd::deinterleave4`, AVX2 shuffles), and then
+//! applies `B` to rows of `T` values, one per tile of the group; the output and `dy`
+//! transforms run both 1-D transforms on rows of `T` values and (de)interleave the tiles'
+//! four columns at the image's rows. Every 1-D transform is thus a contiguous, vectorizable
+//! operation on whole rows.
+
+use super::super::geometry::ConvGeometry;
+use super::{Tiling, kernel_grad_with, kernel_planes};
+use crate::simd::{deinterleave4, interleave4, multiversion};
+
+/// F(4x4, 3x3).
+pub(crate) struct F4;
+
+impl Tiling for F4 {
+    const M: usize = 4;
+    const P: usize = 36;
+    const GROUP_TILES: usize = 128;
+    fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
+        transform_kernel(w, cout, c)
+    }
+    fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+        transform_input(g, xg, v, ld)
+    }
+    fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+        transform_output(g, mm, ld, yg)
+    }
+    fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+        transform_dy(g, dyg, dm, ld)
+    }
+    fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
+        kernel_grad(du, cout, c)
+    }
+}
+
+/// Tiles per image: `ceil(H / 4) x ceil(W / 4)`.
+fn tiles(g: &ConvGeometry) -> (usize, usize) {
+    super::tiles::<F4>(g)
+}
+
+/// Four rows of `len` values of `buf`, `stride >= len` apart from `start`. (These helpers
+/// spell out their arrays: built with `array::map` or `from_fn`, the closures stayed out of
+/// line in the vectorized transforms.)
+#[inline(always)]
+fn rows4(buf: &[f32], start: usize, stride: usize, len: usize) -> [&[f32]; 4] {
+    let b = &buf[start..];
+    [
+        &b[..len],
+        &b[stride..][..len],
+        &b[2 * stride..][..len],
+        &b[3 * stride..][..len],
+    ]
+}
+
+/// Six rows, as [`rows4`].
+#[inline(always)]
+fn rows6(buf: &[f32], start: usize, stride: usize, len: usize) -> [&[f32]; 6] {
+    let b = &buf[start..];
+    let [r0, r1, r2, r3] = rows4(b, 0, stride, len);
+    [
+        r0,
+        r1,
+        r2,
+        r3,
+        &b[4 * stride..][..len],
+        &b[5 * stride..][..len],
+    ]
+}
+
+/// Four disjoint mutable rows, as [`rows4`].
+#[inline(always)]
+fn rows4_mut(buf: &mut [f32], start: usize, stride: usize, len: usize) -> [&mut [f32]; 4] {
+    let (r0, b) = buf[start..].split_at_mut(stride);
+    let (r1, b) = b.split_at_mut(stride);
+    let (r2, r3) = b.split_at_mut(stride);
+    [
+        &mut r0[..len],
+        &mut r1[..len],
+        &mut r2[..len],
+        &mut r3[..len],
+    ]
+}
+
+/// Six disjoint mutable rows, as [`rows4`].
+#[inline(always)]
+fn rows6_mut(buf: &mut [f32], start: usize, stride: usize, len: usize) -> [&mut [f32]; 6] {
+    let (r01, b) = buf[start..].split_at_mut(2 * stride);
+    let (r0, r1) = r01.split_at_mut(stride);
+    let [r2, r3, r4, r5] = rows4_mut(b, 0, stride, len);
+    [&mut r0[..len], &mut r1[..len], r2, r3, r4, r5]
+}
+
+/// `o = B^T x`, element-wise over rows of values.
+#[inline(always)]
+fn bt(x: [&[f32]; 6], o: [&mut [f32]; 6]) {
+    let n = o[0].len();
+    let [x0, x1, x2, x3, x4, x5] = x.map(|r| &r[..n]);
+    let [o0, o1, o2, o3, o4, o5] = o.map(|r| &mut r[..n]);
+    for e in 0..n {
+        let (d0, d1, d2, d3, d4, d5) = (x0[e], x1[e], x2[e], x3[e], x4[e], x5[e]);
+        let (s12, s34) = (d1 + d2, d3 + d4);
+        let (t12, t43) = (d1 - d2, d4 - d3);
+        let (u13, u42) = (d1 - d3, d4 - d2);
+        o0[e] = 4.0 * d0 - 5.0 * d2 + d4;
+        o1[e] = s34 - 4.0 * s12;
+        o2[e] = t43 + 4.0 * t12;
+        o3[e] = u42 - 2.0 * u13;
+        o4[e] = u42 + 2.0 * u13;
+        o5[e] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+}
+
+/// `o = A^T x`, element-wise over rows of values.
+#[inline(always)]
+fn at(x: [&[f32]; 6], o: [&mut [f32]; 4]) {
+    let n = o[0].len();
+    let [x0, x1, x2, x3, x4, x5] = x.map(|r| &r[..n]);
+    let [o0, o1, o2, o3] = o.map(|r| &mut r[..n]);
+    for e in 0..n {
+        let (m0, m1, m2, m3, m4, m5) = (x0[e], x1[e], x2[e], x3[e], x4[e], x5[e]);
+        let (s12, s34, t12, t34) = (m1 + m2, m3 + m4, m1 - m2, m3 - m4);
+        o0[e] = m0 + s12 + s34;
+        o1[e] = t12 + 2.0 * t34;
+        o2[e] = s12 + 4.0 * s34;
+        o3[e] = t12 + 8.0 * t34 + m5;
+    }
+}
+
+/// `o = A x` (the adjoint of [`at`]), element-wise over rows of values.
+#[inline(always)]
+fn a(x: [&[f32]; 4], o: [&mut [f32]; 6]) {
+    let n = o[0].len();
+    let [x0, x1, x2, x3] = x.map(|r| &r[..n]);
+    let [o0, o1, o2, o3, o4, o5] = o.map(|r| &mut r[..n]);
+    for e in 0..n {
+        let (g0, g1, g2, g3) = (x0[e], x1[e], x2[e], x3[e]);
+        let (e02, o13) = (g0 + g2, g1 + g3);
+        let (e4, o8) = (g0 + 4.0 * g2, 2.0 * g1 + 8.0 * g3);
+        o0[e] = g0;
+        o1[e] = e02 + o13;
+        o2[e] = e02 - o13;
+        o3[e] = e4 + o8;
+        o4[e] = e4 - o8;
+        o5[e] = g3;
+    }
+}
+
+/// `U [36, Cout, C]` from `W [Cout, C, 3, 3]`: `U = G g G^T`.
+fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
+    /// `G` applied to three values.
+    fn g3([a, b, d]: [f32; 3]) -> [f32; 6] {
+        let (ad, edge) = (a + d, a / 24.0 + d / 6.0);
+        [
+            a / 4.0,
+            -(ad + b) / 6.0,
+            -(ad - b) / 6.0,
+            edge + b / 12.0,
+            edge - b / 12.0,
+            d,
+        ]
+    }
+    kernel_planes::<36>(w, cout, c, |g| {
+        let cols = [0, 1, 2].map(|x| g3([g[x], g[3 + x], g[6 + x]]));
+        let mut out = [0f32; 36];
+        for (i, row) in out.chunks_exact_mut(6).enumerate() {
+            row.copy_from_slice(&g3(cols.map(|col| col[i])));
+        }
+        out
+    })
+}
+
+/// `dW [Cout, C, 3, 3]` from `dU [36, Cout, C]`: the adjoint of `transform_kernel`,
+/// `G^T dU G`.
+fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
+    /// `G^T` applied to six values.
+    fn gt([x0, x1, x2, x3, x4, x5]: [f32; 6]) -> [f32; 3] {
+        let (s12, s34) = (x1 + x2, x3 + x4);
+        [
+            x0 / 4.0 - s12 / 6.0 + s34 / 24.0,
+            (x2 - x1) / 6.0 + (x3 - x4) / 12.0,
+            (s34 - s12) / 6.0 + x5,
+        ]
+    }
+    kernel_grad_with::<36>(du, cout, c, |u| {
+        // G^T dU: the columns j, then G on each of the three rows
+        let cols = [0, 1, 2, 3, 4, 5].map(|j| gt(std::array::from_fn(|i| u[6 * i + j])));
+        let mut out = [0f32; 9];
+        for (a, dst) in out.chunks_exact_mut(3).enumerate() {
+            dst.copy_from_slice(&gt(cols.map(|col| col[a])));
+        }
+        out
+    })
+}
+
+multiversion! {
+    /// `V [36, C, T]` (row stride `ld`) from the images `xg [m, C, H, W]`: `V = B^T d B` on
+    /// each 6x6 patch of the input padded by 1 (patch `(ty, tx)` from padded row `4 ty` and
+    /// column `4 tx`). Per channel and row of tiles, `B^T` combines six whole input rows; each
+    /// combined row is split into the six columns `4 tx + k` of all its tiles (four phases,
+    /// two of them again shifted by one tile), and `B` then runs over all the group's tiles.
+    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+        let [_, c, h, w] = g.input;
+        let (th, tw) = tiles(g);
+        let m = xg.len() / (c * h * w);
+        let t = m * th * tw;
+        let pw = 4 * tw + 4;
+        let zeros = vec![0f32; w];
+        // six combined rows (column 0 and those past w stay zero), then the gathered columns
+        // d [i * 6 + k][tile] of the combined rows
+        let mut comb = vec![0f32; 6 * pw];
+        let mut d = vec![0f32; 36 * t];
+        for ci in 0..c {
+            for j in 0..m {
+                let plane = &xg[(j * c + ci) * h * w..][..h * w];
+                for ty in 0..th {
+                    // padded row 4 ty + r: image row 4 ty + r - 1, or zeros
+                    let row = |r: usize| match 4 * ty + r {
+                        y if y == 0 || y > h => &zeros[..],
+                        y => &plane[(y - 1) * w..][..w],
+                    };
+                    let src = [row(0), row(1), row(2), row(3), row(4), row(5)];
+                    bt(src, rows6_mut(&mut comb, 1, pw, w));
+                    let col0 = j * th * tw + ty * tw;
+                    for (i, row) in comb.chunks_exact(pw).enumerate() {
+                        let at = |k: usize| (i * 6 + k) * t + col0;
+                        deinterleave4(row, rows4_mut(&mut d, at(0), t, tw));
+                        // columns 4 tx + 4 and 4 tx + 5: phases 0 and 1 of the next tile
+                        for k in [4, 5] {
+                            d.copy_within(at(k - 4) + 1..at(k - 4) + tw, at(k));
+                            d[at(k) + tw - 1] = row[4 * tw + k - 4];
+                        }
+                    }
+                }
+            }
+            for i in 0..6 {
+                let x = rows6(&d, i * 6 * t, t, t);
+                bt(x, rows6_mut(v, (i * 6 * c + ci) * ld, c * ld, t));
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [36, Cout, T]` (row stride `ld`); outputs past
+    /// the image's edge are dropped.
+    fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+        let [_, _, h, w] = g.input;
+        let cout = g.out_channels;
+        let (th, tw) = tiles(g);
+        let m = yg.len() / (cout * h * w);
+        let t = m * th * tw;
+        // the row pass s [q * 4 + i][tile], the outputs o [i * 4 + jj][tile], one output row
+        let mut s = vec![0f32; 24 * t];
+        let mut o = vec![0f32; 16 * t];
+        let mut orow = vec![0f32; 4 * tw];
+        for co in 0..cout {
+            for q in 0..6 {
+                let x = rows6(mm, (q * cout + co) * ld, 6 * cout * ld, t);
+                at(x, rows4_mut(&mut s, q * 4 * t, t, t));
+            }
+            for i in 0..4 {
+                let x = rows6(&s, i * t, 4 * t, t);
+                at(x, rows4_mut(&mut o, i * 4 * t, t, t));
+            }
+            for j in 0..m {
+                let plane = &mut yg[(j * cout + co) * h * w..][..h * w];
+                for ty in 0..th {
+                    let col0 = j * th * tw + ty * tw;
+                    for i in 0..4.min(h - 4 * ty) {
+                        interleave4(rows4(&o, i * 4 * t + col0, t, tw), &mut orow);
+                        let dst = &mut plane[(4 * ty + i) * w..][..w];
+                        for (y, val) in dst.iter_mut().zip(&orow) {
+                            *y += val;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dM [36, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// `transform_output`, `dM = A dY A^T` on each 4x4 tile of `dy` (zeros past the image's
+    /// edge).
+    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+        let [_, _, h, w] = g.input;
+        let cout = g.out_channels;
+        let (th, tw) = tiles(g);
+        let m = dyg.len() / (cout * h * w);
+        let t = m * th * tw;
+        // one dy row (zeros past w), the gathered tiles gt [i * 4 + jj][tile] and the row
+        // pass n [jj * 6 + r][tile]
+        let mut prow = vec![0f32; 4 * tw];
+        let mut gt = vec![0f32; 16 * t];
+        let mut n = vec![0f32; 24 * t];
+        for co in 0..cout {
+            for j in 0..m {
+                let plane = &dyg[(j * cout + co) * h * w..][..h * w];
+                for ty in 0..th {
+                    let col0 = j * th * tw + ty * tw;
+                    for i in 0..4 {
+                        let y = 4 * ty + i;
+                        if y >= h {
+                            for jj in 0..4 {
+                                gt[(i * 4 + jj) * t + col0..][..tw].fill(0.0);
+                            }
+                            continue;
+                        }
+                        let dst = rows4_mut(&mut gt, i * 4 * t + col0, t, tw);
+                        if w == 4 * tw {
+                            deinterleave4(&plane[y * w..][..w], dst);
+                        } else {
+                            prow[..w].copy_from_slice(&plane[y * w..][..w]);
+                            deinterleave4(&prow, dst);
+                        }
+                    }
+                }
+            }
+            for jj in 0..4 {
+                let x = rows4(&gt, jj * t, 4 * t, t);
+                a(x, rows6_mut(&mut n, jj * 6 * t, t, t));
+            }
+            for r in 0..6 {
+                let x = rows4(&n, r * t, 6 * t, t);
+                a(x, rows6_mut(dm, (r * 6 * cout + co) * ld, cout * ld, t));
+            }
+        }
+    }
+}

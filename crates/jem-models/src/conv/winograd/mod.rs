@@ -1,0 +1,286 @@
+//! 3x3 stride-1 convolutions with padding 1 by Winograd's minimal filtering F(m x m, 3x3),
+//! with output tiles of side `m = 2` ([`F2`]) or `m = 4` ([`F4`]).
+//!
+//! Each m x m block of outputs ("tile") of one channel pair is computed from the
+//! (m + 2) x (m + 2) input patch around it with `(m + 2)^2` products instead of `9 m^2`
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+//!
+//! ```text
+//! U = G g G^T  (per kernel)      V = B^T d B  (per input patch)      y = A^T (sum_c U . V) A
+//! ```
+//!
+//! With the `P = (m + 2)^2` positions `p` of the transformed patch as the outer loop, the
+//! channel sum is one GEMM per position, `M_p [Cout, T] = U_p [Cout, C] @ V_p [C, T]` over the
+//! `T` tiles of a group of images, so the multiply-adds per output pixel drop from
+//! `9 * Cout * C` to `4 * Cout * C` for F(2x2, 3x3) (2.25x) and to `2.25 * Cout * C` for
+//! F(4x4, 3x3) (4x), at the price of the transforms: linear passes over the input (`P / m^2`
+//! times its size in `V`: 4x, 2.25x) and the output. F(2x2, 3x3)'s coefficients are 0, +-1 and
+//! 1/2, so its result differs from the direct sum only by rounding (a few f32 ulps of the
+//! largest terms); F(4x4, 3x3)'s go up to 8 and down to 1/24, which costs a few more bits
+//! (relative errors around 1e-5 of the largest output instead of 1e-6, see the tests). The
+//! input gradient of such a convolution is another one (the kernel flipped, its channel axes
+//! swapped), so it runs here too; the weight gradient is the adjoint of the forward pass:
+//! `dU_p = dM_p @ V_p^T` with `dM = A dY A^T`, then `dW = G^T dU G`.
+//!
+//! `conv::tests::path_timings` on the WRN layers (2-core AMD EPYC, AVX2, ms forward /
+//! backward with both gradients, min of 5; one run, the machine noisy to about 20 %):
+//!
+//! ```text
+//! layer (3x3, pad 1)           im2col           shifted          Winograd
+//! n32 c64  32x32 -> 64        22.88 / 63.70    18.51 / 59.01    15.19 / 53.26
+//! n32 c128 16x16 -> 128       18.98 / 56.39    23.67 / 55.99    14.21 / 44.00
+//! n32 c256  8x8  -> 256       26.29 / 42.30    27.25 / 57.01    17.85 / 41.51
+//! n8  c160 32x32 -> 160       34.86 / 85.53    29.91 / 79.52    16.18 / 45.47
+//! n8  c320 16x16 -> 320       23.54 / 68.96    34.89 / 91.64    25.03 / 55.15
+//! n8  c640  8x8  -> 640       24.18 / 83.66    40.93 /110.11    63.44 /114.40
+//! ```
+//!
+//! A layer with a single group of tiles runs its transforms on one thread, so [`choose`]
+//! asks for two groups.
+
+mod f2;
+mod f4;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::backward::sum_over_groups;
+use super::geometry::ConvGeometry;
+use super::inner_parallelism;
+use super::matmul::{Mat, matmul, par_vec, with_scratch};
+
+pub(crate) use f2::F2;
+pub(crate) use f4::F4;
+
+/// The output tile of a Winograd convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tile {
+    /// F(2x2, 3x3).
+    F2,
+    /// F(4x4, 3x3).
+    F4,
+}
+
+/// One Winograd algorithm F(m x m, 3x3): its sizes and its four transforms.
+pub(crate) trait Tiling {
+    /// The side `m` of an output tile.
+    const M: usize;
+    /// Positions of a transformed patch, `(m + 2)^2`.
+    const P: usize;
+    /// Tiles a group of images should at least have (the per-position GEMMs of a group
+    /// staying in the caches).
+    const GROUP_TILES: usize;
+    /// `U [P, Cout, C]` from `W [Cout, C, 3, 3]`.
+    fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32>;
+    /// `V [P, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`, rows of
+    /// tiles in order) from the images `xg [m, C, H, W]`.
+    fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize);
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [P, Cout, T]` (row stride `ld`); outputs past
+    /// the image's edge are dropped.
+    fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]);
+    /// `dM [P, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// [`Tiling::output`], zeros past the image's edge.
+    fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize);
+    /// `dW [Cout, C, 3, 3]` from `dU [P, Cout, C]`: the adjoint of [`Tiling::kernel`].
+    fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32>;
+}
+
+/// Whether Winograd computes this convolution: 3x3, stride 1, padding 1, and enough channels
+/// for the per-position GEMMs to be worth it (the stem's 1-3 channels keep im2col).
+pub(super) fn applies(g: &ConvGeometry) -> bool {
+    g.k == 3 && g.stride == 1 && g.padding == 1 && g.input[1] >= 8 && g.out_channels >= 8
+}
+
+/// The faster tile for this convolution, if Winograd is the faster path
+/// (`conv::tests::path_timings`): it applies, and the batch has at least two groups of
+/// tiles, so that the transforms run in parallel (a single group, as WRN-28-10's 8x8 stage at
+/// batch 8, measured twice as slow as im2col).
+pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
+    let enough = |tiles: usize, group: usize| g.input[0] * tiles >= 2 * group;
+    if !applies(g) {
+        None
+    } else if enough(tiles_of::<F4>(g), F4::GROUP_TILES) {
+        Some(Tile::F4)
+    } else if enough(tiles_of::<F2>(g), F2::GROUP_TILES) {
+        Some(Tile::F2)
+    } else {
+        None
+    }
+}
+
+/// Tiles per image: `ceil(H / m) x ceil(W / m)`.
+fn tiles<T: Tiling>(g: &ConvGeometry) -> (usize, usize) {
+    let [_, _, h, w] = g.input;
+    (h.div_ceil(T::M), w.div_ceil(T::M))
+}
+
+/// Tiles per image.
+fn tiles_of<T: Tiling>(g: &ConvGeometry) -> usize {
+    let (th, tw) = tiles::<T>(g);
+    th * tw
+}
+
+/// Images per group: enough for `T::GROUP_TILES` tiles.
+fn group_size<T: Tiling>(g: &ConvGeometry) -> usize {
+    T::GROUP_TILES
+        .div_ceil(tiles_of::<T>(g))
+        .clamp(1, g.input[0].max(1))
+}
+
+/// The `P` planes `[P, Cout, C]` of the transformed kernels, from `f` on each 3x3 kernel
+/// (row-major); the planes are filled in parallel (a wide layer's `U` is tens of MB).
+fn kernel_planes<const P: usize>(
+    w: &[f32],
+    cout: usize,
+    c: usize,
+    f: impl Fn(&[f32]) -> [f32; P] + Sync + Send,
+) -> Vec<f32> {
+    let per_kernel: Vec<[f32; P]> = w.par_chunks_exact(9).map(f).collect();
+    let mut u = vec![0f32; P * cout * c];
+    u.par_chunks_mut(cout * c)
+        .enumerate()
+        .for_each(|(p, plane)| {
+            for (dst, k) in plane.iter_mut().zip(&per_kernel) {
+                *dst = k[p];
+            }
+        });
+    u
+}
+
+/// `dW [Cout, C, 3, 3]` from the `P` planes of `dU [P, Cout, C]`, `f` mapping the `P` values
+/// of one kernel (position-major) to its 9 taps.
+fn kernel_grad_with<const P: usize>(
+    du: &[f32],
+    cout: usize,
+    c: usize,
+    f: impl Fn([f32; P]) -> [f32; 9] + Sync + Send,
+) -> Vec<f32> {
+    let plane = cout * c;
+    let mut dw = vec![0f32; plane * 9];
+    dw.par_chunks_mut(9).enumerate().for_each(|(oc, out)| {
+        out.copy_from_slice(&f(std::array::from_fn(|p| du[p * plane + oc])));
+    });
+    dw
+}
+
+/// `conv(x, w) + bias` (`x [N, C, H, W]`, `w [Cout, C, 3, 3]`, `bias [Cout]`) with `tile`.
+pub(super) fn conv(tile: Tile, g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    match tile {
+        Tile::F2 => conv_with::<F2>(g, x, w, bias),
+        Tile::F4 => conv_with::<F4>(g, x, w, bias),
+    }
+}
+
+/// The input gradient `[N, C, H, W]` of [`conv`] from `dy [N, Cout, H, W]`: the same
+/// convolution of `dy` with the kernel flipped in space and its channel axes swapped.
+pub(super) fn input_grad(tile: Tile, g: &ConvGeometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let ([n, c, h, wd], cout) = (g.input, g.out_channels);
+    let gt = ConvGeometry {
+        input: [n, cout, h, wd],
+        out_channels: c,
+        ..*g
+    };
+    let mut wt = vec![0f32; c * cout * 9];
+    for (o, wo) in w.chunks_exact(c * 9).enumerate() {
+        for (ci, taps) in wo.chunks_exact(9).enumerate() {
+            let dst = &mut wt[(ci * cout + o) * 9..][..9];
+            for (d, v) in dst.iter_mut().rev().zip(taps) {
+                *d = *v;
+            }
+        }
+    }
+    conv(tile, &gt, dy, &wt, &vec![0f32; c])
+}
+
+/// The weight gradient `[Cout, C, 3, 3]` of [`conv`] from `x` and `dy`.
+pub(super) fn weight_grad(tile: Tile, g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    match tile {
+        Tile::F2 => weight_grad_with::<F2>(g, x, dy),
+        Tile::F4 => weight_grad_with::<F4>(g, x, dy),
+    }
+}
+
+/// [`conv`]: groups of images in parallel, each with its own scratch.
+fn conv_with<T: Tiling>(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    let ([n, c, h, wd], cout) = (g.input, g.out_channels);
+    let (l, img) = (h * wd, g.image_len());
+    let u = T::kernel(w, cout, c);
+    let gsz = group_size::<T>(g);
+    let par = inner_parallelism(n.div_ceil(gsz));
+    par_vec(
+        n * cout * l,
+        gsz * cout * l,
+        (l, |p| bias[p % cout]),
+        |gi, yg| {
+            let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
+            let t = xg.len() / img * tiles_of::<T>(g);
+            with_scratch(T::P * c * t, T::P * cout * t, |v, mm| {
+                forward::<T>(g, &u, xg, yg, (v, mm), par)
+            });
+        },
+    )
+}
+
+/// `yg [m, Cout, H, W] += conv(xg)` for a group of images, from the transformed kernel `u`
+/// ([`Tiling::kernel`]), with scratch `v [P * C * T]` and `mm [P * Cout * T]`.
+fn forward<T: Tiling>(
+    g: &ConvGeometry,
+    u: &[f32],
+    xg: &[f32],
+    yg: &mut [f32],
+    (v, mm): (&mut [f32], &mut [f32]),
+    par: Parallelism,
+) {
+    let (c, cout) = (g.input[1], g.out_channels);
+    let t = xg.len() / g.image_len() * tiles_of::<T>(g);
+    T::input(g, xg, v, t);
+    for p in 0..T::P {
+        let a = Mat {
+            data: &u[p * cout * c..][..cout * c],
+            rows: cout,
+            cols: c,
+            transposed: false,
+        };
+        let b = Mat {
+            data: &v[p * c * t..][..c * t],
+            rows: c,
+            cols: t,
+            transposed: false,
+        };
+        matmul(&mut mm[p * cout * t..][..cout * t], a, b, false, par);
+    }
+    T::output(g, mm, t, yg);
+}
+
+/// [`weight_grad`]: per group of images `dU_p += dM_p @ V_p^T`, summed over the groups by
+/// `sum_over_groups` (the result does not depend on the threads), then `dW = G^T dU G`.
+fn weight_grad_with<T: Tiling>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let ([n, c, h, wd], cout) = (g.input, g.out_channels);
+    let (img, l) = (g.image_len(), h * wd);
+    let gsz = group_size::<T>(g);
+    let par = inner_parallelism(n.div_ceil(gsz));
+    let groups = (x.chunks(gsz * img), dy.chunks(gsz * cout * l));
+    let du = sum_over_groups(groups, T::P * cout * c, |du, xg, dyg| {
+        let t = xg.len() / img * tiles_of::<T>(g);
+        with_scratch(T::P * c * t, T::P * cout * t, |v, dm| {
+            T::input(g, xg, v, t);
+            T::dy(g, dyg, dm, t);
+            for p in 0..T::P {
+                let a = Mat {
+                    data: &dm[p * cout * t..][..cout * t],
+                    rows: cout,
+                    cols: t,
+                    transposed: false,
+                };
+                let b = Mat {
+                    data: &v[p * c * t..][..c * t],
+                    rows: t,
+                    cols: c,
+                    transposed: true,
+                };
+                matmul(&mut du[p * cout * c..][..cout * c], a, b, true, par);
+            }
+        });
+    });
+    T::kernel_grad(&du, cout, c)
+}
