@@ -13,6 +13,7 @@
 //! - `gpu-check [--cudnn]`: builds the CUDA `jem` and packs the GPU check into `gpu-check/`.
 
 mod bench;
+mod flops;
 mod gpu;
 mod html;
 mod quick_data;
