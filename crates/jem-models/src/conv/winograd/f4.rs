@@ -19,32 +19,13 @@
 //! operation on whole rows.
 
 use super::super::geometry::ConvGeometry;
-use super::{Tiling, kernel_grad_with, kernel_planes};
+use super::{kernel_grad_with, kernel_planes, tiling};
 use crate::simd::{deinterleave4, interleave4, multiversion};
 
 /// F(4x4, 3x3).
 pub(crate) struct F4;
 
-impl Tiling for F4 {
-    const M: usize = 4;
-    const P: usize = 36;
-    const GROUP_TILES: usize = 128;
-    fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
-        transform_kernel(w, cout, c)
-    }
-    fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
-        transform_input(g, xg, v, ld)
-    }
-    fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
-        transform_output(g, mm, ld, yg)
-    }
-    fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
-        transform_dy(g, dyg, dm, ld)
-    }
-    fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
-        kernel_grad(du, cout, c)
-    }
-}
+tiling!(F4, M = 4, P = 36, GROUP_TILES = 128);
 
 /// Tiles per image: `ceil(H / 4) x ceil(W / 4)`.
 fn tiles(g: &ConvGeometry) -> (usize, usize) {

@@ -86,6 +86,34 @@ pub(crate) trait Tiling {
     fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32>;
 }
 
+/// `impl Tiling for $t` with these sizes, from the calling module's `transform_kernel`,
+/// `transform_input`, `transform_output`, `transform_dy` and `kernel_grad`.
+macro_rules! tiling {
+    ($t:ident, M = $m:expr, P = $p:expr, GROUP_TILES = $gt:expr) => {
+        impl super::Tiling for $t {
+            const M: usize = $m;
+            const P: usize = $p;
+            const GROUP_TILES: usize = $gt;
+            fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
+                transform_kernel(w, cout, c)
+            }
+            fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+                transform_input(g, xg, v, ld)
+            }
+            fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+                transform_output(g, mm, ld, yg)
+            }
+            fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+                transform_dy(g, dyg, dm, ld)
+            }
+            fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
+                kernel_grad(du, cout, c)
+            }
+        }
+    };
+}
+use tiling;
+
 /// Whether Winograd computes this convolution: 3x3, stride 1, padding 1, and enough channels
 /// for the per-position GEMMs to be worth it (the stem's 1-3 channels keep im2col).
 pub(super) fn applies(g: &ConvGeometry) -> bool {
