@@ -4,28 +4,18 @@
 //! are left out; our Winograd paths do fewer multiply-adds for the same result, so theirs is a
 //! direct-convolution-equivalent rate).
 
-/// FLOPs of one forward pass of the pre-activation WRN-`depth`-`width` (stride on the second
-/// convolution of a stage's first block, 1x1 shortcuts where the shape changes) on one
-/// 3x32x32 image, and of its stem convolution alone.
-pub fn wrn_forward(depth: usize, width: usize) -> (f64, f64) {
-    let conv = |cin: usize, cout: usize, k: usize, out_hw: usize| {
-        2.0 * (cin * cout * k * k * out_hw * out_hw) as f64
-    };
-    let stem = conv(3, 16, 3, 32);
-    let mut total = stem;
-    let (mut cin, mut hw) = (16, 32);
-    for (stage, stride) in [1, 2, 2].into_iter().enumerate() {
-        let cout = (16 << stage) * width;
-        for block in 0..(depth - 4) / 6 {
-            let s = if block == 0 { stride } else { 1 };
-            total += conv(cin, cout, 3, hw) + conv(cout, cout, 3, hw / s);
-            if s != 1 || cin != cout {
-                total += conv(cin, cout, 1, hw / s);
-            }
-            (cin, hw) = (cout, hw / s);
-        }
-    }
-    (total + 2.0 * (cin * 10) as f64, stem)
+/// FLOPs of one forward pass of the reference WRN-`depth`-`width` on one 3x32x32 image
+/// (its convolutions and linear head, from the layer table `jem_models::summary`), and of
+/// its stem convolution alone.
+pub fn wrn_forward(depth: usize, width: usize) -> anyhow::Result<(f64, f64)> {
+    let config = jem_models::WrnConfig::reference(depth, width, 10);
+    let rows = jem_models::summary::summarize(&config, 32)
+        .map_err(|e| anyhow::anyhow!("WRN-{depth}-{width}: {e}"))?;
+    let flops = |row: &jem_models::summary::LayerRow| 2.0 * row.macs as f64;
+    let counted =
+        |row: &&jem_models::summary::LayerRow| row.kind.starts_with("conv") || row.kind == "linear";
+    let stem = rows.first().map_or(0.0, flops);
+    Ok((rows.iter().filter(counted).map(flops).sum(), stem))
 }
 
 /// FLOPs per image counted by a `jem bench --measure` on a WRN whose forward pass takes `f`
@@ -53,9 +43,10 @@ mod tests {
     /// (`bench/count_flops.py`).
     #[test]
     fn matches_pytorch_hooks() {
-        assert_eq!(wrn_forward(16, 4), (1_011_717_120.0, 884_736.0));
-        assert_eq!(wrn_forward(28, 10), (11_902_235_136.0, 884_736.0));
-        assert_eq!(wrn_forward(10, 1), (39_159_040.0, 884_736.0));
+        assert_eq!(wrn_forward(16, 4).unwrap(), (1_011_717_120.0, 884_736.0));
+        assert_eq!(wrn_forward(28, 10).unwrap(), (11_902_235_136.0, 884_736.0));
+        assert_eq!(wrn_forward(10, 1).unwrap(), (39_159_040.0, 884_736.0));
+        assert!(wrn_forward(15, 1).is_err());
     }
 
     #[test]

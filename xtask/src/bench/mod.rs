@@ -295,8 +295,8 @@ pub fn run(args: &[String]) -> Result<()> {
             (!v.is_empty()).then_some([lo, hi])
         };
         // direct-convolution FLOPs per image of this measure
-        let [d, w, _] = m.sizes.map(|v| v.parse::<usize>().unwrap_or(0));
-        let (f, stem) = crate::flops::wrn_forward(d, w);
+        let [d, w, _] = m.sizes.map(|v| v.parse::<usize>());
+        let (f, stem) = crate::flops::wrn_forward(d?, w?)?;
         let gf = crate::flops::per_image(m.ours, f, stem).map(|x| x / 1e9);
         rows.push(json!({
             "gflop_per_image": gf,

@@ -12,7 +12,7 @@ use crate::simd::multiversion;
 /// F(2x2, 3x3).
 pub(crate) struct F2;
 
-tiling!(F2, M = 2, P = 16, GROUP_TILES = 128);
+tiling!(F2, M = 2, GROUP_TILES = 128);
 
 /// Tiles per image: `ceil(H / 2) x ceil(W / 2)`.
 fn tiles(g: &ConvGeometry) -> (usize, usize) {

@@ -25,7 +25,7 @@ use crate::simd::{deinterleave4, interleave4, multiversion};
 /// F(4x4, 3x3).
 pub(crate) struct F4;
 
-tiling!(F4, M = 4, P = 36, GROUP_TILES = 128);
+tiling!(F4, M = 4, GROUP_TILES = 128);
 
 /// Tiles per image: `ceil(H / 4) x ceil(W / 4)`.
 fn tiles(g: &ConvGeometry) -> (usize, usize) {

@@ -67,7 +67,7 @@ pub(crate) trait Tiling {
     /// The side `m` of an output tile.
     const M: usize;
     /// Positions of a transformed patch, `(m + 2)^2`.
-    const P: usize;
+    const P: usize = (Self::M + 2) * (Self::M + 2);
     /// Tiles a group of images should at least have (the per-position GEMMs of a group
     /// staying in the caches).
     const GROUP_TILES: usize;
@@ -89,10 +89,9 @@ pub(crate) trait Tiling {
 /// `impl Tiling for $t` with these sizes, from the calling module's `transform_kernel`,
 /// `transform_input`, `transform_output`, `transform_dy` and `kernel_grad`.
 macro_rules! tiling {
-    ($t:ident, M = $m:expr, P = $p:expr, GROUP_TILES = $gt:expr) => {
+    ($t:ident, M = $m:expr, GROUP_TILES = $gt:expr) => {
         impl super::Tiling for $t {
             const M: usize = $m;
-            const P: usize = $p;
             const GROUP_TILES: usize = $gt;
             fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
                 transform_kernel(w, cout, c)
