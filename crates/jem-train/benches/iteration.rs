@@ -13,7 +13,7 @@ use jem_data::rng::rng_for;
 use jem_models::{WideResNet, WrnConfig};
 use jem_optim::{Sam, Sgd, SgdConfig};
 use jem_sampler::{InitKind, ReplayBuffer, Sgld};
-use jem_train::config::{LossConfig, SecondPass};
+use jem_train::config::{L2Form, LossConfig, SecondPass};
 use jem_train::step::{Optimizers, StepBatch, finish, first_pass};
 use rand::Rng;
 
@@ -56,6 +56,7 @@ fn sadajem_iteration(c: &mut Criterion) {
         px: 1.0,
         pyx: 1.0,
         l2: 0.0,
+        l2_form: L2Form::MeanOfSquares,
         second_pass: SecondPass::Full,
     };
     let sgld = Sgld::reference(5);

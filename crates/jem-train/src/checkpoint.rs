@@ -18,6 +18,20 @@ use crate::{Result, TrainError};
 /// Value of the `format` metadata.
 pub const FORMAT: &str = "sadajem-checkpoint-1";
 
+/// One divergence and what the guard did about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RollbackEvent {
+    /// The iteration that diverged.
+    pub iteration: u64,
+    /// What was detected (non-finite loss, |loss| or |energy| above the limit, ...).
+    pub cause: String,
+    /// The iteration training went back to (`None`: the guard's budget was spent and the run
+    /// stopped).
+    pub to_iteration: Option<u64>,
+    /// What changed for the retry, e.g. `new random stream (seed offset 1)`.
+    pub change: String,
+}
+
 /// Changes made by the divergence guard so far (carried across rollbacks).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuardState {
@@ -29,6 +43,9 @@ pub struct GuardState {
     pub lr_scale: f64,
     /// SGLD steps added (`more-steps`).
     pub extra_steps: usize,
+    /// Every divergence so far, in order (absent in checkpoints of older versions).
+    #[serde(default)]
+    pub events: Vec<RollbackEvent>,
 }
 
 impl GuardState {

@@ -244,7 +244,10 @@ impl Trainer {
                     "divergence at iteration {}: {reason}; rolling back",
                     self.progress.iteration
                 ));
-                self.rollback(&reason)?;
+                if let Err(e) = self.rollback(&reason) {
+                    reporter.finish();
+                    return Err(self.stop_diverged(e, last_eval, session_iter, session_start));
+                }
                 streams = self.streams()?;
                 window = Window::default();
                 continue;
@@ -298,7 +301,10 @@ impl Trainer {
             if epoch_end || every_iters {
                 if !self.model_is_finite()? {
                     let reason = "non-finite weights after the update".to_string();
-                    self.rollback(&reason)?;
+                    if let Err(e) = self.rollback(&reason) {
+                        reporter.finish();
+                        return Err(self.stop_diverged(e, last_eval, session_iter, session_start));
+                    }
                     streams = self.streams()?;
                     continue;
                 }
@@ -336,6 +342,40 @@ impl Trainer {
             crate::figures::buffer_grid(&self.opts.run_dir, b, self.data.num_classes)?;
         }
         crate::figures::curves(&self.opts.run_dir)?;
+        self.write_summary(last_eval, stopped, false, session_iter, session_start)
+    }
+
+    /// The run diverged beyond the guard's budget: `summary.json` records it (the divergence
+    /// is a result: the paper marks JEM and JEM++ as regularly diverging) beside the training
+    /// curves; `last.safetensors` stays the last good state. Returns the error to report.
+    fn stop_diverged(
+        &mut self,
+        err: TrainError,
+        last_eval: Option<EvalRecord>,
+        session_iter: u64,
+        session_start: f64,
+    ) -> TrainError {
+        if !matches!(err, TrainError::Diverged(_)) {
+            return err;
+        }
+        let stopped = format!("diverged: {err}");
+        let written = crate::figures::curves(&self.opts.run_dir).and_then(|()| {
+            self.write_summary(last_eval, stopped, true, session_iter, session_start)
+        });
+        match written {
+            Ok(_) => err,
+            Err(e) => TrainError::RunDir(format!("{err}; and summary.json was not written: {e}")),
+        }
+    }
+
+    fn write_summary(
+        &self,
+        last_eval: Option<EvalRecord>,
+        stopped: String,
+        diverged: bool,
+        session_iter: u64,
+        session_start: f64,
+    ) -> Result<RunSummary> {
         let secs = self.progress.train_seconds - session_start;
         let summary = RunSummary {
             iterations: self.progress.iteration,
@@ -344,6 +384,8 @@ impl Trainer {
             last_eval,
             best: self.progress.best,
             rollbacks: self.progress.guard.failures,
+            rollback_events: self.progress.guard.events.clone(),
+            diverged,
             stopped,
         };
         let text = serde_json::to_string_pretty(&summary)

@@ -16,7 +16,7 @@ use jem_sampler::Sgld;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::config::{LossConfig, SecondPass};
+use crate::config::{L2Form, LossConfig, SecondPass};
 
 /// The optimizer of a run: a base optimizer, optionally wrapped in SAM / ASAM.
 pub struct Optimizers {
@@ -70,11 +70,21 @@ fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
 }
 
-/// Loss of one pass given the negatives; `full` adds the `px` weight and the L2 term.
+/// The L2 penalty on the energies of the positive and negative batches, from their per-sample
+/// log-densities (`E = -LSE`, so the squares are the same).
+fn l2_penalty(lse_pos: &Tensor, lse_neg: &Tensor, form: L2Form) -> Result<Tensor> {
+    Ok(match form {
+        L2Form::MeanOfSquares => (lse_pos.sqr()?.mean_all()? + lse_neg.sqr()?.mean_all()?)?,
+        L2Form::SquareOfMean => (lse_pos.mean_all()?.sqr()? + lse_neg.mean_all()?.sqr()?)?,
+    })
+}
+
+/// Loss of one pass given the per-sample log-densities of `x+` and the negatives; `full` adds
+/// the `px` weight and the L2 term.
 fn loss_pass(
     model: &WideResNet,
     mode: BnMode,
-    fp: Option<Tensor>,
+    lse_pos: Option<Tensor>,
     x_neg: Option<&Tensor>,
     batch: &StepBatch,
     w: &LossConfig,
@@ -89,13 +99,14 @@ fn loss_pass(
         });
         Ok(())
     };
-    if let (Some(fp), Some(x_neg)) = (fp, x_neg) {
-        let fq = jem::log_density(&model.logits(x_neg, mode)?)?.mean_all()?;
+    if let (Some(lse_pos), Some(x_neg)) = (lse_pos, x_neg) {
+        let lse_neg = jem::log_density(&model.logits(x_neg, mode)?)?;
+        let (fp, fq) = (lse_pos.mean_all()?, lse_neg.mean_all()?);
         stats.e_pos = -scalar(&fp)?;
         stats.e_neg = -scalar(&fq)?;
         let mut lpx = (&fq - &fp)?;
         if full && w.l2 > 0.0 {
-            lpx = (lpx + ((fp.sqr()? + fq.sqr()?)? * w.l2)?)?;
+            lpx = (lpx + (l2_penalty(&lse_pos, &lse_neg, w.l2_form)? * w.l2)?)?;
         }
         add(if full { (lpx * w.px)? } else { lpx })?;
     }
@@ -121,20 +132,28 @@ pub fn first_pass(
     w: &LossConfig,
 ) -> Result<FirstPass> {
     let generative = w.px > 0.0;
-    let (fp, x_neg) = if generative {
+    let (lse_pos, x_neg) = if generative {
         let (Some(x_pos), Some(x_start), Some(sgld)) = (&batch.x_pos, &batch.x_start, sampler)
         else {
             return Err(crate::TrainError::Config(
                 "loss.px > 0 needs positives, chain starts and a sampler".into(),
             ));
         };
-        let fp = jem::log_density(&model.logits(x_pos, BnMode::Train)?)?.mean_all()?;
+        let lse_pos = jem::log_density(&model.logits(x_pos, BnMode::Train)?)?;
         let x_neg = sgld.run(model, x_start, None, rng)?;
-        (Some(fp), Some(x_neg))
+        (Some(lse_pos), Some(x_neg))
     } else {
         (None, None)
     };
-    let (loss, stats) = loss_pass(model, BnMode::Train, fp, x_neg.as_ref(), batch, w, true)?;
+    let (loss, stats) = loss_pass(
+        model,
+        BnMode::Train,
+        lse_pos,
+        x_neg.as_ref(),
+        batch,
+        w,
+        true,
+    )?;
     Ok(FirstPass { loss, stats, x_neg })
 }
 
@@ -155,9 +174,9 @@ pub fn finish(
     };
     sam.first_step(&params, &g1)?;
     drop(g1);
-    let fp = match &batch.x_pos {
+    let lse_pos = match &batch.x_pos {
         Some(x) if first.x_neg.is_some() => {
-            Some(jem::log_density(&model.logits(x, BnMode::TrainFrozen)?)?.mean_all()?)
+            Some(jem::log_density(&model.logits(x, BnMode::TrainFrozen)?)?)
         }
         _ => None,
     };
@@ -165,7 +184,7 @@ pub fn finish(
     let (loss2, stats2) = loss_pass(
         model,
         BnMode::TrainFrozen,
-        fp,
+        lse_pos,
         first.x_neg.as_ref(),
         batch,
         w,
@@ -174,4 +193,74 @@ pub fn finish(
     let g2 = loss2.backward()?;
     sam.second_step(&params, &g2, opt.base.as_mut())?;
     Ok(Some(stats2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use jem_models::WrnConfig;
+
+    /// `(LSE per image, log-softmax rows)` of logits, in f64, written out by hand.
+    fn lse_rows(logits: &Tensor) -> Vec<f64> {
+        let rows: Vec<Vec<f64>> = logits.to_dtype(DType::F64).unwrap().to_vec2().unwrap();
+        rows.iter()
+            .map(|r| {
+                let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+            })
+            .collect()
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    /// The first pass's loss with each L2 form against the objective written out in f64 from
+    /// the model's logits: `mean LSE(x-) - mean LSE(x+) + l2 * L2`, no cross-entropy.
+    #[test]
+    fn both_l2_forms_match_the_objective_written_out() {
+        let dev = Device::Cpu;
+        let model = WideResNet::new(WrnConfig::reference(10, 1, 10), 3, &dev).unwrap();
+        let x_pos = Tensor::randn(0f32, 1.0, (6, 3, 32, 32), &dev).unwrap();
+        let x_neg = Tensor::randn(0.5f32, 2.0, (6, 3, 32, 32), &dev).unwrap();
+        let batch = StepBatch {
+            x_pos: Some(x_pos.clone()),
+            x_start: Some(x_neg.clone()),
+            x_lab: x_pos.clone(),
+            y_lab: Tensor::zeros(6, DType::U32, &dev).unwrap(),
+        };
+        // zero SGLD steps: the negatives are the chains' starting points
+        let sgld = Sgld::reference(0);
+        // train-mode BatchNorm normalizes with the batch's own statistics, so these logits are
+        // the ones the pass computes
+        let lp = lse_rows(&model.logits(&x_pos, BnMode::Train).unwrap());
+        let ln = lse_rows(&model.logits(&x_neg, BnMode::Train).unwrap());
+        let sq = |v: &[f64]| v.iter().map(|x| x * x).collect::<Vec<_>>();
+        let want_mean_of_squares = mean(&sq(&lp)) + mean(&sq(&ln));
+        let want_square_of_mean = mean(&lp).powi(2) + mean(&ln).powi(2);
+        // the two forms differ by the variance of LSE over a batch, small at initialization:
+        // a large coefficient makes the difference stand far above f32 rounding
+        let l2 = 100.0;
+        let tol = |want: f64| 1e-6 * want.abs();
+        let base = mean(&ln) - mean(&lp);
+        let gap = l2 * (want_mean_of_squares - want_square_of_mean).abs();
+        assert!(gap > 10.0 * tol(base + l2 * want_mean_of_squares), "{gap}");
+        for (form, penalty) in [
+            (L2Form::MeanOfSquares, want_mean_of_squares),
+            (L2Form::SquareOfMean, want_square_of_mean),
+        ] {
+            let w = LossConfig {
+                pyx: 0.0,
+                l2,
+                l2_form: form,
+                ..LossConfig::default()
+            };
+            let mut rng = jem_data::rng::rng_for(&[1]);
+            let first = first_pass(&model, &batch, Some(&sgld), &mut rng, &w).unwrap();
+            let want = base + l2 * penalty;
+            let got = first.stats.loss;
+            assert!((got - want).abs() < tol(want), "{form:?}: {got} vs {want}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use jem_optim::{Adam, AdamConfig, Sam, Schedule, Sgd, SgdConfig};
 use jem_sampler::{ReplayBuffer, Sgld};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, GuardState, Progress};
+use crate::checkpoint::{Checkpoint, GuardState, Progress, RollbackEvent};
 use crate::config::{OptimKind, Recovery, SamKind, TrainConfig};
 use crate::data::RunData;
 use crate::eval::EvalRecord;
@@ -47,6 +47,10 @@ pub struct RunSummary {
     pub best: Option<(f64, u64)>,
     /// Divergence rollbacks.
     pub rollbacks: usize,
+    /// Every divergence: iteration, cause, what changed for the retry.
+    pub rollback_events: Vec<RollbackEvent>,
+    /// The run stopped because it diverged more often than `guard.max_failures` allows.
+    pub diverged: bool,
     /// Why the run stopped.
     pub stopped: String,
 }
@@ -339,7 +343,8 @@ impl Trainer {
     }
 
     /// Handles a divergence at the current iteration: counts it, stops when the guard's
-    /// budget is spent, otherwise reloads `last.safetensors` and applies the recoveries.
+    /// budget is spent (the event is kept in the progress, so that the summary reports it),
+    /// otherwise reloads `last.safetensors` and applies the recoveries.
     pub(crate) fn rollback(&mut self, reason: &str) -> Result<()> {
         let at = self.progress.iteration;
         let mut g: GuardState = self.progress.guard.clone();
@@ -348,29 +353,60 @@ impl Trainer {
             "event": "divergence", "iteration": at, "reason": reason, "failures": g.failures,
         }))?;
         if g.failures > self.cfg.guard.max_failures {
+            g.events.push(RollbackEvent {
+                iteration: at,
+                cause: reason.to_string(),
+                to_iteration: None,
+                change: "none: the run stopped".into(),
+            });
+            let failures = g.failures;
+            self.progress.guard = g;
             return Err(TrainError::Diverged(format!(
                 "iteration {at}: {reason}; this is divergence number {} and guard.max_failures is {}. \
-                 The last good state is {}. Try a lower optim.lr, more sampler.steps, loss.l2 = 0.1 \
-                 or a smooth activation, then `jem train --resume`.",
-                g.failures,
+                 The last good state is {}. Retrying with new random streams did not help; the \
+                 experiment can be changed with a lower optim.lr, more sampler.steps, loss.l2, \
+                 or guard.recovery = [\"new-seed\", \"lower-lr\", \"more-steps\"], then \
+                 `jem train --resume`.",
+                failures,
                 self.cfg.guard.max_failures,
                 self.opts.run_dir.join("last.safetensors").display()
             )));
         }
+        let mut changes = Vec::new();
         for r in &self.cfg.guard.recovery {
             match r {
-                Recovery::NewSeed => g.seed_offset += 1,
-                Recovery::LowerLr => g.lr_scale *= self.cfg.guard.lr_factor,
-                Recovery::MoreSteps => g.extra_steps += self.cfg.guard.extra_steps,
+                Recovery::NewSeed => {
+                    g.seed_offset += 1;
+                    changes.push(format!("new random stream (seed offset {})", g.seed_offset));
+                }
+                Recovery::LowerLr => {
+                    g.lr_scale *= self.cfg.guard.lr_factor;
+                    changes.push(format!("learning rate x{}", g.lr_scale));
+                }
+                Recovery::MoreSteps => {
+                    g.extra_steps += self.cfg.guard.extra_steps;
+                    changes.push(format!("K + {} SGLD steps", g.extra_steps));
+                }
             }
         }
         let path = self.opts.run_dir.join("last.safetensors");
         let ck = Checkpoint::load(&path, &self.opts.device)?;
         self.restore(ck, &path)?;
+        g.events.push(RollbackEvent {
+            iteration: at,
+            cause: reason.to_string(),
+            to_iteration: Some(self.progress.iteration),
+            change: if changes.is_empty() {
+                "nothing (guard.recovery is empty)".into()
+            } else {
+                changes.join(", ")
+            },
+        });
         self.progress.guard = g.clone();
         self.log.write(&serde_json::json!({
             "event": "rollback", "from_iteration": at, "to_iteration": self.progress.iteration,
             "seed_offset": g.seed_offset, "lr_scale": g.lr_scale, "extra_steps": g.extra_steps,
+            "change": g.events.last().map(|e| e.change.clone()),
         }))?;
         Ok(())
     }

@@ -15,7 +15,7 @@ use jem_data::rng::rng_for;
 use jem_models::{WideResNet, WrnConfig};
 use jem_optim::{Sam, Sgd, SgdConfig};
 use jem_sampler::Sgld;
-use jem_train::config::{LossConfig, SecondPass};
+use jem_train::config::{L2Form, LossConfig, SecondPass};
 use jem_train::step::{Optimizers, StepBatch, finish, first_pass};
 
 fn golden() -> HashMap<String, Tensor> {
@@ -64,6 +64,8 @@ fn two_iterations_match_pytorch() {
         px: 1.0,
         pyx: 1.0,
         l2: 0.1,
+        // the reference code's form, which the golden file was made with
+        l2_form: L2Form::SquareOfMean,
         second_pass: SecondPass::Full,
     };
     let sgld = Sgld::reference(2);

@@ -178,7 +178,7 @@ fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
 }
 
 #[test]
-fn an_injected_nan_rolls_back_and_applies_the_recoveries() {
+fn by_default_a_divergence_retries_with_a_new_seed_and_the_same_hyper_parameters() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let cfg = tiny(&[
@@ -186,12 +186,14 @@ fn an_injected_nan_rolls_back_and_applies_the_recoveries() {
         "run.checkpoint_every_iters=1",
         "guard.inject_nan_at=[2]",
     ]);
+    assert_eq!(cfg.guard.recovery, [jem_train::config::Recovery::NewSeed]);
     let mut t = start(cfg, &dir).unwrap();
     let s = t.run().unwrap();
-    assert_eq!((s.iterations, s.rollbacks), (4, 1));
+    assert_eq!((s.iterations, s.rollbacks, s.diverged), (4, 1, false));
     let g = &t.progress().guard;
-    assert_eq!((g.failures, g.seed_offset, g.extra_steps), (1, 1, 5));
-    assert!((g.lr_scale - 0.5).abs() < 1e-12);
+    // the experiment is unchanged: same learning rate, same K
+    assert_eq!((g.failures, g.seed_offset, g.extra_steps), (1, 1, 0));
+    assert_eq!(g.lr_scale, 1.0);
     let (records, events) = read_log(&dir, "train.jsonl");
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(iterations(&records), [1, 2, 3, 4]);
@@ -199,9 +201,47 @@ fn an_injected_nan_rolls_back_and_applies_the_recoveries() {
     assert_eq!(events[0]["iteration"], 2);
     assert_eq!(events[1]["event"], "rollback");
     assert_eq!(events[1]["to_iteration"], 2);
+    // summary.json lists the rollback: iteration, cause, what changed
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rollbacks"], 1);
+    assert_eq!(summary["diverged"], false);
+    let e = &summary["rollback_events"][0];
+    assert_eq!(
+        (e["iteration"].as_u64(), e["to_iteration"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(
+        e["cause"].as_str().unwrap().contains("non-finite loss"),
+        "{e}"
+    );
+    assert_eq!(e["change"], "new random stream (seed offset 1)");
     // the recovery state survives in the checkpoint, so a resumed run keeps it
     let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(ck.progress.guard.seed_offset, 1);
+    assert_eq!(ck.progress.guard.events.len(), 1);
+}
+
+#[test]
+fn lowering_the_lr_and_adding_steps_are_opt_in_recoveries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let cfg = tiny(&[
+        "run.max_iters=4",
+        "run.checkpoint_every_iters=1",
+        "guard.inject_nan_at=[2]",
+        "guard.recovery=[\"new-seed\", \"lower-lr\", \"more-steps\"]",
+    ]);
+    let mut t = start(cfg, &dir).unwrap();
+    let s = t.run().unwrap();
+    assert_eq!((s.iterations, s.rollbacks), (4, 1));
+    let g = &t.progress().guard;
+    assert_eq!((g.failures, g.seed_offset, g.extra_steps), (1, 1, 5));
+    assert!((g.lr_scale - 0.5).abs() < 1e-12);
+    assert_eq!(
+        s.rollback_events[0].change,
+        "new random stream (seed offset 1), learning rate x0.5, K + 5 SGLD steps"
+    );
 }
 
 #[test]
@@ -222,6 +262,17 @@ fn divergence_beyond_the_budget_stops_with_a_clear_error_and_a_sound_checkpoint(
     );
     let ck = Checkpoint::load(&dir.join("last.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(ck.progress.iteration, 0);
+    // the divergence is a result: summary.json says the run stopped on it
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["diverged"], true);
+    assert!(
+        summary["stopped"].as_str().unwrap().starts_with("diverged"),
+        "{summary}"
+    );
+    let e = &summary["rollback_events"][0];
+    assert_eq!(e["iteration"], 1);
+    assert!(e["to_iteration"].is_null(), "{e}");
 }
 
 #[test]

@@ -38,7 +38,7 @@ use jem_sampler::{InitKind, ReplayBuffer, Sgld};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{LossConfig, SecondPass};
+use crate::config::{L2Form, LossConfig, SecondPass};
 use crate::step::{Optimizers, StepBatch, finish, first_pass};
 use crate::{Result, TrainError};
 
@@ -207,6 +207,7 @@ pub(crate) const LOSS: LossConfig = LossConfig {
     px: 1.0,
     pyx: 1.0,
     l2: 0.0,
+    l2_form: L2Form::MeanOfSquares,
     second_pass: SecondPass::Full,
 };
 

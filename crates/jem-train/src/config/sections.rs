@@ -135,7 +135,21 @@ pub enum SecondPass {
     Reference,
 }
 
-/// Terms of the objective `px * [E(x+) - E(x-) + l2 (E(x+)^2 + E(x-)^2)] + pyx * CE`.
+/// How the L2 penalty on the energies is taken over a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum L2Form {
+    /// IGEBM's (Du & Mordatch 2019, `l2_coeff * (mean(E(x+)^2) + mean(E(x-)^2))`): every
+    /// sample's energy is pulled towards 0. The paper's Table 5 row "JEM++ w/o DA + L2" names
+    /// IGEBM's regularization, so this is the default.
+    MeanOfSquares,
+    /// The released SADA-JEM code's (`l2_coeff * (fp^2 + fq^2)` with `fp`, `fq` the batch
+    /// means of LSE): only the batch's mean energy is pulled towards 0.
+    SquareOfMean,
+}
+
+/// Terms of the objective `px * [E(x+) - E(x-) + l2 * L2(E(x+), E(x-))] + pyx * CE`, with
+/// `L2` as [`L2Form`] says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
@@ -143,8 +157,10 @@ pub struct LossConfig {
     pub px: f64,
     /// Weight of the cross-entropy (the reference only gates it on `pyx > 0`).
     pub pyx: f64,
-    /// L2 penalty on the energies (the JEM authors suggest ~0.1 against divergence).
+    /// L2 penalty on the energies (IGEBM: 1; the JEM authors suggest ~0.1 against divergence).
     pub l2: f64,
+    /// How the L2 penalty averages over the batch.
+    pub l2_form: L2Form,
     /// Objective of the second SAM pass.
     pub second_pass: SecondPass,
 }
@@ -155,6 +171,7 @@ impl Default for LossConfig {
             px: 1.0,
             pyx: 1.0,
             l2: 0.0,
+            l2_form: L2Form::MeanOfSquares,
             second_pass: SecondPass::Full,
         }
     }
@@ -330,7 +347,11 @@ pub enum Recovery {
     MoreSteps,
 }
 
-/// Divergence detection and recovery.
+/// Divergence detection and recovery. The default keeps the experiment as configured: a
+/// divergence rolls back to the last checkpoint and retries with a new random stream and the
+/// same hyper-parameters, at most `max_failures` times, then the run stops (the reference
+/// stops at the first one; the JEM authors restarted diverged runs with a new seed).
+/// `lower-lr` and `more-steps` change the experiment and are opt-in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuardConfig {
@@ -340,7 +361,7 @@ pub struct GuardConfig {
     pub max_abs_energy: f64,
     /// Rollbacks allowed before the run stops.
     pub max_failures: usize,
-    /// What each rollback changes.
+    /// What each rollback changes (default: only the random stream).
     pub recovery: Vec<Recovery>,
     /// Learning-rate factor of `lower-lr`.
     pub lr_factor: f64,
@@ -356,7 +377,7 @@ impl Default for GuardConfig {
             max_abs_loss: 1e5,
             max_abs_energy: 1e4,
             max_failures: 3,
-            recovery: vec![Recovery::NewSeed, Recovery::LowerLr, Recovery::MoreSteps],
+            recovery: vec![Recovery::NewSeed],
             lr_factor: 0.5,
             extra_steps: 5,
             inject_nan_at: Vec::new(),
