@@ -9,6 +9,8 @@
 //!   (`../shared/bench/torch_baseline.py`), measures (a)-(d), alternating, one ratio table.
 //! - `reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] ...`: the
 //!   train -> eval stages of a reproduction (idempotent, resumable) and its report.
+//! - `check-presets`: every preset of the paper's rows against the row's settings
+//!   (`configs/paper-numbers.toml`); exits non-zero when one drifts.
 //! - `check-cuda [--cudnn] [--build]`: compiles `jem` with CUDA on a machine without a GPU.
 //! - `gpu-check [--cudnn]`: builds the CUDA `jem` and packs the GPU check into `gpu-check/`.
 
@@ -16,9 +18,11 @@ mod bench;
 mod flops;
 mod gpu;
 mod html;
+mod paper;
 mod quick_data;
 mod report;
 mod reproduce;
+mod results;
 mod tables;
 
 use std::io::{BufRead, BufReader};
@@ -34,13 +38,14 @@ fn main() -> ExitCode {
         Some("make-quick-data") => quick_data::run(&args[1..]),
         Some("reproduce") => reproduce::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("check-presets") => paper::check_presets_command(),
         Some("check-cuda") => gpu::check_cuda(&args[1..]),
         Some("gpu-check") => gpu::gpu_check(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
                  reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
-                 [--device D] [--out DIR] | check-cuda [--cudnn] [--build] | \
+                 [--device D] [--out DIR] | check-presets | check-cuda [--cudnn] [--build] | \
                  gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d]>"
             );
             return ExitCode::from(2);

@@ -125,13 +125,12 @@ pub fn write(
     );
 
     let paper_file = root.join("configs/paper-numbers.toml");
-    let mut paper = if paper_file.exists() {
-        tables::Paper::load(&paper_file, target)?
+    let paper = if paper_file.exists() {
+        Some(crate::paper::PaperFile::load(&paper_file)?)
     } else {
-        tables::Paper::empty(target)
+        None
     };
-    tables::main_tables(&mut md, &mut paper, models, out);
-    tables::ablation_tables(&mut md, &mut paper, models, out);
+    tables::write_tables(&mut md, paper.as_ref(), target, models, out);
 
     let _ = writeln!(
         md,

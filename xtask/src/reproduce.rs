@@ -11,12 +11,15 @@ use anyhow::{Context, Result, bail};
 use jem_train::TrainConfig;
 use jem_train::config::SamKind;
 
+use crate::paper::PaperFile;
 use crate::report;
 
 /// One model of the plan.
 pub struct Model {
-    /// Folder name under the output folder.
+    /// Folder name under the output folder (the preset's file stem).
     pub key: String,
+    /// The preset's path under `configs/` without `.toml` (`cifar10/ablation/jem-k10`).
+    pub preset: String,
     /// The preset.
     pub config: PathBuf,
     /// The resolved preset.
@@ -95,44 +98,50 @@ pub(crate) fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The presets of a target: the SADA-JEM rows, the baselines, and with `ablations` the rows
-/// of the paper's Tables 5 and 6.
-pub fn presets(target: &str, ablations: bool) -> Vec<String> {
-    let list: Vec<&str> = match target {
-        "quick" => vec!["fashion-mnist-quick/sadajem", "fashion-mnist-quick/softmax"],
-        "fashion-mnist" => vec![
-            "fashion-mnist/sadajem-wrn10-2",
-            "fashion-mnist/softmax-wrn10-2",
+/// The presets of a target: for CIFAR, every preset a row of the paper's tables names
+/// (`configs/paper-numbers.toml`; the ablation tables' only with `ablations`); for the
+/// Fashion-MNIST targets, SADA-JEM and the softmax baseline.
+pub fn presets(target: &str, ablations: bool) -> Result<Vec<String>> {
+    Ok(match target {
+        "quick" => vec![
+            "fashion-mnist-quick/sadajem".into(),
+            "fashion-mnist-quick/softmax".into(),
         ],
-        _ => {
-            let mut v = vec![
-                "sadajem",
-                "sadajem-k10",
-                "sadajem-k20",
-                "jem",
-                "jempp",
-                "softmax",
-                "softmax-sam",
-            ];
-            if ablations {
-                v.extend([
-                    "jem-sam",
-                    "jempp-sam",
-                    "jempp-noda",
-                    "sadajem-sam-rho0.05",
-                    "sadajem-sam-rho0.1",
-                    "sadajem-sam-rho0.5",
-                    "sadajem-asam-rho0.5",
-                    "sadajem-asam-rho1.0",
-                    "sadajem-asam-rho2.0",
-                    "sadajem-l2",
-                    "sadajem-code",
-                ]);
-            }
-            return v.into_iter().map(|p| format!("{target}/{p}")).collect();
+        "fashion-mnist" => vec![
+            "fashion-mnist/sadajem-wrn10-2".into(),
+            "fashion-mnist/softmax-wrn10-2".into(),
+        ],
+        _ => PaperFile::load(&paper_file())?.presets_of(target, ablations),
+    })
+}
+
+/// `configs/paper-numbers.toml`.
+pub fn paper_file() -> PathBuf {
+    root().join("configs/paper-numbers.toml")
+}
+
+/// Loads the presets of a plan; their keys (file stems, the output folders) must differ.
+pub fn load_models(presets: &[String]) -> Result<Vec<Model>> {
+    let mut models: Vec<Model> = Vec::new();
+    for p in presets {
+        let config = crate::paper::preset_file(&root().join("configs"), p);
+        let cfg = TrainConfig::load(&config, &[])
+            .with_context(|| format!("preset {}", config.display()))?;
+        let key = crate::tables::key_of(p).to_string();
+        if let Some(other) = models.iter().find(|m| m.key == key) {
+            bail!(
+                "presets {} and {p} would share the output folder {key}",
+                other.preset
+            );
         }
-    };
-    list.into_iter().map(String::from).collect()
+        models.push(Model {
+            key,
+            preset: p.clone(),
+            config,
+            cfg,
+        });
+    }
+    Ok(models)
 }
 
 /// Multiply-adds of one forward pass of a WRN-depth-width on one image of `side` pixels
@@ -312,14 +321,7 @@ pub fn run(args: &[String]) -> Result<()> {
         data_args.extend(["--data-dir".to_string(), d.display().to_string()]);
     }
     data_args.extend(["--device".to_string(), a.device.clone()]);
-    let mut models = Vec::new();
-    for p in presets(&a.target, a.ablations) {
-        let config = root.join("configs").join(format!("{p}.toml"));
-        let cfg = TrainConfig::load(&config, &[])
-            .with_context(|| format!("preset {}", config.display()))?;
-        let key = p.rsplit('/').next().unwrap_or(&p).to_string();
-        models.push(Model { key, config, cfg });
-    }
+    let models = load_models(&presets(&a.target, a.ablations)?)?;
     let mut stages: Vec<Stage> = models
         .iter()
         .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu))
@@ -394,6 +396,12 @@ pub fn run(args: &[String]) -> Result<()> {
             s.args.join(" ")
         );
     }
+    if matches!(a.target.as_str(), "cifar10" | "cifar100") {
+        print!(
+            "{}",
+            rows_plan(&PaperFile::load(&paper_file())?, &a.target, &models)
+        );
+    }
     if a.dry_run {
         return Ok(());
     }
@@ -455,6 +463,24 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Every row of the paper's tables for `target` and the preset of this plan that reproduces
+/// it, one line each.
+pub fn rows_plan(paper: &PaperFile, target: &str, models: &[Model]) -> String {
+    let mut s = String::from("rows of the paper's tables and their presets:\n");
+    for t in paper.tables_of(target) {
+        s.push_str(&format!("  {}\n", t.title));
+        for r in &t.row {
+            let preset = match &r.preset {
+                None => "no preset (a published number only)".to_string(),
+                Some(p) if models.iter().any(|m| &m.preset == p) => p.clone(),
+                Some(p) => format!("{p} (not in this plan: --ablations)"),
+            };
+            s.push_str(&format!("    {:<24} -> {preset}\n", r.label));
+        }
+    }
+    s
+}
+
 /// Builds `jem`: in the dev profile by default, whose dependencies (optimized, see the
 /// workspace's Cargo.toml) `cargo xtask` has just compiled, so a fresh clone compiles them
 /// once; in the release profile (about 10 % faster training, a second full compilation) with
@@ -499,22 +525,16 @@ mod tests {
 
     #[test]
     fn every_preset_of_every_target_loads_and_plans() {
-        for (target, n) in [
-            ("quick", 2),
-            ("fashion-mnist", 2),
-            ("cifar10", 7),
-            ("cifar100", 7),
+        for (target, n, with_ablations) in [
+            ("quick", 2, 2),
+            ("fashion-mnist", 2, 2),
+            ("cifar10", 9, 23),
+            ("cifar100", 9, 9),
         ] {
-            let p = presets(target, false);
-            assert_eq!(p.len(), n, "{target}");
-            for preset in presets(target, true) {
-                let config = root().join("configs").join(format!("{preset}.toml"));
-                let cfg = TrainConfig::load(&config, &[]).unwrap();
-                let m = Model {
-                    key: preset.rsplit('/').next().unwrap().to_string(),
-                    config,
-                    cfg,
-                };
+            assert_eq!(presets(target, false).unwrap().len(), n, "{target}");
+            let all = presets(target, true).unwrap();
+            assert_eq!(all.len(), with_ablations, "{target}");
+            for m in load_models(&all).unwrap() {
                 let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false);
                 assert_eq!(stages[0].name, format!("{}/train", m.key));
                 assert!(
@@ -527,11 +547,43 @@ mod tests {
                     .map(|s| s.name.rsplit('/').next().unwrap())
                     .collect();
                 for task in ["accuracy", "calibration", "ood"] {
-                    assert!(names.contains(&task), "{preset}: {names:?}");
+                    assert!(names.contains(&task), "{}: {names:?}", m.preset);
                 }
-                assert_eq!(names.contains(&"generate"), m.cfg.loss.px > 0.0, "{preset}");
+                assert_eq!(
+                    names.contains(&"generate"),
+                    m.cfg.loss.px > 0.0,
+                    "{}",
+                    m.preset
+                );
             }
         }
+    }
+
+    /// The dry run's list of rows names every row of Tables 5 and 6 with its preset.
+    #[test]
+    fn the_plan_lists_every_ablation_row_with_its_preset() {
+        let paper = PaperFile::load(&paper_file()).unwrap();
+        let models = load_models(&presets("cifar10", true).unwrap()).unwrap();
+        let text = rows_plan(&paper, "cifar10", &models);
+        for t in paper.table.iter().filter(|t| t.target == "cifar10") {
+            assert!(text.contains(&t.title), "{}", t.title);
+        }
+        let line = |label: &str, preset: &str| format!("    {label:<24} -> {preset}\n");
+        for (label, preset) in [
+            ("JEM++ w/o DA + L2*", "cifar10/ablation/jempp-noda-l2"),
+            ("ASAM (rho = 8)", "cifar10/ablation/sadajem-asam-rho8"),
+            ("SAM (rho = 0.2)", "cifar10/sadajem-k10"),
+            ("VERA [18]", "no preset (a published number only)"),
+        ] {
+            assert!(text.contains(&line(label, preset)), "{label}: {text}");
+        }
+        assert!(!text.contains("not in this plan"), "{text}");
+        let main = load_models(&presets("cifar10", false).unwrap()).unwrap();
+        let text = rows_plan(&paper, "cifar10", &main);
+        assert!(
+            text.contains("cifar10/ablation/jem-k10 (not in this plan: --ablations)"),
+            "{text}"
+        );
     }
 
     #[test]
