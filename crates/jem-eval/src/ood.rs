@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{D, DType};
+use jem_data::derived::{INTERP_BATCH, seeded_interp_pairs};
 use jem_data::{DatasetName, ImageSet, LoadOptions};
 use jem_metrics::ood::{OodReport, ood_report};
 use jem_models::BnMode;
@@ -134,10 +135,8 @@ impl OodImages {
 
 /// The images of an OOD set by name: a data set's test split (`mnist`, `svhn`, ...), or a
 /// synthetic set of the in-distribution test split's shape and size: `uniform` (uniform
-/// pixel noise), `constant` (one random colour per image) or `<dataset>-interp` (the mean of
-/// two test images: the test split shuffled, each image averaged with its predecessor in its
-/// batch of 100, the first batch skipped, as the reference's CIFAR10-interp; the mean is taken
-/// in model space when the images are scored, see [`OodImages`]).
+/// pixel noise), `constant` (one random colour per image) or `<dataset>-interp` (the
+/// reference's CIFAR10-interp over the test split, see [`interp_images`]).
 pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Result<OodImages> {
     let test = &s.data.test;
     let shape = test.shape;
@@ -166,20 +165,7 @@ pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Re
             }
             one(ImageSet::new(px, vec![0; n], shape, 1, "constant images")?)
         }
-        interp if interp.ends_with("-interp") => {
-            let order = jem_data::rng::permutation(n, jem_data::rng::derive_seed(&[seed, 7]));
-            let (mut first, mut second) = (Vec::new(), Vec::new());
-            for chunk in order.chunks(100).skip(1) {
-                for (k, &i) in chunk.iter().enumerate() {
-                    first.push(i);
-                    second.push(chunk[(k + chunk.len() - 1) % chunk.len()]);
-                }
-            }
-            Ok(OodImages {
-                first: test.subset(&first),
-                second: Some(test.subset(&second)),
-            })
-        }
+        interp if interp.ends_with("-interp") => interp_images(test, seed),
         other => {
             let d: DatasetName = other.parse()?;
             let set = d.load("test", data_dir, &LoadOptions::default())?;
@@ -192,6 +178,20 @@ pub fn ood_images(s: &EvalSession, name: &str, data_dir: &Path, seed: u64) -> Re
             one(set)
         }
     }
+}
+
+/// The reference's CIFAR10-interp over `test`: the pairs of
+/// [`jem_data::derived::seeded_interp_pairs`] (the test split shuffled with `seed` in batches
+/// of [`INTERP_BATCH`], each image of a batch paired with the image at the same position of
+/// the previous batch, the first batch giving none), kept as pairs because u8 images cannot
+/// hold their means; [`score_set`] averages them in model space.
+pub fn interp_images(test: &ImageSet, seed: u64) -> Result<OodImages> {
+    let pairs = seeded_interp_pairs(test.len(), INTERP_BATCH, seed)?;
+    let (first, second): (Vec<usize>, Vec<usize>) = pairs.into_iter().unzip();
+    Ok(OodImages {
+        first: test.subset(&first),
+        second: Some(test.subset(&second)),
+    })
 }
 
 /// Scores every image of `set`.
