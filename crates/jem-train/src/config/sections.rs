@@ -15,7 +15,8 @@ pub struct DataConfig {
     pub pad_to: Option<usize>,
     /// Repeat a grayscale channel into three.
     pub gray_to_rgb: bool,
-    /// Training images held out for validation (model selection).
+    /// Training images held out for validation (model selection; the paper's models train
+    /// on all images: 0).
     pub valid_size: usize,
     /// Seed of the train / validation split (the same for every run seed).
     pub split_seed: u64,
@@ -43,7 +44,7 @@ impl Default for DataConfig {
             dataset: "cifar10".into(),
             pad_to: None,
             gray_to_rgb: false,
-            valid_size: 5000,
+            valid_size: 0,
             split_seed: 1234,
             px_batch_size: 64,
             clf_batch_size: 128,
@@ -308,7 +309,7 @@ impl Default for RunConfig {
             eval_every_iters: 0,
             checkpoint_every_epochs: 10,
             checkpoint_every_iters: 0,
-            select_on: SelectOn::Valid,
+            select_on: SelectOn::None,
         }
     }
 }

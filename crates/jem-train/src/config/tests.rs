@@ -13,6 +13,14 @@ fn defaults_are_the_papers_sadajem_and_round_trip() {
     c.validate().unwrap();
     let back = TrainConfig::from_toml(&c.to_toml().unwrap(), "round trip").unwrap();
     assert_eq!(back, c);
+    // the defaults are the paper's preset, up to its name and the loader's threads
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cifar10/sadajem.toml");
+    let mut preset = TrainConfig::load(&file, &[]).unwrap();
+    preset.name = c.name.clone();
+    preset.description = c.description.clone();
+    preset.data.workers = c.data.workers;
+    assert_eq!(preset, c);
 }
 
 #[test]
