@@ -307,6 +307,94 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
     // the second task did not overwrite the first one's result
     assert!(json(&eval_dir.join("fid.json"))["fid"]["fid"].is_number());
 
+    // fresh chains: their own files beside the buffer's, every chain's image kept
+    for task in ["fid", "is"] {
+        let args = [
+            "eval",
+            task,
+            "--checkpoint",
+            ck_s,
+            "--weights",
+            w,
+            "--real-splits",
+            "test",
+            "--source",
+            "chains",
+            "--chains",
+            "6",
+            "--chain-steps",
+            "2",
+        ];
+        let out = jem(&args, tmp.path());
+        assert!(out.status.success(), "{task} chains: {}", stderr(&out));
+        let q = json(&eval_dir.join(format!("{task}-chains.json")));
+        assert_eq!(q["n_source"], 6, "{q}");
+        assert_eq!(q[format!("n_{task}")], 6, "{q}");
+        assert_eq!(q["source"]["kind"], "chains");
+        assert_eq!(q["chain_init"], "informative");
+        let protocol = q["protocol"].as_str().unwrap();
+        assert_eq!(
+            protocol,
+            "6 fresh chains from the informative init, 2 steps of the reference's eval sampler \
+             (step size 1, no noise), seed 1, all kept"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("protocol: {protocol}")),
+            "{stdout}"
+        );
+    }
+    // the buffer's results are still there and still of the buffer
+    let fid = json(&eval_dir.join("fid.json"));
+    assert_eq!(fid["source"]["kind"], "buffer");
+    assert_eq!(fid["n_source"], 100);
+    assert!(
+        fid["protocol"]
+            .as_str()
+            .unwrap()
+            .starts_with("replay buffer (100 images), top 5 %")
+    );
+    // without options: the reference's protocol, 10 % of each predicted class for IS
+    let default_dir = tmp.path().join("default-is");
+    let args = [
+        "eval",
+        "is",
+        "--checkpoint",
+        ck_s,
+        "--weights",
+        w,
+        "--out",
+        default_dir.to_str().unwrap(),
+    ];
+    let out = jem(&args, tmp.path());
+    assert!(out.status.success(), "is: {}", stderr(&out));
+    let q = json(&default_dir.join("is.json"));
+    assert_eq!(
+        q["protocol"],
+        "replay buffer (100 images), top 10 % per predicted class by confidence, as the reference"
+    );
+    assert_eq!(q["options"]["is_ratio"], 0.1);
+    assert!((10..=19).contains(&q["n_is"].as_u64().unwrap()), "{q}");
+    assert!(q["chain_init"].is_null());
+    // chain options are checked before any loading, by flag
+    for (bad, flag) in [
+        (&["--source", "chains", "--chains", "0"][..], "--chains"),
+        (
+            &["--source", "chains", "--chain-steps", "0"][..],
+            "--chain-steps",
+        ),
+        (&["--chains", "5"][..], "--chains"),
+    ] {
+        let args = [
+            &["eval", "fid", "--checkpoint", ck_s, "--weights", w][..],
+            bad,
+        ]
+        .concat();
+        let out = jem(&args, tmp.path());
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(stderr(&out).contains(flag), "{bad:?}: {}", stderr(&out));
+    }
+
     // errors name the input
     let out = jem(&["eval", "accuracy", "--checkpoint", run_s], tmp.path());
     assert!(!out.status.success());

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Command};
 use jem_data::{resolve_cache_dir, resolve_data_dir};
 use jem_eval::EvalSession;
@@ -11,7 +12,7 @@ use jem_eval::attack::RobustnessOptions;
 use jem_eval::energy::LandscapeOptions;
 use jem_eval::generate::{GenerateOptions, SamplerBn};
 use jem_eval::ood::{OodOptions, default_ood_sets};
-use jem_eval::quality::QualityOptions;
+use jem_eval::quality::{DEFAULT_CHAIN_STEPS, DEFAULT_CHAINS, QualityOptions, SampleSource};
 use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
 use crate::args::{data_dir, flag, opt, parsed, path, string};
@@ -114,12 +115,15 @@ pub fn command() -> Command {
                 .arg(opt("seed", "N", "Seed of the chains").default_value("1")),
         ))
         .subcommand(quality(Command::new("fid").about(
-            "FID of the replay buffer's samples (top 90% per predicted class by confidence, as \
-             the reference) against the real data's cached Inception statistics",
+            "FID against the real data's cached Inception statistics: by default of the replay \
+             buffer's samples, top 90% per predicted class by confidence (the reference's \
+             protocol, fid.json); with --source chains of fresh chains, all kept \
+             (fid-chains.json)",
         )))
         .subcommand(quality(Command::new("is").about(
-            "Inception Score of the replay buffer's samples (top 10% per predicted class by \
-             confidence, as the reference)",
+            "Inception Score: by default of the replay buffer's samples, top 10% per predicted \
+             class by confidence (the reference's protocol, is.json); with --source chains of \
+             fresh chains, all kept (is-chains.json)",
         )))
         .subcommand(common(
             Command::new("robustness")
@@ -217,12 +221,94 @@ fn quality(cmd: Command) -> Command {
             )
             .default_value("train,test"),
         )
+        .arg(
+            opt(
+                "source",
+                "SOURCE",
+                "Where the images come from: buffer (the checkpoint's replay buffer, the \
+                 reference's protocol) or chains (fresh chains from the informative init, \
+                 uniform when the run has none, with the reference's eval sampler: step size 1, \
+                 no noise)",
+            )
+            .value_parser(["buffer", "chains"])
+            .default_value("buffer"),
+        )
         .arg(opt(
             "ratio",
             "R",
-            "Fraction of each predicted class kept (default: 0.9 for FID, 0.1 for IS)",
+            "Fraction of each predicted class kept, by confidence (default: buffer 0.9 for FID, \
+             0.1 for IS, as the reference; chains 1, all kept)",
         ))
         .arg(opt("inception-batch", "N", "Images per Inception pass").default_value("50"))
+        .arg(
+            opt(
+                "chains",
+                "N",
+                "With --source chains: fresh chains, one image each (run 100 at a time)",
+            )
+            .default_value("1000"),
+        )
+        .arg(
+            opt(
+                "chain-steps",
+                "S",
+                "With --source chains: steps of each chain (the reference's eval script: 1000)",
+            )
+            .default_value("1000"),
+        )
+        .arg(
+            opt(
+                "chain-seed",
+                "N",
+                "With --source chains: seed of the initial draws",
+            )
+            .default_value("1"),
+        )
+}
+
+/// `--source`, `--chains`, `--chain-steps`, `--chain-seed` and `--ratio` of `jem eval fid` /
+/// `is`, checked before any slow loading; errors name the flag.
+fn quality_options(m: &ArgMatches, task: &str) -> Result<QualityOptions> {
+    let chain_flags = ["chains", "chain-steps", "chain-seed"];
+    let source = match string(m, "source").as_deref() {
+        Some("chains") => {
+            let chains = parsed::<usize>(m, "chains")?.unwrap_or(DEFAULT_CHAINS);
+            let steps = parsed::<usize>(m, "chain-steps")?.unwrap_or(DEFAULT_CHAIN_STEPS);
+            for (flag, v) in [("chains", chains), ("chain-steps", steps)] {
+                anyhow::ensure!(v > 0, "--{flag} must be at least 1, got 0");
+            }
+            let seed = parsed::<u64>(m, "chain-seed")?.unwrap_or(1);
+            SampleSource::Chains {
+                chains,
+                steps,
+                seed,
+            }
+        }
+        _ => {
+            // a chain flag with the buffer source would be silently ignored
+            if let Some(f) = chain_flags
+                .iter()
+                .find(|f| m.value_source(f) == Some(ValueSource::CommandLine))
+            {
+                anyhow::bail!("--{f} applies to --source chains, not to the replay buffer");
+            }
+            SampleSource::Buffer
+        }
+    };
+    let mut opts = QualityOptions {
+        fid: task == "fid",
+        is: task == "is",
+        real_splits: string(m, "real-splits").unwrap_or_else(|| "train,test".into()),
+        batch: parsed::<usize>(m, "inception-batch")?.unwrap_or(50),
+        progress: true,
+        ..QualityOptions::with_source(source)
+    };
+    if let Some(r) = parsed::<f64>(m, "ratio")? {
+        anyhow::ensure!(r > 0.0 && r <= 1.0, "--ratio must be in (0, 1], got {r}");
+        opts.fid_ratio = r;
+        opts.is_ratio = r;
+    }
+    Ok(opts)
 }
 
 fn compare() -> Arg {
@@ -277,13 +363,16 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             .map(|p| p.join("eval"))
             .unwrap_or_else(|| PathBuf::from("eval")),
     };
-    // FID and IS need the Inception weights: say so before any slow loading
-    let weights = match task {
-        "fid" | "is" => Some(jem_eval::quality::inception_weights(
-            path(m, "weights").as_deref(),
-            &data_dir,
-        )?),
-        _ => None,
+    // FID and IS need the Inception weights and sane options: say so before any slow loading
+    let (weights, quality_opts) = match task {
+        "fid" | "is" => (
+            Some(jem_eval::quality::inception_weights(
+                path(m, "weights").as_deref(),
+                &data_dir,
+            )?),
+            Some(quality_options(m, task)?),
+        ),
+        _ => (None, None),
     };
     eprintln!("loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)
@@ -379,19 +468,12 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         }
         "fid" | "is" => {
             let weights = weights.context("the Inception weights")?;
-            let mut opts = QualityOptions {
-                fid: task == "fid",
-                is: task == "is",
-                real_splits: string(m, "real-splits").unwrap_or_else(|| "train,test".into()),
-                batch: parsed::<usize>(m, "inception-batch")?.unwrap_or(50),
-                progress: true,
-                ..QualityOptions::default()
-            };
-            if let Some(r) = parsed::<f64>(m, "ratio")? {
-                opts.fid_ratio = r;
-                opts.is_ratio = r;
+            let opts = quality_opts.context("the FID / IS options")?;
+            if let SampleSource::Chains { chains, steps, .. } = opts.source {
+                eprintln!("running {chains} fresh chains for {steps} steps");
             }
             let r = jem_eval::quality::quality(&s, &weights, &data_dir, &cache_dir, &opts, &out)?;
+            println!("protocol: {}", r.protocol);
             if let Some(f) = &r.fid {
                 println!(
                     "FID {:.4} ({} generated images; real statistics {})",

@@ -1,6 +1,13 @@
 //! Sample quality (reference 6.2): the Inception Score and FID of the checkpoint's replay
 //! buffer (or of saved samples) after the reference's selection by classifier confidence, FID
 //! against the real data's Inception statistics, computed once and cached per data set.
+//! Beside the reference's buffer protocol, [`SampleSource::Chains`] scores fresh chains of
+//! the reference's eval-time sampler ([`fresh_chains`]); every result names its
+//! [`protocol`].
+
+mod source;
+
+pub use source::*;
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +15,15 @@ use candle_core::{D, DType, Device, Tensor};
 use jem_data::DatasetName;
 use jem_data::download::{Checksum, file_digest};
 use jem_metrics::fid::{FidReport, GaussianStats, frechet_distance};
-use jem_metrics::inception::{FID_WEIGHTS_FILE, FID_WEIGHTS_SHA256, FidInception};
+use jem_metrics::inception::{
+    FID_WEIGHTS_FILE, FID_WEIGHTS_SHA256, FidInception, InceptionFeatures,
+};
 use jem_metrics::inception_score::{InceptionScore, inception_score_from_logits, reference_splits};
 use jem_metrics::stats_io::{load_stats, save_stats};
 use jem_models::BnMode;
 use serde::{Deserialize, Serialize};
 
+use crate::generate::ChainInit;
 use crate::output::write_json;
 use crate::{EvalError, EvalSession, Result};
 
@@ -173,14 +183,19 @@ pub fn select_by_confidence(
     Ok(images.index_select(&ids, 0)?)
 }
 
-/// Which numbers to compute and from what.
+/// Which numbers to compute and from what; the default is the reference's protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QualityOptions {
     /// Compute FID.
     pub fid: bool,
     /// Compute the Inception Score.
     pub is: bool,
-    /// Fraction kept per class for FID (the reference: 0.9).
+    /// Where the images come from (the reference: the replay buffer). Results written
+    /// before this field existed are of the buffer, hence the serde default.
+    #[serde(default)]
+    pub source: SampleSource,
+    /// Fraction kept per class for FID (the reference: 0.9; 1 keeps all without
+    /// classifying).
     pub fid_ratio: f64,
     /// Fraction kept per class for IS (the reference: 0.1).
     pub is_ratio: f64,
@@ -193,13 +208,48 @@ pub struct QualityOptions {
 }
 
 impl QualityOptions {
-    /// The result file's name: `fid.json` or `is.json` for one metric, `quality.json` for both.
-    pub fn result_file(&self) -> &'static str {
-        match (self.fid, self.is) {
-            (true, false) => "fid.json",
-            (false, true) => "is.json",
-            _ => "quality.json",
+    /// The defaults with images from `source` and its default selection: the reference's
+    /// 90 % (FID) / 10 % (IS) per class for the buffer, every image for fresh chains.
+    pub fn with_source(source: SampleSource) -> Self {
+        let (fid_ratio, is_ratio) = match source {
+            SampleSource::Buffer => (0.9, 0.1),
+            SampleSource::Chains { .. } => (1.0, 1.0),
+        };
+        Self {
+            source,
+            fid_ratio,
+            is_ratio,
+            ..Self::default()
         }
+    }
+
+    /// The result file's name: `fid.json` or `is.json` for one metric, `quality.json` for
+    /// both; with `-chains` before `.json` for fresh chains, so that both protocols can sit
+    /// in one folder.
+    pub fn result_file(&self) -> String {
+        let metric = match (self.fid, self.is) {
+            (true, false) => "fid",
+            (false, true) => "is",
+            _ => "quality",
+        };
+        format!("{metric}{}.json", self.source.file_suffix())
+    }
+
+    /// Checks the settings before any slow work; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        self.source.validate()?;
+        let asked = [
+            ("fid_ratio", self.fid, self.fid_ratio),
+            ("is_ratio", self.is, self.is_ratio),
+        ];
+        for (name, _, r) in asked.into_iter().filter(|a| a.1) {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(EvalError::Invalid(format!(
+                    "quality: {name} must be in (0, 1], got {r}"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +258,7 @@ impl Default for QualityOptions {
         Self {
             fid: true,
             is: true,
+            source: SampleSource::Buffer,
             fid_ratio: 0.9,
             is_ratio: 0.1,
             real_splits: "train,test".into(),
@@ -222,6 +273,13 @@ impl Default for QualityOptions {
 pub struct QualityResult {
     /// The checkpoint.
     pub checkpoint: String,
+    /// Which protocol produced the numbers, in words (see [`protocol`]).
+    pub protocol: String,
+    /// Where the images came from.
+    pub source: SampleSource,
+    /// Fresh chains: where they started (informative, or uniform when the run has no
+    /// per-class Gaussians).
+    pub chain_init: Option<ChainInit>,
     /// Generated images before the selection.
     pub n_source: usize,
     /// FID and the images it used, when asked.
@@ -238,9 +296,32 @@ pub struct QualityResult {
     pub options: QualityOptions,
 }
 
-/// IS and / or FID of the checkpoint's replay buffer (model space); writes
-/// `out/<QualityOptions::result_file>` (`fid.json`, `is.json`, or `quality.json` for both), so
-/// that `jem eval fid` and `jem eval is` into one folder keep both results.
+/// Inception features of the `ratio` selection of `images`; a ratio of 1 keeps every image
+/// without classifying them (the selection would keep them all, in order).
+fn selected_features(
+    s: &EvalSession,
+    net: &FidInception,
+    images: &Tensor,
+    ratio: f64,
+    opts: &QualityOptions,
+) -> Result<InceptionFeatures> {
+    let chosen = if ratio >= 1.0 {
+        images.clone()
+    } else {
+        select_by_confidence(s, images, ratio, 100)?
+    };
+    Ok(net.extract(
+        &to_inception_pixels(&chosen)?,
+        opts.batch.max(1),
+        opts.progress,
+    )?)
+}
+
+/// IS and / or FID of the checkpoint's replay buffer (the reference's protocol) or of fresh
+/// chains ([`QualityOptions::source`]), model space; writes
+/// `out/<QualityOptions::result_file>` (`fid.json`, `is.json`, `quality.json` for both, with
+/// `-chains` for fresh chains), so that `jem eval fid` and `jem eval is` of either source
+/// into one folder keep every result.
 pub fn quality(
     s: &EvalSession,
     weights: &Path,
@@ -249,16 +330,22 @@ pub fn quality(
     opts: &QualityOptions,
     out: &Path,
 ) -> Result<QualityResult> {
-    let source = s.replay_buffer.clone().ok_or_else(|| {
-        EvalError::Invalid(format!(
-            "{} has no replay buffer: FID and IS are of the buffer's samples (train with p(x) > 0)",
-            s.checkpoint.display()
-        ))
-    })?;
+    opts.validate()?;
     let net = FidInception::load(weights, &s.device)?;
+    let (images, chain_init) = source_images(s, opts)?;
+    let n_source = images.dim(0)?;
     let mut result = QualityResult {
         checkpoint: s.checkpoint.display().to_string(),
-        n_source: source.dim(0)?,
+        protocol: protocol(
+            &opts.source,
+            n_source,
+            chain_init,
+            opts.fid.then_some(opts.fid_ratio),
+            opts.is.then_some(opts.is_ratio),
+        ),
+        source: opts.source,
+        chain_init,
+        n_source,
         fid: None,
         n_fid: 0,
         real_stats: None,
@@ -267,12 +354,7 @@ pub fn quality(
         options: opts.clone(),
     };
     if opts.is {
-        let chosen = select_by_confidence(s, &source, opts.is_ratio, 100)?;
-        let f = net.extract(
-            &to_inception_pixels(&chosen)?,
-            opts.batch.max(1),
-            opts.progress,
-        )?;
+        let f = selected_features(s, &net, &images, opts.is_ratio, opts)?;
         let splits = reference_splits(f.count);
         result.is = Some(inception_score_from_logits(
             &f.logits_unbiased,
@@ -295,17 +377,12 @@ pub fn quality(
             opts.batch,
             opts.progress,
         )?;
-        let chosen = select_by_confidence(s, &source, opts.fid_ratio, 100)?;
-        let f = net.extract(
-            &to_inception_pixels(&chosen)?,
-            opts.batch.max(1),
-            opts.progress,
-        )?;
+        let f = selected_features(s, &net, &images, opts.fid_ratio, opts)?;
         let fake = GaussianStats::from_features_named("generated", &f.pool, f.count, 2048)?;
         result.fid = Some(frechet_distance(&real, &fake)?);
         result.n_fid = f.count;
         result.real_stats = Some(file.display().to_string());
     }
-    write_json(out, opts.result_file(), &result)?;
+    write_json(out, &opts.result_file(), &result)?;
     Ok(result)
 }
