@@ -305,7 +305,10 @@ pub fn check_presets_command() -> Result<()> {
         }
     }
     if !bad.is_empty() {
-        bail!("{} preset(s) differ from their rows of the paper", bad.len());
+        bail!(
+            "{} preset(s) differ from their rows of the paper",
+            bad.len()
+        );
     }
     println!(
         "{} presets match the settings of their rows of the paper",
