@@ -4,6 +4,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+mod crosscheck;
+
 fn paper() -> PaperFile {
     PaperFile::load(&root().join("configs/paper-numbers.toml")).unwrap()
 }
