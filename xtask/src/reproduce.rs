@@ -1,5 +1,7 @@
 //! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
-//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release]`: plans the runs of a reproduction,
+//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] [--fid-chains]`: plans the
+//! runs of a reproduction (`--fid-chains`: also FID of fresh chains beside the reference's
+//! replay-buffer FID),
 //! runs train -> eval stages (each skipped when its result exists, a training run resumed
 //! when it was interrupted) and writes `report.md` and `report.html`.
 
@@ -47,6 +49,7 @@ struct Args {
     data_dir: Option<PathBuf>,
     jem: Option<PathBuf>,
     release: bool,
+    fid_chains: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -59,6 +62,7 @@ fn parse(args: &[String]) -> Result<Args> {
         data_dir: None,
         jem: None,
         release: false,
+        fid_chains: false,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -71,6 +75,7 @@ fn parse(args: &[String]) -> Result<Args> {
             "--ablations" => a.ablations = true,
             "--dry-run" => a.dry_run = true,
             "--release" => a.release = true,
+            "--fid-chains" => a.fid_chains = true,
             "--device" => a.device = value("--device")?,
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
@@ -82,7 +87,8 @@ fn parse(args: &[String]) -> Result<Args> {
     if !["quick", "fashion-mnist", "cifar10", "cifar100"].contains(&a.target.as_str()) {
         bail!(
             "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
-             [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release]"
+             [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
+             [--fid-chains]"
         );
     }
     if a.out.as_os_str().is_empty() {
@@ -226,6 +232,7 @@ pub fn model_stages(
     out: &Path,
     data_args: &[String],
     gpu: bool,
+    fid_chains: bool,
 ) -> Vec<Stage> {
     let run = out.join(&m.key).join("run");
     let eval = out.join(&m.key).join("eval");
@@ -264,7 +271,7 @@ pub fn model_stages(
         args.extend(data_args.iter().cloned());
         args.extend(extra.iter().map(|x| x.to_string()));
         stages.push(Stage {
-            name: format!("{}/{task}", m.key),
+            name: format!("{}/{}", m.key, file.trim_end_matches(".json")),
             args,
             done_when: eval.join(file),
             estimate_s,
@@ -307,6 +314,10 @@ pub fn model_stages(
     if !quick && m.cfg.loss.px > 0.0 {
         eval_stage("fid", "fid.json", &[], 1800.0);
         eval_stage("is", "is.json", &[], 600.0);
+        if fid_chains {
+            // 1,000 chains of 1,000 steps: about ten times the generate stage
+            eval_stage("fid", "fid-chains.json", &["--source", "chains"], 18000.0);
+        }
     }
     stages
 }
@@ -324,7 +335,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let models = load_models(&presets(&a.target, a.ablations)?)?;
     let mut stages: Vec<Stage> = models
         .iter()
-        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu))
+        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu, a.fid_chains))
         .collect();
     // one robustness figure and one landscape figure with every model overlaid
     let cks: Vec<String> = models
@@ -535,7 +546,7 @@ mod tests {
             let all = presets(target, true).unwrap();
             assert_eq!(all.len(), with_ablations, "{target}");
             for m in load_models(&all).unwrap() {
-                let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false);
+                let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false, true);
                 assert_eq!(stages[0].name, format!("{}/train", m.key));
                 assert!(
                     stages
@@ -552,6 +563,13 @@ mod tests {
                 assert_eq!(
                     names.contains(&"generate"),
                     m.cfg.loss.px > 0.0,
+                    "{}",
+                    m.preset
+                );
+                let cifar = target.starts_with("cifar");
+                assert_eq!(
+                    names.contains(&"fid-chains"),
+                    cifar && m.cfg.loss.px > 0.0,
                     "{}",
                     m.preset
                 );

@@ -50,7 +50,7 @@ const PROTOCOL: &str = "IS and FID (ours) are those of the replay buffer filtere
     confidence per predicted class (top 10 % for IS, top 90 % for FID) against the statistics \
     of the training and test images, as the reference computes them (Task/eval_buffer.py); \
     FID of fresh chains from the informative init is the option `jem eval fid --source chains` \
-    (its column appears when computed). `—`: not computed, or not in the paper.";
+    (`cargo xtask reproduce ... --fid-chains`; its column appears when computed). `—`: not computed, or not in the paper.";
 
 /// Every table of the report: the paper's for `target` when the file has any, else ours.
 pub fn write_tables(
