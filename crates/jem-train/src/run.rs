@@ -383,7 +383,8 @@ impl Trainer {
             iters_per_second: (self.progress.iteration - session_iter) as f64 / secs.max(1e-9),
             last_eval,
             best: self.progress.best,
-            rollbacks: self.progress.guard.failures,
+            // the divergence that stopped a run is not a rollback
+            rollbacks: self.progress.guard.failures - usize::from(diverged),
             rollback_events: self.progress.guard.events.clone(),
             diverged,
             stopped,

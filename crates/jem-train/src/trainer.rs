@@ -45,7 +45,7 @@ pub struct RunSummary {
     pub last_eval: Option<EvalRecord>,
     /// Best selection accuracy and its iteration.
     pub best: Option<(f64, u64)>,
-    /// Divergence rollbacks.
+    /// Divergences that were rolled back and retried.
     pub rollbacks: usize,
     /// Every divergence: iteration, cause, what changed for the retry.
     pub rollback_events: Vec<RollbackEvent>,
