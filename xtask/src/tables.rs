@@ -165,20 +165,19 @@ fn own_tables(md: &mut String, models: &[Model], out: &Path) {
         "## Hybrid modelling (the layout of Tables 1 and 2)\n\nThe paper has no results on \
          this data set; its CIFAR tables are in the `cifar10` and `cifar100` reproductions.\n"
     );
-    let head: Vec<String> = [
-        "model",
-        "description",
-        "accuracy %",
-        "IS",
-        "FID",
-        "stability",
-    ]
-    .map(String::from)
-    .to_vec();
-    let rows: Vec<Vec<String>> = models
-        .iter()
-        .map(|m| {
-            let r = Results::load(out, &m.key);
+    model_table(
+        md,
+        &[
+            "model",
+            "description",
+            "accuracy %",
+            "IS",
+            "FID",
+            "stability",
+        ],
+        models,
+        out,
+        |m, r| {
             vec![
                 m.key.clone(),
                 m.cfg.description.clone(),
@@ -187,31 +186,42 @@ fn own_tables(md: &mut String, models: &[Model], out: &Path) {
                 r.cell("fid"),
                 r.stability(),
             ]
-        })
-        .collect();
-    md_table(md, &head, &rows);
+        },
+    );
     let _ = writeln!(md, "Accuracy: test set, eval-mode BatchNorm. {PROTOCOL}\n");
     let _ = writeln!(md, "## Calibration (Figure 4)\n");
     calibration(md, models, out);
     ood(md, models, out);
 }
 
-fn calibration(md: &mut String, models: &[Model], out: &Path) {
-    let head = [
-        "model",
-        "ECE % (reference, 20 bins)",
-        "ECE % (torchmetrics, 15 bins)",
-    ]
-    .map(String::from)
-    .to_vec();
+/// A table with one row per model, its cells from the model's results.
+fn model_table(
+    md: &mut String,
+    head: &[&str],
+    models: &[Model],
+    out: &Path,
+    cells: impl Fn(&Model, &Results) -> Vec<String>,
+) {
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
     let rows: Vec<Vec<String>> = models
         .iter()
-        .map(|m| {
-            let r = Results::load(out, &m.key);
-            vec![m.key.clone(), r.cell("ece"), r.cell("ece-torchmetrics")]
-        })
+        .map(|m| cells(m, &Results::load(out, &m.key)))
         .collect();
     md_table(md, &head, &rows);
+}
+
+fn calibration(md: &mut String, models: &[Model], out: &Path) {
+    model_table(
+        md,
+        &[
+            "model",
+            "ECE % (reference, 20 bins)",
+            "ECE % (torchmetrics, 15 bins)",
+        ],
+        models,
+        out,
+        |m, r| vec![m.key.clone(), r.cell("ece"), r.cell("ece-torchmetrics")],
+    );
 }
 
 /// Our OOD table for each score over every set any model was evaluated on.
@@ -235,21 +245,16 @@ fn ood(md: &mut String, models: &[Model], out: &Path) {
         ("pxgrad", "−‖∂ log p(x) / ∂x‖"),
     ] {
         let _ = writeln!(md, "score s(x) = {}\n", label.replace('|', "\\|"));
-        let mut head = vec!["model".to_string()];
-        head.extend(sets.iter().map(|(n, _)| n.clone()));
-        let rows: Vec<Vec<String>> = models
-            .iter()
-            .map(|m| {
-                let r = Results::load(out, &m.key);
-                let mut row = vec![m.key.clone()];
-                row.extend(
-                    sets.iter()
-                        .map(|(n, _)| r.cell(&format!("ood:{n}:{score}"))),
-                );
-                row
-            })
-            .collect();
-        md_table(md, &head, &rows);
+        let mut head = vec!["model"];
+        head.extend(sets.iter().map(|(n, _)| n.as_str()));
+        model_table(md, &head, models, out, |m, r| {
+            let mut row = vec![m.key.clone()];
+            row.extend(
+                sets.iter()
+                    .map(|(n, _)| r.cell(&format!("ood:{n}:{score}"))),
+            );
+            row
+        });
     }
     let n: Vec<String> = sets.iter().map(|(name, n)| format!("{name} {n}")).collect();
     let _ = writeln!(
