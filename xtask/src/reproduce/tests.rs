@@ -1,0 +1,104 @@
+use super::plan::{estimate_train_seconds, wrn_macs};
+use super::*;
+
+#[test]
+fn every_preset_of_every_target_loads_and_plans() {
+    for (target, n, with_ablations) in [
+        ("quick", 2, 2),
+        ("fashion-mnist", 2, 2),
+        ("cifar10", 9, 23),
+        ("cifar100", 9, 9),
+    ] {
+        assert_eq!(presets(target, false).unwrap().len(), n, "{target}");
+        let all = presets(target, true).unwrap();
+        assert_eq!(all.len(), with_ablations, "{target}");
+        for m in load_models(&all).unwrap() {
+            let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false, true);
+            assert_eq!(stages[0].name, format!("{}/train", m.key));
+            assert!(
+                stages
+                    .iter()
+                    .all(|s| s.estimate_s > 0.0 && s.estimate_s.is_finite())
+            );
+            let names: Vec<&str> = stages
+                .iter()
+                .map(|s| s.name.rsplit('/').next().unwrap())
+                .collect();
+            for task in ["accuracy", "calibration", "ood"] {
+                assert!(names.contains(&task), "{}: {names:?}", m.preset);
+            }
+            assert_eq!(
+                names.contains(&"generate"),
+                m.cfg.loss.px > 0.0,
+                "{}",
+                m.preset
+            );
+            let cifar = target.starts_with("cifar");
+            assert_eq!(
+                names.contains(&"fid-chains"),
+                cifar && m.cfg.loss.px > 0.0,
+                "{}",
+                m.preset
+            );
+        }
+    }
+}
+
+/// The dry run's list of rows names every row of Tables 5 and 6 with its preset.
+#[test]
+fn the_plan_lists_every_ablation_row_with_its_preset() {
+    let paper = PaperFile::load(&paper_file()).unwrap();
+    let models = load_models(&presets("cifar10", true).unwrap()).unwrap();
+    let text = rows_plan(&paper, "cifar10", &models);
+    for t in paper.table.iter().filter(|t| t.target == "cifar10") {
+        assert!(text.contains(&t.title), "{}", t.title);
+    }
+    let line = |label: &str, preset: &str| format!("    {label:<24} -> {preset}\n");
+    for (label, preset) in [
+        ("JEM++ w/o DA + L2*", "cifar10/ablation/jempp-noda-l2"),
+        ("ASAM (rho = 8)", "cifar10/ablation/sadajem-asam-rho8"),
+        ("SAM (rho = 0.2)", "cifar10/sadajem-k10"),
+        ("VERA [18]", "no preset (a published number only)"),
+    ] {
+        assert!(text.contains(&line(label, preset)), "{label}: {text}");
+    }
+    assert!(!text.contains("not in this plan"), "{text}");
+    let main = load_models(&presets("cifar10", false).unwrap()).unwrap();
+    let text = rows_plan(&paper, "cifar10", &main);
+    assert!(
+        text.contains("cifar10/ablation/jem-k10 (not in this plan: --ablations)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn estimates_scale_with_the_model_and_the_device() {
+    // WRN-28-10 at 32x32: `jem model summary --arch wrn-28-10` says 5.954 G multiply-adds
+    let macs = wrn_macs(28, 10, 3, 32);
+    assert!((macs / 5.954e9 - 1.0).abs() < 0.01, "{macs:e}");
+    let load = |p: &str| TrainConfig::load(&root().join("configs").join(p), &[]).unwrap();
+    let sada = load("cifar10/sadajem.toml");
+    let quick = load("fashion-mnist-quick/sadajem.toml");
+    let (cpu, gpu) = (
+        estimate_train_seconds(&sada, 45_000, false),
+        estimate_train_seconds(&sada, 45_000, true),
+    );
+    assert!(cpu > 100.0 * gpu && gpu > 3600.0, "{cpu} {gpu}");
+    assert!(estimate_train_seconds(&quick, 9_000, false) < 3600.0);
+    assert_eq!(human(59.4), "59 s");
+    assert_eq!(human(3725.0), "1 h 02 min");
+}
+
+#[test]
+fn arguments_are_checked() {
+    assert!(parse(&["imagenet".into()]).is_err());
+    assert!(parse(&["quick".into(), "--bogus".into()]).is_err());
+    let a = parse(&[
+        "quick".into(),
+        "--dry-run".into(),
+        "--device".into(),
+        "cuda:0".into(),
+    ])
+    .unwrap();
+    assert!(a.dry_run && a.device == "cuda:0" && a.out.ends_with("reproductions/quick"));
+}
