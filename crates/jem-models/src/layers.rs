@@ -94,7 +94,7 @@ impl Conv2d {
 
     /// [`forward`](Self::forward) with the parameters tracked or detached.
     pub fn forward_with(&self, x: &Tensor, params: Params) -> Result<Tensor> {
-        Ok(crate::conv::conv2d(
+        Ok(jem_kernels::conv::conv2d(
             x,
             &params.get(&self.weight),
             Some(&params.get(&self.bias)),
@@ -237,12 +237,13 @@ impl BatchNorm2d {
         let (gamma, beta) = (&params.get(&self.weight), &params.get(&self.bias));
         if mode == BnMode::Eval {
             let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
-            return Ok(crate::fused_bn::batch_norm_eval(
+            return Ok(jem_kernels::batch_norm::batch_norm_eval(
                 x, gamma, beta, running, self.eps, slope,
             )?);
         }
         let (n, _, h, w) = x.dims4()?;
-        let (y, mean, var) = crate::fused_bn::batch_norm_train(x, gamma, beta, self.eps, slope)?;
+        let (y, mean, var) =
+            jem_kernels::batch_norm::batch_norm_train(x, gamma, beta, self.eps, slope)?;
         if mode == BnMode::Train {
             self.update_running(&mean, &var, n * h * w)?;
         }

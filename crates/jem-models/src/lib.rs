@@ -20,18 +20,17 @@
 //! # Ok::<(), jem_models::ModelError>(())
 //! ```
 
-pub mod alloc;
-pub mod conv;
 pub mod error;
-mod fused_bn;
 pub mod init;
 pub mod jem;
 pub mod layers;
 pub mod params;
-mod simd;
 pub mod summary;
 pub mod torch_import;
 pub mod wrn;
+
+/// The CPU kernels this crate runs (re-exported from `jem-kernels`).
+pub use jem_kernels::{alloc, conv};
 
 pub use error::{ModelError, Result};
 pub use layers::{BnMode, Params};

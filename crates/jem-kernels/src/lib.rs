@@ -1,0 +1,37 @@
+//! CPU kernels for [candle](https://github.com/huggingface/candle) conv nets, each a candle
+//! custom op with its own backward pass, so they compose with candle's autograd:
+//!
+//! - [`conv::conv2d`]: 2-D convolution with bias as per-image GEMMs (the `gemm` crate, which
+//!   picks AVX-512 or AVX2 kernels at run time): im2col, shifted GEMMs on zero-padded images
+//!   for stride-1 layers of 8-64 channels, and Winograd F(4x4, 3x3) / F(2x2, 3x3) for 3x3
+//!   stride-1 padding-1 layers, forward and both gradients, gradients only for the operands
+//!   that need one;
+//! - [`batch_norm`]: BatchNorm followed by an optional leaky ReLU in one pass, in batch
+//!   statistics (train) and running statistics (eval) modes, with per-channel sums in f64 as
+//!   PyTorch's CPU kernels;
+//! - [`alloc`]: allocator and thread settings that conv-net training on the CPU needs.
+//!
+//! On devices other than the CPU, or for dtypes other than f32, [`conv::conv2d`] falls back
+//! to candle's own convolution; the BatchNorm functions are CPU f32 only (callers keep a
+//! composed path for other devices).
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! let x = Tensor::randn(0f32, 1.0, (2, 8, 16, 16), &Device::Cpu)?;
+//! let w = Tensor::randn(0f32, 0.1, (16, 8, 3, 3), &Device::Cpu)?;
+//! let b = Tensor::zeros(16, candle_core::DType::F32, &Device::Cpu)?;
+//! let y = jem_kernels::conv::conv2d(&x, &w, Some(&b), 1, 1)?;
+//! assert_eq!(y.dims(), &[2, 16, 16, 16]);
+//! // the same numbers as candle's own convolution
+//! let stock = x.conv2d(&w, 1, 1, 1, 1)?;
+//! let diff = (y - stock)?.abs()?.max_all()?.to_scalar::<f32>()?;
+//! assert!(diff < 1e-4);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod alloc;
+pub mod batch_norm;
+pub mod conv;
+mod simd;
