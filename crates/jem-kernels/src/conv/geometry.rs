@@ -3,32 +3,40 @@
 
 use crate::simd;
 
-/// Geometry of a square-kernel convolution.
+/// Geometry of a convolution (no dilation, no groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
     /// Input `[N, C, H, W]`.
     pub input: [usize; 4],
     /// Output channels.
     pub out_channels: usize,
-    /// Kernel size.
-    pub k: usize,
-    /// Stride.
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride (the same in both dimensions).
     pub stride: usize,
-    /// Zero padding on each side.
-    pub padding: usize,
+    /// Zero padding of the height and of the width, on both sides of each.
+    pub padding: [usize; 2],
 }
 
 impl ConvGeometry {
     /// Output height and width.
     pub fn output_hw(&self) -> (usize, usize) {
         let [_, _, h, w] = self.input;
-        let o = |d: usize| (d + 2 * self.padding - self.k) / self.stride + 1;
-        (o(h), o(w))
+        let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
+        let o = |d: usize, k: usize, p: usize| (d + 2 * p - k) / self.stride + 1;
+        (o(h, kh, ph), o(w, kw, pw))
     }
 
-    /// Rows of an image's column matrix, `C * k * k`.
+    /// The kernel size and padding of a square kernel with equal paddings (the shifted and
+    /// Winograd paths need one), `None` otherwise.
+    pub(super) fn square(&self) -> Option<(usize, usize)> {
+        let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
+        (kh == kw && ph == pw).then_some((kh, ph))
+    }
+
+    /// Rows of an image's column matrix, `C * kh * kw`.
     pub(super) fn rows(&self) -> usize {
-        self.input[1] * self.k * self.k
+        self.input[1] * self.kernel[0] * self.kernel[1]
     }
 
     /// Output pixels per image, `Ho * Wo`.
@@ -40,7 +48,7 @@ impl ConvGeometry {
     /// Whether the column matrix of an image is the image itself (1x1, stride 1, no
     /// padding).
     pub(super) fn pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.padding == 0
+        self.kernel == [1, 1] && self.stride == 1 && self.padding == [0, 0]
     }
 
     /// Values per input image.
@@ -49,10 +57,10 @@ impl ConvGeometry {
         c * h * w
     }
 
-    /// Output positions `o < out` whose input position `o * stride + kk - padding` (kernel
-    /// offset `kk`) lies inside `[0, dim)`.
-    fn valid(&self, kk: usize, dim: usize, out: usize) -> std::ops::Range<usize> {
-        let (s, p) = (self.stride, self.padding);
+    /// Output positions `o < out` whose input position `o * stride + kk - p` (kernel offset
+    /// `kk`, padding `p`) lies inside `[0, dim)`.
+    fn valid(&self, kk: usize, dim: usize, out: usize, p: usize) -> std::ops::Range<usize> {
+        let s = self.stride;
         let lo = p.saturating_sub(kk).div_ceil(s);
         let hi = if dim + p > kk {
             ((dim + p - kk - 1) / s + 1).min(out)
@@ -84,12 +92,13 @@ impl ConvGeometry {
     pub(super) fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
         let [_, _, h, w] = self.input;
         let (ho, wo) = self.output_hw();
-        let (k, s, p, l) = (self.k, self.stride, self.padding, ho * wo);
+        let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
+        let (s, l) = (self.stride, ho * wo);
         for row in 0..self.rows() {
-            let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
+            let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let src = &x[c * h * w..(c + 1) * h * w];
             let dst = &mut cols[row * ld + off..row * ld + off + l];
-            let (oy, ox) = (self.valid(ky, h, ho), self.valid(kx, w, wo));
+            let (oy, ox) = (self.valid(ky, h, ho, ph), self.valid(kx, w, wo, pw));
             if oy.is_empty() || ox.is_empty() {
                 dst.fill(0.0);
                 continue;
@@ -98,7 +107,7 @@ impl ConvGeometry {
             dst[oy.end * wo..].fill(0.0);
             if self.shifted() {
                 let (lo, hi) = (oy.start * wo + ox.start, (oy.end - 1) * wo + ox.end);
-                let from = (oy.start + ky - p) * w + ox.start + kx - p;
+                let from = (oy.start + ky - ph) * w + ox.start + kx - pw;
                 dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
             }
             for y in oy {
@@ -108,8 +117,8 @@ impl ConvGeometry {
                 if self.shifted() {
                     continue;
                 }
-                let srow = &src[(y * s + ky - p) * w..][..w];
-                let ix0 = ox.start * s + kx - p;
+                let srow = &src[(y * s + ky - ph) * w..][..w];
+                let ix0 = ox.start * s + kx - pw;
                 if s == 1 {
                     r[ox.clone()].copy_from_slice(&srow[ix0..ix0 + ox.len()]);
                 } else {
@@ -129,12 +138,13 @@ impl ConvGeometry {
     pub(super) fn col2im(&self, dcols: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
         let [_, _, h, w] = self.input;
         let (ho, wo) = self.output_hw();
-        let (k, s, p, l) = (self.k, self.stride, self.padding, ho * wo);
+        let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
+        let (s, l) = (self.stride, ho * wo);
         for row in 0..self.rows() {
-            let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
+            let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let dst = &mut dx[c * h * w..(c + 1) * h * w];
             let src = &mut dcols[row * ld + off..row * ld + off + l];
-            let (oy, ox) = (self.valid(ky, h, ho), self.valid(kx, w, wo));
+            let (oy, ox) = (self.valid(ky, h, ho, ph), self.valid(kx, w, wo, pw));
             if oy.is_empty() || ox.is_empty() {
                 continue;
             }
@@ -144,14 +154,14 @@ impl ConvGeometry {
                     src[y * wo + ox.end..(y + 1) * wo].fill(0.0);
                 }
                 let (lo, hi) = (oy.start * wo + ox.start, (oy.end - 1) * wo + ox.end);
-                let to = (oy.start + ky - p) * w + ox.start + kx - p;
+                let to = (oy.start + ky - ph) * w + ox.start + kx - pw;
                 simd::add_assign(&mut dst[to..to + hi - lo], &src[lo..hi]);
                 continue;
             }
             for y in oy {
-                let drow = &mut dst[(y * s + ky - p) * w..][..w];
+                let drow = &mut dst[(y * s + ky - ph) * w..][..w];
                 let r = &src[y * wo..(y + 1) * wo];
-                let ix0 = ox.start * s + kx - p;
+                let ix0 = ox.start * s + kx - pw;
                 if s == 1 {
                     simd::add_assign(&mut drow[ix0..ix0 + ox.len()], &r[ox.clone()]);
                 } else {

@@ -100,7 +100,7 @@ impl Path {
     }
 }
 
-/// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,k,k], bias [Cout])`.
+/// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,kh,kw], bias [Cout])`.
 struct Conv(ConvGeometry, Path);
 
 impl CustomOp3 for Conv {
@@ -197,8 +197,29 @@ impl CustomOp3 for Conv {
     }
 }
 
+/// Stride and zero padding of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Stride in both dimensions.
+    pub stride: usize,
+    /// Zero padding of the height and of the width, each on both sides (torchvision's
+    /// Inception pads its 1x7 kernels by `[0, 3]`, its 7x1 kernels by `[3, 0]`).
+    pub padding: [usize; 2],
+}
+
+impl Default for Conv2dConfig {
+    /// Stride 1, no padding.
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: [0, 0],
+        }
+    }
+}
+
 /// `conv2d(x, weight) + bias` with the GEMM formulation on the CPU (f32), candle's stock
-/// convolution elsewhere. `weight` is `[Cout, C, k, k]`, `bias` `[Cout]`.
+/// convolution elsewhere. `weight` is `[Cout, C, k, k]`, `bias` `[Cout]`; the same `padding`
+/// on all sides.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -206,34 +227,50 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
-    conv2d_path(x, weight, bias, (stride, padding), None)
+    let cfg = Conv2dConfig {
+        stride,
+        padding: [padding; 2],
+    };
+    conv2d_path(x, weight, bias, cfg, None)
 }
 
-/// [`conv2d`] on a given CPU path (`None`: chosen by [`Path::choose`]); a path that does not
-/// apply to the geometry falls back to im2col.
+/// [`conv2d`] for any kernel `[Cout, C, kh, kw]` and per-dimension padding.
+pub fn conv2d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+) -> candle_core::Result<Tensor> {
+    conv2d_path(x, weight, bias, cfg, None)
+}
+
+/// [`conv2d_with`] on a given CPU path (`None`: chosen by [`Path::choose`]); a path that does
+/// not apply to the geometry falls back to im2col.
 pub(crate) fn conv2d_path(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    (stride, padding): (usize, usize),
+    cfg: Conv2dConfig,
     path: Option<Path>,
 ) -> candle_core::Result<Tensor> {
-    let (cout, cin, k, _) = weight.dims4()?;
+    let (cout, cin, kh, kw) = weight.dims4()?;
+    let (stride, [ph, pw]) = (cfg.stride, cfg.padding);
+    let (n, c, h, w) = x.dims4()?;
+    if c != cin || h + 2 * ph < kh || w + 2 * pw < kw || stride == 0 {
+        candle_core::bail!(
+            "conv2d: input {:?} does not fit weight {:?} with stride {stride}, padding {:?}",
+            x.dims(),
+            weight.dims(),
+            cfg.padding
+        );
+    }
     if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
-        let (n, c, h, w) = x.dims4()?;
-        if c != cin || h + 2 * padding < k || w + 2 * padding < k || stride == 0 {
-            candle_core::bail!(
-                "conv2d: input {:?} does not fit weight {:?} with stride {stride}, padding {padding}",
-                x.dims(),
-                weight.dims()
-            );
-        }
         let g = ConvGeometry {
             input: [n, c, h, w],
             out_channels: cout,
-            k,
+            kernel: [kh, kw],
             stride,
-            padding,
+            padding: cfg.padding,
         };
         let path = match path {
             Some(Path::Shifted) if !shifted::applies(&g) => Path::Im2col,
@@ -249,7 +286,14 @@ pub(crate) fn conv2d_path(
             .contiguous()?
             .apply_op3(&weight.contiguous()?, &bias, Conv(g, path));
     }
-    let y = x.conv2d(weight, padding, stride, 1, 1)?;
+    // candle's convolution takes one padding for both dimensions
+    let y = if ph == pw {
+        x.conv2d(weight, ph, stride, 1, 1)?
+    } else {
+        x.pad_with_zeros(2, ph, ph)?
+            .pad_with_zeros(3, pw, pw)?
+            .conv2d(weight, 0, stride, 1, 1)?
+    };
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, cout, 1, 1))?),
         None => Ok(y),

@@ -53,7 +53,12 @@ use crate::simd;
 /// Whether the shifted path can compute this convolution (stride 1; a 1x1 convolution
 /// without padding is its own column matrix already).
 pub(super) fn applies(g: &ConvGeometry) -> bool {
-    g.stride == 1 && !g.pointwise()
+    g.stride == 1 && !g.pointwise() && g.square().is_some()
+}
+
+/// The kernel size and padding of a geometry the shifted path applies to (square).
+fn kp(g: &ConvGeometry) -> (usize, usize) {
+    (g.kernel[0], g.padding[0])
 }
 
 /// Whether the shifted path is the faster one: measured on the 3x3 layers of the benchmarked
@@ -85,7 +90,8 @@ pub(super) struct Padded {
 impl Padded {
     pub(super) fn new(g: &ConvGeometry, m: usize) -> Self {
         let [_, _, h, w] = g.input;
-        let (hp, wp) = (h + 2 * g.padding, w + 2 * g.padding);
+        let p = kp(g).1;
+        let (hp, wp) = (h + 2 * p, w + 2 * p);
         let (ho, wo) = g.output_hw();
         let ld = m * hp * wp;
         Padded {
@@ -105,13 +111,14 @@ impl Padded {
 
     /// Column offset of the kernel tap `t = ky * k + kx`.
     fn offset(&self, g: &ConvGeometry, t: usize) -> usize {
-        t / g.k * self.wp + t % g.k
+        let k = kp(g).0;
+        t / k * self.wp + t % k
     }
 }
 
 /// The `[C, C']` slice of `W [Cout, C, k, k]` at tap `t`, as `W_t` or its transpose.
 fn tap<'a>(g: &ConvGeometry, w: &'a [f32], t: usize, transposed: bool) -> View<'a> {
-    let (cout, c, kk) = (g.out_channels, g.input[1], g.k * g.k);
+    let (cout, c, kk) = (g.out_channels, g.input[1], kp(g).0 * kp(g).0);
     let (rows, cols, rs, cs) = if transposed {
         (c, cout, kk, c * kk)
     } else {
@@ -129,7 +136,7 @@ fn tap<'a>(g: &ConvGeometry, w: &'a [f32], t: usize, transposed: bool) -> View<'
 /// Writes the `m` images `xg [m, C, H, W]` into `xp [C, ld]`, padding included.
 pub(super) fn pad_images(g: &ConvGeometry, pl: &Padded, xg: &[f32], xp: &mut [f32]) {
     let [_, c, h, w] = g.input;
-    let (p, wp) = (g.padding, pl.wp);
+    let (p, wp) = (kp(g).1, pl.wp);
     for ci in 0..c {
         for j in 0..pl.m {
             let block = &mut xp[ci * pl.ld + j * pl.plane()..][..pl.plane()];
@@ -182,7 +189,7 @@ pub(super) fn forward(
     let (c, cout) = (g.input[1], g.out_channels);
     let pl = Padded::new(g, xg.len() / g.image_len());
     pad_images(g, &pl, xg, xp);
-    for t in 0..g.k * g.k {
+    for t in 0..kp(g).0 * kp(g).0 {
         let xv = View {
             data: &xp[pl.offset(g, t)..],
             rows: c,
@@ -229,7 +236,7 @@ pub(super) fn input_grad(
     for ci in 0..c {
         dxp[ci * pl.ld + pl.ne..(ci + 1) * pl.ld].fill(0.0);
     }
-    for t in 0..g.k * g.k {
+    for t in 0..kp(g).0 * kp(g).0 {
         let off = pl.offset(g, t);
         gemm_view(
             &mut dxp[off..],
@@ -240,7 +247,7 @@ pub(super) fn input_grad(
             par,
         );
     }
-    let p = g.padding;
+    let p = kp(g).1;
     for j in 0..pl.m {
         for ci in 0..c {
             let dst = &mut dxg[(j * c + ci) * h * wd..][..h * wd];
@@ -261,7 +268,7 @@ pub(super) fn weight_grad(
     (xp, ext): (&mut [f32], &mut [f32]),
     par: Parallelism,
 ) {
-    let (c, cout, kk) = (g.input[1], g.out_channels, g.k * g.k);
+    let (c, cout, kk) = (g.input[1], g.out_channels, kp(g).0 * kp(g).0);
     let pl = Padded::new(g, xg.len() / g.image_len());
     pad_images(g, &pl, xg, xp);
     scatter_dy(g, &pl, dyg, ext);

@@ -28,7 +28,8 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
     (d / m.max(1e-12)) as f64
 }
 
-/// Direct loops in f64: the forward pass and the gradients of `sum(y * up)`.
+/// Direct loops in f64 for a square kernel: the forward pass and the gradients of
+/// `sum(y * up)`.
 #[allow(clippy::type_complexity)]
 fn naive(
     x: &[f32],
@@ -37,8 +38,21 @@ fn naive(
     up: &[f32],
     (n, c, h, w, cout, k, s, p): (usize, usize, usize, usize, usize, usize, usize, usize),
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
-    let ho = (h + 2 * p - k) / s + 1;
-    let wo = (w + 2 * p - k) / s + 1;
+    naive_rect(x, wt, b, up, (n, c, h, w, cout), ([k, k], s, [p, p]))
+}
+
+/// [`naive`] for a `kh x kw` kernel with paddings `[ph, pw]`.
+#[allow(clippy::type_complexity)]
+fn naive_rect(
+    x: &[f32],
+    wt: &[f32],
+    b: &[f32],
+    up: &[f32],
+    (n, c, h, w, cout): (usize, usize, usize, usize, usize),
+    ([kh, kw], s, [ph, pw]): ([usize; 2], usize, [usize; 2]),
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ho = (h + 2 * ph - kh) / s + 1;
+    let wo = (w + 2 * pw - kw) / s + 1;
     let mut y = vec![0f64; n * cout * ho * wo];
     let (mut dx, mut dw, mut db) = (vec![0f64; x.len()], vec![0f64; wt.len()], vec![0f64; cout]);
     for bn in 0..n {
@@ -50,15 +64,15 @@ fn naive(
                     y[yi] += b[o] as f64;
                     db[o] += u;
                     for ci in 0..c {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let iy = (oy * s + ky) as isize - p as isize;
-                                let ix = (ox * s + kx) as isize - p as isize;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s + ky) as isize - ph as isize;
+                                let ix = (ox * s + kx) as isize - pw as isize;
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
                                 let xi = ((bn * c + ci) * h + iy as usize) * w + ix as usize;
-                                let wi = ((o * c + ci) * k + ky) * k + kx;
+                                let wi = ((o * c + ci) * kh + ky) * kw + kx;
                                 y[yi] += x[xi] as f64 * wt[wi] as f64;
                                 dx[xi] += u * wt[wi] as f64;
                                 dw[wi] += u * x[xi] as f64;
@@ -70,6 +84,78 @@ fn naive(
         }
     }
     (y, dx, dw, db)
+}
+
+/// Stride and padding `[p, p]`.
+fn cfg(stride: usize, p: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        stride,
+        padding: [p, p],
+    }
+}
+
+/// Rectangular kernels with per-dimension paddings (Inception-v3's 1x7 / 7x1 / 1x3 / 3x1
+/// with `[0, 3]`, `[3, 0]`, ...), strided ones, and batches of several GEMM groups: the
+/// forward pass against direct loops and candle's convolution (on explicitly padded input),
+/// the three gradients against direct loops.
+#[test]
+fn rectangular_kernels_match_direct_loops_and_candle() {
+    let cases = [
+        // n, c, h, w, cout, [kh, kw], stride, [ph, pw]
+        (2, 4, 9, 8, 3, [1, 7], 1, [0, 3]),
+        (2, 4, 9, 8, 3, [7, 1], 1, [3, 0]),
+        (1, 3, 7, 7, 2, [1, 3], 1, [0, 1]),
+        (3, 3, 7, 6, 2, [3, 1], 1, [1, 0]),
+        (2, 3, 9, 11, 2, [3, 5], 2, [1, 2]),
+        (9, 2, 17, 17, 5, [1, 7], 1, [0, 3]),
+        (5, 6, 8, 8, 4, [7, 1], 1, [3, 0]),
+        (2, 2, 6, 9, 3, [2, 4], 1, [0, 0]),
+    ];
+    for (case, &(n, c, h, w, cout, k, s, p)) in cases.iter().enumerate() {
+        let dev = Device::Cpu;
+        let (xv, wv, bv) = (
+            values(n * c * h * w, 0.7),
+            values(cout * c * k[0] * k[1], 1.3),
+            values(cout, 2.1),
+        );
+        let x = Var::from_vec(xv.clone(), (n, c, h, w), &dev).unwrap();
+        let wt = Var::from_vec(wv.clone(), (cout, c, k[0], k[1]), &dev).unwrap();
+        let b = Var::from_vec(bv.clone(), cout, &dev).unwrap();
+        let conf = Conv2dConfig {
+            stride: s,
+            padding: p,
+        };
+        let ours = conv2d_with(x.as_tensor(), wt.as_tensor(), Some(b.as_tensor()), conf).unwrap();
+        let padded = x
+            .as_tensor()
+            .pad_with_zeros(2, p[0], p[0])
+            .unwrap()
+            .pad_with_zeros(3, p[1], p[1])
+            .unwrap();
+        let stock = padded
+            .conv2d(wt.as_tensor(), 0, s, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.as_tensor().reshape((1, cout, 1, 1)).unwrap())
+            .unwrap();
+        assert!(
+            max_rel(&ours, &stock) < 1e-5,
+            "case {case}: forward vs candle"
+        );
+        let upv = values(ours.elem_count(), 4.3);
+        let up = Tensor::from_vec(upv.clone(), ours.shape(), &dev).unwrap();
+        let (y, dx, dw, db) = naive_rect(&xv, &wv, &bv, &upv, (n, c, h, w, cout), (k, s, p));
+        assert!(max_rel_vec(&ours, &y) < 1e-5, "case {case}: forward");
+        let g = (&ours * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v, want) in [("input", &x, &dx), ("weight", &wt, &dw), ("bias", &b, &db)] {
+            let e = max_rel_vec(g.get(v.as_tensor()).unwrap(), want);
+            assert!(e < 1e-5, "case {case}: {name} gradient off by {e}");
+        }
+    }
 }
 
 fn max_rel_vec(a: &Tensor, b: &[f64]) -> f64 {
@@ -249,7 +335,7 @@ fn against_im2col_and_candle(
     let cout = geo.4;
     let on = |path| {
         move |x: &Tensor, wt: &Tensor, b: &Tensor| {
-            conv2d_path(x, wt, Some(b), (1, p), Some(path)).unwrap()
+            conv2d_path(x, wt, Some(b), cfg(1, p), Some(path)).unwrap()
         }
     };
     let ours = run_with(on(path), data, geo);
@@ -341,7 +427,7 @@ fn weight_gradients_are_deterministic() {
     for path in paths {
         let run = || {
             run_with(
-                |x, wt, b| conv2d_path(x, wt, Some(b), (1, 1), Some(path)).unwrap(),
+                |x, wt, b| conv2d_path(x, wt, Some(b), cfg(1, 1), Some(path)).unwrap(),
                 (&xv, &wv, &bv),
                 geo,
             )
@@ -357,7 +443,7 @@ fn weight_gradients_are_deterministic() {
 }
 
 /// Times of the paths on the 3x3 layers of the benchmarked WRNs (a measurement, not a
-/// check: `cargo test --release -p jem-models --lib path_timings -- --ignored --nocapture`).
+/// check: `cargo test --release -p jem-kernels --lib path_timings -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn path_timings() {
@@ -388,8 +474,8 @@ fn path_timings() {
             let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
             for _ in 0..5 {
                 let t = std::time::Instant::now();
-                let y =
-                    conv2d_path(x.as_tensor(), wt.as_tensor(), None, (1, 1), Some(path)).unwrap();
+                let y = conv2d_path(x.as_tensor(), wt.as_tensor(), None, cfg(1, 1), Some(path))
+                    .unwrap();
                 fwd = fwd.min(t.elapsed().as_secs_f64());
                 let t = std::time::Instant::now();
                 let _ = y.sum_all().unwrap().backward().unwrap();

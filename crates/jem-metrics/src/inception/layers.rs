@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor};
+use jem_kernels::conv::{Conv2dConfig, conv2d_with};
 
 use crate::{MetricError, Result};
 
@@ -148,26 +149,15 @@ pub(crate) struct ConvBn {
 }
 
 impl ConvBn {
-    /// `relu(conv(x) + bias)`. candle's `conv2d` takes one padding for both dimensions, so
-    /// the unequal paddings of the 1x7, 7x1, 1x3 and 3x1 kernels are applied explicitly.
+    /// `relu(conv(x) + bias)`: `jem-kernels`' convolution (per-image GEMMs, the bias added
+    /// in the GEMM, any kernel shape and the per-dimension paddings of the 1x7, 7x1, 1x3 and
+    /// 3x1 kernels) on the CPU, candle's elsewhere.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (ph, pw) = self.pad;
-        let y = if ph == pw {
-            x.conv2d(&self.weight, ph, self.stride, 1, 1)?
-        } else {
-            let x = if ph > 0 {
-                x.pad_with_zeros(2, ph, ph)?
-            } else {
-                x.clone()
-            };
-            let x = if pw > 0 {
-                x.pad_with_zeros(3, pw, pw)?
-            } else {
-                x
-            };
-            x.conv2d(&self.weight, 0, self.stride, 1, 1)?
+        let cfg = Conv2dConfig {
+            stride: self.stride,
+            padding: [self.pad.0, self.pad.1],
         };
-        y.broadcast_add(&self.bias)?.relu()
+        conv2d_with(x, &self.weight, Some(&self.bias.flatten_all()?), cfg)?.relu()
     }
 }
 

@@ -116,7 +116,7 @@ use tiling;
 /// Whether Winograd computes this convolution: 3x3, stride 1, padding 1, and enough channels
 /// for the per-position GEMMs to be worth it (the stem's 1-3 channels keep im2col).
 pub(super) fn applies(g: &ConvGeometry) -> bool {
-    g.k == 3 && g.stride == 1 && g.padding == 1 && g.input[1] >= 8 && g.out_channels >= 8
+    g.square() == Some((3, 1)) && g.stride == 1 && g.input[1] >= 8 && g.out_channels >= 8
 }
 
 /// The faster tile for this convolution, if Winograd is the faster path
