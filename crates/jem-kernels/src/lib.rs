@@ -9,6 +9,8 @@
 //! - [`batch_norm`]: BatchNorm followed by an optional leaky ReLU in one pass, in batch
 //!   statistics (train) and running statistics (eval) modes, with per-channel sums in f64 as
 //!   PyTorch's CPU kernels;
+//! - [`pool`]: max and average pooling (padding excluded from averages) for inference, one
+//!   parallel pass over the image planes;
 //! - [`alloc`]: allocator and thread settings that conv-net training on the CPU needs.
 //!
 //! On devices other than the CPU, or for dtypes other than f32, [`conv::conv2d`] falls back
@@ -34,4 +36,5 @@
 pub mod alloc;
 pub mod batch_norm;
 pub mod conv;
+pub mod pool;
 mod simd;

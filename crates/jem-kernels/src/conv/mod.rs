@@ -100,8 +100,21 @@ impl Path {
     }
 }
 
-/// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,kh,kw], bias [Cout])`.
-struct Conv(ConvGeometry, Path);
+/// `y = conv2d(x, W) + bias` over `(x [N,C,H,W], W [Cout,C,kh,kw], bias [Cout])`, followed
+/// by a ReLU when the flag is set.
+struct Conv(ConvGeometry, Path, bool);
+
+impl Conv {
+    /// The ReLU, in place, when the op has one.
+    fn act(&self, mut y: Vec<f32>) -> Vec<f32> {
+        if self.2 {
+            use rayon::prelude::*;
+            y.par_chunks_mut(1 << 14)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+        }
+        y
+    }
+}
 
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
@@ -127,7 +140,7 @@ impl CustomOp3 for Conv {
         let (ho, wo) = g.output_hw();
         if let Path::Winograd(tile) = path {
             let y = winograd::conv(tile, &g, x, w, bias);
-            return Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))));
+            return Ok((CpuStorage::F32(self.act(y)), Shape::from((n, cout, ho, wo))));
         }
         let wm = || Mat {
             data: w,
@@ -178,7 +191,7 @@ impl CustomOp3 for Conv {
                 });
             },
         );
-        Ok((CpuStorage::F32(y), Shape::from((n, cout, ho, wo))))
+        Ok((CpuStorage::F32(self.act(y)), Shape::from((n, cout, ho, wo))))
     }
 
     fn bwd(
@@ -186,9 +199,17 @@ impl CustomOp3 for Conv {
         x: &Tensor,
         w: &Tensor,
         bias: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // through the ReLU: the gradient where the output is positive
+        let masked;
+        let dy = if self.2 {
+            masked = (dy * res.gt(0f32)?.to_dtype(candle_core::DType::F32)?)?;
+            &masked
+        } else {
+            dy
+        };
         with_f32(dy, |dys| {
             with_f32(x, |xs| {
                 with_f32(w, |wv| self.grads((x, w, bias), xs, dys, wv))
@@ -231,7 +252,7 @@ pub fn conv2d(
         stride,
         padding: [padding; 2],
     };
-    conv2d_path(x, weight, bias, cfg, None)
+    conv2d_path(x, weight, bias, cfg, None, false)
 }
 
 /// [`conv2d`] for any kernel `[Cout, C, kh, kw]` and per-dimension padding.
@@ -241,7 +262,18 @@ pub fn conv2d_with(
     bias: Option<&Tensor>,
     cfg: Conv2dConfig,
 ) -> candle_core::Result<Tensor> {
-    conv2d_path(x, weight, bias, cfg, None)
+    conv2d_path(x, weight, bias, cfg, None, false)
+}
+
+/// `relu(conv2d_with(x, weight, bias, cfg))` with the ReLU applied as the convolution's
+/// output is written (one pass less over the activations; its gradient included).
+pub fn conv2d_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+) -> candle_core::Result<Tensor> {
+    conv2d_path(x, weight, bias, cfg, None, true)
 }
 
 /// [`conv2d_with`] on a given CPU path (`None`: chosen by [`Path::choose`]); a path that does
@@ -252,6 +284,7 @@ pub(crate) fn conv2d_path(
     bias: Option<&Tensor>,
     cfg: Conv2dConfig,
     path: Option<Path>,
+    relu: bool,
 ) -> candle_core::Result<Tensor> {
     let (cout, cin, kh, kw) = weight.dims4()?;
     let (stride, [ph, pw]) = (cfg.stride, cfg.padding);
@@ -284,7 +317,7 @@ pub(crate) fn conv2d_path(
         };
         return x
             .contiguous()?
-            .apply_op3(&weight.contiguous()?, &bias, Conv(g, path));
+            .apply_op3(&weight.contiguous()?, &bias, Conv(g, path, relu));
     }
     // candle's convolution takes one padding for both dimensions
     let y = if ph == pw {
@@ -294,8 +327,9 @@ pub(crate) fn conv2d_path(
             .pad_with_zeros(3, pw, pw)?
             .conv2d(weight, 0, stride, 1, 1)?
     };
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, cout, 1, 1))?),
-        None => Ok(y),
-    }
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, cout, 1, 1))?)?,
+        None => y,
+    };
+    if relu { y.relu() } else { Ok(y) }
 }

@@ -335,7 +335,7 @@ fn against_im2col_and_candle(
     let cout = geo.4;
     let on = |path| {
         move |x: &Tensor, wt: &Tensor, b: &Tensor| {
-            conv2d_path(x, wt, Some(b), cfg(1, p), Some(path)).unwrap()
+            conv2d_path(x, wt, Some(b), cfg(1, p), Some(path), false).unwrap()
         }
     };
     let ours = run_with(on(path), data, geo);
@@ -427,7 +427,7 @@ fn weight_gradients_are_deterministic() {
     for path in paths {
         let run = || {
             run_with(
-                |x, wt, b| conv2d_path(x, wt, Some(b), cfg(1, 1), Some(path)).unwrap(),
+                |x, wt, b| conv2d_path(x, wt, Some(b), cfg(1, 1), Some(path), false).unwrap(),
                 (&xv, &wv, &bv),
                 geo,
             )
@@ -474,8 +474,15 @@ fn path_timings() {
             let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
             for _ in 0..5 {
                 let t = std::time::Instant::now();
-                let y = conv2d_path(x.as_tensor(), wt.as_tensor(), None, cfg(1, 1), Some(path))
-                    .unwrap();
+                let y = conv2d_path(
+                    x.as_tensor(),
+                    wt.as_tensor(),
+                    None,
+                    cfg(1, 1),
+                    Some(path),
+                    false,
+                )
+                .unwrap();
                 fwd = fwd.min(t.elapsed().as_secs_f64());
                 let t = std::time::Instant::now();
                 let _ = y.sum_all().unwrap().backward().unwrap();
@@ -484,5 +491,56 @@ fn path_timings() {
             line += &format!("  {path:?} fwd {:.2} ms bwd {:.2} ms", fwd * 1e3, bwd * 1e3);
         }
         println!("{line}");
+    }
+}
+
+/// The fused ReLU: output and all three gradients equal those of `relu(conv2d_with(..))`
+/// composed with candle's ReLU, on the im2col, shifted and Winograd paths.
+#[test]
+fn fused_relu_matches_the_composed_relu() {
+    let dev = Device::Cpu;
+    for (case, &(n, c, h, w, cout, k, p)) in [
+        (2, 3, 9, 8, 4, [1, 7], [0, 3]),
+        (3, 16, 8, 8, 16, [3, 3], [1, 1]),
+        (40, 8, 12, 12, 8, [3, 3], [1, 1]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = Var::from_vec(values(n * c * h * w, 0.2), (n, c, h, w), &dev).unwrap();
+        let wt = Var::from_vec(
+            values(cout * c * k[0] * k[1], 1.1),
+            (cout, c, k[0], k[1]),
+            &dev,
+        )
+        .unwrap();
+        let b = Var::from_vec(values(cout, 2.5), cout, &dev).unwrap();
+        let conf = Conv2dConfig {
+            stride: 1,
+            padding: p,
+        };
+        let run = |fused: bool| {
+            let (xt, wtt, bt) = (x.as_tensor(), wt.as_tensor(), b.as_tensor());
+            let y = if fused {
+                conv2d_relu(xt, wtt, Some(bt), conf).unwrap()
+            } else {
+                conv2d_with(xt, wtt, Some(bt), conf)
+                    .unwrap()
+                    .relu()
+                    .unwrap()
+            };
+            let up = Tensor::from_vec(values(y.elem_count(), 3.3), y.shape(), &dev).unwrap();
+            let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let mut out = vec![y];
+            for v in [&x, &wt, &b] {
+                out.push(g.get(v.as_tensor()).unwrap().clone());
+            }
+            out
+        };
+        let (fused, composed) = (run(true), run(false));
+        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
+            let e = max_rel(&fused[i], &composed[i]);
+            assert!(e < 1e-6, "case {case}: {name} off by {e}");
+        }
     }
 }

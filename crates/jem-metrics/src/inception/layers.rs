@@ -4,7 +4,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor};
-use jem_kernels::conv::{Conv2dConfig, conv2d_with};
+use jem_kernels::conv::{Conv2dConfig, conv2d_relu};
+use jem_kernels::pool::{Pool2dConfig, avg_pool2d, max_pool2d};
 
 use crate::{MetricError, Result};
 
@@ -150,14 +151,15 @@ pub(crate) struct ConvBn {
 
 impl ConvBn {
     /// `relu(conv(x) + bias)`: `jem-kernels`' convolution (per-image GEMMs, the bias added
-    /// in the GEMM, any kernel shape and the per-dimension paddings of the 1x7, 7x1, 1x3 and
-    /// 3x1 kernels) on the CPU, candle's elsewhere.
+    /// in the GEMM and the ReLU as the output is written, any kernel shape and the
+    /// per-dimension paddings of the 1x7, 7x1, 1x3 and 3x1 kernels) on the CPU, candle's
+    /// elsewhere.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let cfg = Conv2dConfig {
             stride: self.stride,
             padding: [self.pad.0, self.pad.1],
         };
-        conv2d_with(x, &self.weight, Some(&self.bias.flatten_all()?), cfg)?.relu()
+        conv2d_relu(x, &self.weight, Some(&self.bias.flatten_all()?), cfg)
     }
 }
 
@@ -211,37 +213,26 @@ impl FusedConvs {
 
 /// Max pool 3x3, stride 2, no padding (floor mode).
 pub(crate) fn max_pool_3x3_s2(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.max_pool2d_with_stride(3, 2)
+    max_pool2d(x, pool3(2, 0))
 }
 
-/// Max pool 3x3, stride 1, padding 1 (torch pads with -inf).
-///
-/// Zero padding is used instead, which is exact here: the input is a concatenation of ReLU
-/// outputs, so every value is >= 0, and every 3x3 window contains its centre (a real value
-/// >= 0), hence its maximum over real values is >= 0 and an extra 0 cannot change it.
+/// Max pool 3x3, stride 1, padding 1 (torch pads with -inf: padding never wins).
 pub(crate) fn max_pool_3x3_same(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.pad_with_zeros(2, 1, 1)?
-        .pad_with_zeros(3, 1, 1)?
-        .max_pool2d_with_stride(3, 1)
+    max_pool2d(x, pool3(1, 1))
 }
 
 /// Average pool 3x3, stride 1, padding 1, averaging over the real (unpadded) values only
-/// (`count_include_pad=False`, TensorFlow's behaviour): the zero-padded 3x3 mean is rescaled
-/// by `9 / count`, `count` being 4 at corners, 6 on edges, 9 inside.
+/// (`count_include_pad=False`, TensorFlow's behaviour).
 pub(crate) fn avg_pool_3x3_same(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (h, w) = (x.dim(2)?, x.dim(3)?);
-    let count = |i: usize, n: usize| (i + 1).min(n - 1) + 1 - i.saturating_sub(1);
-    let mut scale = Vec::with_capacity(h * w);
-    for i in 0..h {
-        for j in 0..w {
-            scale.push(9.0 / (count(i, h) * count(j, w)) as f64);
-        }
+    avg_pool2d(x, pool3(1, 1))
+}
+
+fn pool3(stride: usize, padding: usize) -> Pool2dConfig {
+    Pool2dConfig {
+        kernel: 3,
+        stride,
+        padding,
     }
-    let scale = Tensor::from_vec(scale, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
-    x.pad_with_zeros(2, 1, 1)?
-        .pad_with_zeros(3, 1, 1)?
-        .avg_pool2d_with_stride(3, 1)?
-        .broadcast_mul(&scale)
 }
 
 /// Global average pool `[N, C, H, W] -> [N, C]`.

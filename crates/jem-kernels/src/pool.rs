@@ -1,0 +1,272 @@
+//! 2-D max and average pooling for inference: one parallel pass over the image planes on the
+//! CPU (f32), where candle's own pooling runs one thread and needs explicit padding copies;
+//! candle's operations elsewhere. No gradients (the ops are forward-only: a backward pass
+//! through them is an error).
+
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::conv::cpu_f32;
+
+/// Window size, stride and padding (the same in both dimensions) of a pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dConfig {
+    /// Window size.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on every side (`< kernel`); padded positions never count: a max ignores them
+    /// (PyTorch pads with -inf), an average divides by the real values in its window
+    /// (`count_include_pad=False`).
+    pub padding: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Avg,
+}
+
+struct Pool(Pool2dConfig, Kind);
+
+impl Pool2dConfig {
+    fn check(&self, h: usize, w: usize) -> candle_core::Result<(usize, usize)> {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        if k == 0 || s == 0 || p >= k || h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("pool2d: {self:?} does not fit a {h}x{w} image");
+        }
+        Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
+    }
+}
+
+impl Pool {
+    /// One output plane from one input plane `x [h, w]`.
+    fn plane(&self, x: &[f32], (h, w): (usize, usize), y: &mut [f32], wo: usize) {
+        let Pool2dConfig {
+            kernel: k,
+            stride: s,
+            padding: p,
+        } = self.0;
+        for (oy, row) in y.chunks_exact_mut(wo).enumerate() {
+            let y0 = (oy * s).saturating_sub(p);
+            let y1 = (oy * s + k - p).min(h);
+            for (ox, out) in row.iter_mut().enumerate() {
+                let x0 = (ox * s).saturating_sub(p);
+                let x1 = (ox * s + k - p).min(w);
+                let rows = x[y0 * w..y1 * w].chunks_exact(w);
+                *out = match self.1 {
+                    Kind::Max => rows
+                        .flat_map(|r| &r[x0..x1])
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+                    Kind::Avg => {
+                        let sum: f32 = rows.map(|r| r[x0..x1].iter().sum::<f32>()).sum();
+                        sum / ((y1 - y0) * (x1 - x0)) as f32
+                    }
+                };
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Pool {
+    fn name(&self) -> &'static str {
+        match self.1 {
+            Kind::Max => "max-pool2d",
+            Kind::Avg => "avg-pool2d",
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = cpu_f32(s, l, self.name())?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let (ho, wo) = self.0.check(h, w)?;
+        let mut y = vec![0f32; n * c * ho * wo];
+        if ho * wo > 0 {
+            y.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(yp, xp)| self.plane(xp, (h, w), yp, wo));
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
+    }
+}
+
+fn pool(x: &Tensor, cfg: Pool2dConfig, kind: Kind) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    cfg.check(h, w)?;
+    if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+        return x.contiguous()?.apply_op1_no_bwd(&Pool(cfg, kind));
+    }
+    fallback(x, cfg, kind, (h, w))
+}
+
+/// Candle's pooling with the same semantics, for other devices and dtypes.
+fn fallback(
+    x: &Tensor,
+    cfg: Pool2dConfig,
+    kind: Kind,
+    (h, w): (usize, usize),
+) -> candle_core::Result<Tensor> {
+    let (k, s, p) = (cfg.kernel, cfg.stride, cfg.padding);
+    if p == 0 {
+        return match kind {
+            Kind::Max => x.max_pool2d_with_stride(k, s),
+            Kind::Avg => x.avg_pool2d_with_stride(k, s),
+        };
+    }
+    match kind {
+        Kind::Max => {
+            // shifted above 0, the zero padding never wins a max (values move by rounding)
+            let low = x
+                .min_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?
+                - 1.0;
+            (x - low)?
+                .pad_with_zeros(2, p, p)?
+                .pad_with_zeros(3, p, p)?
+                .max_pool2d_with_stride(k, s)?
+                + low
+        }
+        Kind::Avg => {
+            let sums = x
+                .pad_with_zeros(2, p, p)?
+                .pad_with_zeros(3, p, p)?
+                .avg_pool2d_with_stride(k, s)?;
+            let (ho, wo) = cfg.check(h, w)?;
+            let count =
+                |o: usize, d: usize| ((o * s + k - p).min(d) - (o * s).saturating_sub(p)) as f64;
+            let mut scale = Vec::with_capacity(ho * wo);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    scale.push((k * k) as f64 / (count(oy, h) * count(ox, w)));
+                }
+            }
+            let scale = Tensor::from_vec(scale, (1, 1, ho, wo), x.device())?.to_dtype(x.dtype())?;
+            sums.broadcast_mul(&scale)
+        }
+    }
+}
+
+/// Max pooling of `[N, C, H, W]` (PyTorch's `max_pool2d` with `ceil_mode=False`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use jem_kernels::pool::{Pool2dConfig, max_pool2d};
+/// let x = Tensor::arange(0f32, 16.0, &Device::Cpu)?.reshape((1, 1, 4, 4))?;
+/// let cfg = Pool2dConfig { kernel: 3, stride: 1, padding: 1 };
+/// let y = max_pool2d(&x, cfg)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?[0], 5.0);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> candle_core::Result<Tensor> {
+    pool(x, cfg, Kind::Max)
+}
+
+/// Average pooling of `[N, C, H, W]` over the real values of each window (PyTorch's
+/// `avg_pool2d` with `count_include_pad=False`, `ceil_mode=False`; TensorFlow's behaviour).
+pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> candle_core::Result<Tensor> {
+    pool(x, cfg, Kind::Avg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct loops in f64 over the padded window: max and mean of the real values.
+    fn naive(
+        x: &[f32],
+        (n, c, h, w): (usize, usize, usize, usize),
+        cfg: Pool2dConfig,
+        max: bool,
+    ) -> Vec<f64> {
+        let (ho, wo) = cfg.check(h, w).unwrap();
+        let mut y = Vec::new();
+        for plane in 0..n * c {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut vals = Vec::new();
+                    for ky in 0..cfg.kernel {
+                        for kx in 0..cfg.kernel {
+                            let iy = (oy * cfg.stride + ky) as isize - cfg.padding as isize;
+                            let ix = (ox * cfg.stride + kx) as isize - cfg.padding as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                vals.push(x[plane * h * w + iy as usize * w + ix as usize] as f64);
+                            }
+                        }
+                    }
+                    y.push(if max {
+                        vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                    } else {
+                        vals.iter().sum::<f64>() / vals.len() as f64
+                    });
+                }
+            }
+        }
+        y
+    }
+
+    /// The CPU kernel and the fallback (f64, candle's pooling) against direct loops, on
+    /// Inception-v3's poolings (3x3 stride 2, 3x3 stride 1 padding 1) and odd others, with
+    /// negative values (a padded max must ignore the padding).
+    #[test]
+    fn poolings_match_direct_loops() {
+        let cases = [
+            ((2, 3, 9, 9), (3, 2, 0)),
+            ((1, 4, 8, 7), (3, 1, 1)),
+            ((3, 2, 5, 6), (2, 2, 1)),
+            ((1, 1, 3, 3), (3, 3, 0)),
+            ((2, 2, 7, 10), (5, 2, 2)),
+        ];
+        for (dims, (k, s, p)) in cases {
+            let cfg = Pool2dConfig {
+                kernel: k,
+                stride: s,
+                padding: p,
+            };
+            let len = dims.0 * dims.1 * dims.2 * dims.3;
+            let v: Vec<f32> = (0..len)
+                .map(|i| ((i as f32 * 0.37).sin() * 3.0) - 1.0)
+                .collect();
+            let x = Tensor::from_vec(v.clone(), dims, &Device::Cpu).unwrap();
+            let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
+            for max in [true, false] {
+                let want = naive(&v, dims, cfg, max);
+                let run = |t: &Tensor| -> Vec<f64> {
+                    let y = if max {
+                        max_pool2d(t, cfg)
+                    } else {
+                        avg_pool2d(t, cfg)
+                    }
+                    .unwrap();
+                    y.to_dtype(candle_core::DType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                };
+                for (what, got) in [("cpu kernel", run(&x)), ("fallback", run(&x64))] {
+                    assert_eq!(got.len(), want.len(), "{dims:?} {cfg:?} {what}");
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    assert!(err < 1e-5, "{dims:?} {cfg:?} max={max} {what}: {err}");
+                }
+            }
+        }
+        let bad = Pool2dConfig {
+            kernel: 3,
+            stride: 1,
+            padding: 3,
+        };
+        assert!(
+            max_pool2d(
+                &Tensor::zeros((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+                bad
+            )
+            .is_err()
+        );
+    }
+}
