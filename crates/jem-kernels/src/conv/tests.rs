@@ -460,6 +460,10 @@ fn path_timings() {
         (8, 160, 32, 160),
         (8, 320, 16, 320),
         (8, 640, 8, 640),
+        // WRN-10-2 of the Fashion-MNIST preset, batch 64
+        (64, 32, 32, 32),
+        (64, 64, 16, 64),
+        (64, 128, 8, 128),
     ];
     for (n, c, hw, cout) in shapes {
         let x = Var::from_vec(values(n * c * hw * hw, 0.1), (n, c, hw, hw), &dev).unwrap();
