@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--rounds N] [--iters N] [--python PY] [--torch-script FILE]
-//! [--jem PATH] [--before PATH] [--out DIR] [--only a,b,c,d]`: our CPU speed beside PyTorch's,
-//! side by side.
+//! [--jem PATH] [--before PATH] [--out DIR] [--only a,b,c,d,e,f] [--data-dir DIR]
+//! [--job-iters N] [--inception-images N]`: our CPU speed beside PyTorch's, side by side.
 //!
 //! Measures (a)-(d) of `../shared/bench/README.md`, each timed by `jem bench --device cpu`
 //! and by `torch_baseline.py` in alternation, `--rounds` times, so that both see the same
@@ -13,7 +13,8 @@
 //! (`sadajem_iter_shared`); ours as training runs it (`sadajem_iter`, three batches per SAM
 //! pass) is reported beside it. `--before` times an earlier build of `jem` in the same rounds
 //! (a before/after table from one run; a measure that build does not know gets no value).
-//! Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
+//! Measures (e), the real training job, and (f), FID Inception features, run whole programs
+//! on both sides (see `jobs`). Writes `bench-cpu.md` and `bench-cpu.json` into `--out`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+mod jobs;
 mod table;
 use table::table;
 
@@ -102,6 +104,12 @@ struct Args {
     before: Option<PathBuf>,
     out: PathBuf,
     only: Option<Vec<String>>,
+    /// Data folder of (e) and (f).
+    data_dir: PathBuf,
+    /// Iterations of each (e) run.
+    job_iters: usize,
+    /// Images of each (f) run.
+    inception_images: usize,
 }
 
 fn parse(args: &[String], root: &Path) -> Result<Args> {
@@ -114,6 +122,9 @@ fn parse(args: &[String], root: &Path) -> Result<Args> {
         before: None,
         out: root.join("target/bench-cpu"),
         only: None,
+        data_dir: root.join("../shared/data"),
+        job_iters: 20,
+        inception_images: 100,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -131,15 +142,20 @@ fn parse(args: &[String], root: &Path) -> Result<Args> {
             "--before" => a.before = Some(value()?.into()),
             "--out" => a.out = value()?.into(),
             "--only" => a.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--data-dir" => a.data_dir = value()?.into(),
+            "--job-iters" => a.job_iters = value()?.parse().context("--job-iters")?,
+            "--inception-images" => {
+                a.inception_images = value()?.parse().context("--inception-images")?
+            }
             other => bail!(
                 "unknown argument `{other}`; usage: cargo xtask bench [--rounds N] [--iters N] \
                  [--python PY] [--torch-script FILE] [--jem PATH] [--before PATH] [--out DIR] \
-                 [--only a,b,c,d]"
+                 [--only a,b,c,d,e,f] [--data-dir DIR] [--job-iters N] [--inception-images N]"
             ),
         }
     }
-    if a.rounds == 0 || a.iters == 0 {
-        bail!("--rounds and --iters must be at least 1");
+    if a.rounds == 0 || a.iters == 0 || a.job_iters == 0 || a.inception_images == 0 {
+        bail!("--rounds, --iters, --job-iters and --inception-images must be at least 1");
     }
     Ok(a)
 }
@@ -315,6 +331,34 @@ pub fn run(args: &[String]) -> Result<()> {
             "ours_rounds": ours, "torch_rounds": torch,
             "ours_peak_rss_mb": ours_mb, "torch_peak_rss_mb": torch_mb,
         }));
+    }
+    let selected = |k: &str| a.only.as_ref().is_none_or(|o| o.iter().any(|x| x == k));
+    let jobs = jobs::Jobs {
+        jem: &jem,
+        before: a.before.as_deref(),
+        python: torch_ok.then_some(a.python.as_str()),
+        root: &root,
+        data_dir: a.data_dir.clone(),
+        scratch: a.out.join("scratch"),
+        rounds: a.rounds,
+        job_iters: a.job_iters,
+        images: a.inception_images,
+    };
+    std::fs::create_dir_all(&jobs.scratch)
+        .with_context(|| format!("creating {}", jobs.scratch.display()))?;
+    for key in ["e", "f"] {
+        if !selected(key) {
+            continue;
+        }
+        let measured = if key == "e" {
+            jobs.real_job()
+        } else {
+            jobs.inception()
+        };
+        match measured {
+            Ok(row) => rows.push(row),
+            Err(e) => eprintln!("({key}) not measured: {e:#}"),
+        }
     }
     let md = table(&rows, a.rounds, a.iters);
     println!("{md}");
