@@ -295,9 +295,8 @@ pub fn check_presets(paper: &PaperFile, configs: &Path) -> Vec<(String, Vec<Stri
 
 /// `cargo xtask check-presets`: prints every paper preset that differs from its row.
 pub fn check_presets_command() -> Result<()> {
-    let root = crate::reproduce::root();
-    let paper = PaperFile::load(&root.join("configs/paper-numbers.toml"))?;
-    let bad = check_presets(&paper, &root.join("configs"));
+    let paper = PaperFile::load(&crate::reproduce::paper_file())?;
+    let bad = check_presets(&paper, &crate::reproduce::root().join("configs"));
     for (preset, lines) in &bad {
         eprintln!("{preset}:");
         for l in lines {

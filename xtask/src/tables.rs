@@ -17,6 +17,9 @@ pub fn key_of(preset: &str) -> &str {
     preset.rsplit('/').next().unwrap_or(preset)
 }
 
+/// The plan's models with their results, each read once.
+type Loaded<'a> = [(&'a Model, Results)];
+
 fn md_table(md: &mut String, head: &[String], rows: &[Vec<String>]) {
     let esc = |c: &String| c.replace('|', "\\|");
     let _ = writeln!(
@@ -63,11 +66,16 @@ pub fn write_tables(
     let tables: Vec<&PaperTable> = paper
         .map(|p| p.tables_of(target).collect())
         .unwrap_or_default();
+    let loaded: Vec<(&Model, Results)> = models
+        .iter()
+        .map(|m| (m, Results::load(out, &m.key)))
+        .collect();
+    let models = &loaded[..];
     if tables.is_empty() {
-        own_tables(md, models, out);
+        own_tables(md, models);
     } else {
         for t in &tables {
-            paper_table(md, t, models, out);
+            paper_table(md, t, models);
         }
         if !tables.iter().any(|t| t.metrics.iter().any(|m| m == "ece")) {
             let _ = writeln!(md, "## Calibration (ours)\n");
@@ -75,19 +83,17 @@ pub fn write_tables(
                 md,
                 "The paper gives ECE values for CIFAR-100 only (section 4.2); these are ours.\n"
             );
-            calibration(md, models, out);
+            calibration(md, models);
         }
     }
-    stability(md, models, out);
+    stability(md, models);
 }
 
 /// One of the paper's tables: its rows, then (when the table asks) our other models.
-fn paper_table(md: &mut String, t: &PaperTable, models: &[Model], out: &Path) {
+fn paper_table(md: &mut String, t: &PaperTable, models: &Loaded) {
     let with_stability = t.metrics.iter().any(|m| m == "accuracy");
-    let chains = t.metrics.iter().any(|m| m == "fid")
-        && models
-            .iter()
-            .any(|m| Results::load(out, &m.key).has_fid_chains());
+    let chains =
+        t.metrics.iter().any(|m| m == "fid") && models.iter().any(|(_, r)| r.has_fid_chains());
     let mut head = vec!["paper's row".to_string(), "our preset".to_string()];
     for m in &t.metrics {
         let l = metric_label(m);
@@ -100,9 +106,9 @@ fn paper_table(md: &mut String, t: &PaperTable, models: &[Model], out: &Path) {
         head.extend(["stability, ours".into(), "stability, paper".into()]);
     }
     let row_cells = |label: &str, preset: Option<&str>, paper_row: Option<&PaperRow>| {
-        let model = preset.and_then(|p| models.iter().find(|m| m.preset == p));
-        let r = model.map(|m| Results::load(out, &m.key));
-        let ours = |metric: &str| r.as_ref().map_or("—".into(), |r| r.cell(metric));
+        let model = preset.and_then(|p| models.iter().find(|(m, _)| m.preset == p));
+        let r = model.map(|(_, r)| r);
+        let ours = |metric: &str| r.map_or("—".into(), |r| r.cell(metric));
         let preset_cell = match (preset, model) {
             (None, _) => "—".into(),
             (Some(p), Some(_)) => format!("`{}`", key_of(p)),
@@ -120,7 +126,7 @@ fn paper_table(md: &mut String, t: &PaperTable, models: &[Model], out: &Path) {
             cells.push(ours("fid-chains"));
         }
         if with_stability {
-            cells.push(r.as_ref().map_or("—".into(), Results::stability));
+            cells.push(r.map_or("—".into(), Results::stability));
             cells.push(
                 paper_row
                     .and_then(|row| row.stability.clone())
@@ -135,7 +141,7 @@ fn paper_table(md: &mut String, t: &PaperTable, models: &[Model], out: &Path) {
         .map(|r| row_cells(&r.label, r.preset.as_deref(), Some(r)))
         .collect();
     if t.extra_models {
-        for m in models {
+        for (m, _) in models {
             if !t.row.iter().any(|r| r.preset.as_deref() == Some(&m.preset)) {
                 rows.push(row_cells("(ours only)", Some(&m.preset), None));
             }
@@ -159,7 +165,7 @@ fn paper_table(md: &mut String, t: &PaperTable, models: &[Model], out: &Path) {
 }
 
 /// The tables of a target the paper does not have: accuracy / IS / FID, calibration, OOD.
-fn own_tables(md: &mut String, models: &[Model], out: &Path) {
+fn own_tables(md: &mut String, models: &Loaded) {
     let _ = writeln!(
         md,
         "## Hybrid modelling (the layout of Tables 1 and 2)\n\nThe paper has no results on \
@@ -176,7 +182,6 @@ fn own_tables(md: &mut String, models: &[Model], out: &Path) {
             "stability",
         ],
         models,
-        out,
         |m, r| {
             vec![
                 m.key.clone(),
@@ -190,27 +195,23 @@ fn own_tables(md: &mut String, models: &[Model], out: &Path) {
     );
     let _ = writeln!(md, "Accuracy: test set, eval-mode BatchNorm. {PROTOCOL}\n");
     let _ = writeln!(md, "## Calibration (Figure 4)\n");
-    calibration(md, models, out);
-    ood(md, models, out);
+    calibration(md, models);
+    ood(md, models);
 }
 
 /// A table with one row per model, its cells from the model's results.
 fn model_table(
     md: &mut String,
     head: &[&str],
-    models: &[Model],
-    out: &Path,
+    models: &Loaded,
     cells: impl Fn(&Model, &Results) -> Vec<String>,
 ) {
     let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
-    let rows: Vec<Vec<String>> = models
-        .iter()
-        .map(|m| cells(m, &Results::load(out, &m.key)))
-        .collect();
+    let rows: Vec<Vec<String>> = models.iter().map(|(m, r)| cells(m, r)).collect();
     md_table(md, &head, &rows);
 }
 
-fn calibration(md: &mut String, models: &[Model], out: &Path) {
+fn calibration(md: &mut String, models: &Loaded) {
     model_table(
         md,
         &[
@@ -219,17 +220,16 @@ fn calibration(md: &mut String, models: &[Model], out: &Path) {
             "ECE % (torchmetrics, 15 bins)",
         ],
         models,
-        out,
         |m, r| vec![m.key.clone(), r.cell("ece"), r.cell("ece-torchmetrics")],
     );
 }
 
 /// Our OOD table for each score over every set any model was evaluated on.
-fn ood(md: &mut String, models: &[Model], out: &Path) {
+fn ood(md: &mut String, models: &Loaded) {
     let _ = writeln!(md, "## OOD detection (AUROC, the layout of Table 3)\n");
     let mut sets: Vec<(String, String)> = Vec::new();
-    for m in models {
-        for (name, s) in Results::load(out, &m.key).ood_sets() {
+    for (_, r) in models {
+        for (name, s) in r.ood_sets() {
             if !sets.iter().any(|(n, _)| *n == name) {
                 sets.push((name, s["n"].to_string()));
             }
@@ -247,7 +247,7 @@ fn ood(md: &mut String, models: &[Model], out: &Path) {
         let _ = writeln!(md, "score s(x) = {}\n", label.replace('|', "\\|"));
         let mut head = vec!["model"];
         head.extend(sets.iter().map(|(n, _)| n.as_str()));
-        model_table(md, &head, models, out, |m, r| {
+        model_table(md, &head, models, |m, r| {
             let mut row = vec![m.key.clone()];
             row.extend(
                 sets.iter()
@@ -265,11 +265,11 @@ fn ood(md: &mut String, models: &[Model], out: &Path) {
 }
 
 /// Every rollback of every model (iteration, cause, what changed), after the tables.
-fn stability(md: &mut String, models: &[Model], out: &Path) {
+fn stability(md: &mut String, models: &Loaded) {
     let _ = writeln!(md, "## Training stability\n");
     let lines: String = models
         .iter()
-        .map(|m| Results::load(out, &m.key).rollback_lines(&m.key))
+        .map(|(m, r)| r.rollback_lines(&m.key))
         .collect();
     let _ = writeln!(
         md,

@@ -220,18 +220,22 @@ pub fn generate_with<M: Classifier + ?Sized>(
     Ok(result)
 }
 
-/// `jem eval generate` on a checkpoint: [`generate_with`] on the session's model, class
-/// statistics and replay buffer.
-pub fn generate(s: &EvalSession, opts: &GenerateOptions, out: &Path) -> Result<GenerateResult> {
-    let sampler = Sampler {
+/// The chains of a checkpoint: its model, class statistics, sample shape and device.
+pub fn session_sampler(s: &EvalSession) -> Sampler<'_, jem_models::WideResNet> {
+    Sampler {
         model: &s.model,
         gaussians: s.data.gaussians.as_ref(),
         shape: s.data.shape,
         num_classes: s.data.num_classes,
         device: &s.device,
-    };
+    }
+}
+
+/// `jem eval generate` on a checkpoint: [`generate_with`] on the session's model, class
+/// statistics and replay buffer.
+pub fn generate(s: &EvalSession, opts: &GenerateOptions, out: &Path) -> Result<GenerateResult> {
     generate_with(
-        &sampler,
+        &session_sampler(s),
         s.replay_buffer.as_ref(),
         &s.checkpoint.display().to_string(),
         s.iteration,

@@ -121,13 +121,7 @@ pub(super) fn source_images(
             steps,
             seed,
         } => {
-            let sampler = Sampler {
-                model: &s.model,
-                gaussians: s.data.gaussians.as_ref(),
-                shape: s.data.shape,
-                num_classes: s.data.num_classes,
-                device: &s.device,
-            };
+            let sampler = crate::generate::session_sampler(s);
             let (x, init) = fresh_chains(&sampler, chains, steps, seed, opts.progress)?;
             Ok((x, Some(init)))
         }
