@@ -127,6 +127,9 @@ fn matches_direct_loops_and_candles_forward() {
         (1, 2, 6, 6, 3, [3, 3], 1, [2, 2]),
         (2, 2, 4, 4, 3, [5, 5], 1, [1, 1]),
         (2, 3, 7, 9, 2, [3, 3], 1, [0, 0]),
+        // stride 2 on longer rows, even and odd widths
+        (3, 3, 12, 34, 4, [5, 5], 2, [2, 2]),
+        (2, 2, 11, 33, 3, [3, 3], 2, [1, 1]),
         // stride 3 (the generic strided gather)
         (2, 2, 10, 11, 3, [3, 3], 3, [1, 1]),
         // rectangular kernels, per-dimension paddings, several GEMM groups
