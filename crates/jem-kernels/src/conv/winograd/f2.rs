@@ -37,10 +37,11 @@ fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
 }
 
 multiversion! {
-    /// `V [16, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`) from the
+    /// `V [16, C, T]` (row stride `ld`, plane stride `ps`, tiles of image `j` from column `j * th * tw`) from the
     /// images `xg [m, C, H, W]`: `V = B^T d B` on each 4x4 patch of the input padded by 1, with
     /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
-    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], strides: (usize, usize)) {
+        let (ld, ps) = strides;
         let [_, c, h, w] = g.input;
         let (th, tw) = tiles(g);
         let m = xg.len() / (c * h * w);
@@ -88,7 +89,7 @@ multiversion! {
                     let col0 = j * th * tw + ty * tw;
                     for i in 0..4 {
                         let (e, o) = (&comb[i * cols..][..cols], &comb[(4 + i) * cols..][..cols]);
-                        let base = |p: usize| (p * c + ci) * ld + col0;
+                        let base = |p: usize| p * ps + ci * ld + col0;
                         let (b0, b1, b2, b3) = (
                             base(4 * i),
                             base(4 * i + 1),
@@ -113,9 +114,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`), with
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`, plane stride `ps`), with
     /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`; outputs past the image's edge are dropped.
-    fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+    fn transform_output(g: &ConvGeometry, mm: &[f32], strides: (usize, usize), yg: &mut [f32]) {
+        let (ld, ps) = strides;
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -128,7 +130,7 @@ multiversion! {
                 let plane = &mut yg[(j * cout + co) * h * w..][..h * w];
                 for ty in 0..th {
                     let col0 = j * th * tw + ty * tw;
-                    let row = |p: usize| &mm[(p * cout + co) * ld + col0..][..tw];
+                    let row = |p: usize| &mm[p * ps + co * ld + col0..][..tw];
                     // A^T M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows of four, per column q)
                     let (s0, s1) = s.split_at_mut(4 * tw);
                     for q in 0..4 {
@@ -169,10 +171,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// `dM [16, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// `dM [16, Cout, T]` (row stride `ld`, plane stride `ps`) from `dyg [m, Cout, H, W]`: the adjoint of
     /// `transform_output`, `dM = A dY A^T` on each 2x2 tile of `dy` (zeros past the image's
     /// edge), with `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
-    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], strides: (usize, usize)) {
+        let (ld, ps) = strides;
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -207,7 +210,7 @@ multiversion! {
                         }
                         // (A dY) A^T: x0, x0 + x1, x0 - x1, -x1 (x0 even, x1 odd column)
                         let (x0, x1) = rc.split_at(tw);
-                        let base = |q: usize| ((4 * i + q) * cout + co) * ld + col0;
+                        let base = |q: usize| (4 * i + q) * ps + co * ld + col0;
                         let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
                         for tx in 0..tw {
                             dm[b0 + tx] = x0[tx];

@@ -187,12 +187,13 @@ fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
 }
 
 multiversion! {
-    /// `V [36, C, T]` (row stride `ld`) from the images `xg [m, C, H, W]`: `V = B^T d B` on
+    /// `V [36, C, T]` (row stride `ld`, plane stride `ps`) from the images `xg [m, C, H, W]`: `V = B^T d B` on
     /// each 6x6 patch of the input padded by 1 (patch `(ty, tx)` from padded row `4 ty` and
     /// column `4 tx`). Per channel and row of tiles, `B^T` combines six whole input rows; each
     /// combined row is split into the six columns `4 tx + k` of all its tiles (four phases,
     /// two of them again shifted by one tile), and `B` then runs over all the group's tiles.
-    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+    fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], strides: (usize, usize)) {
+        let (ld, ps) = strides;
         let [_, c, h, w] = g.input;
         let (th, tw) = tiles(g);
         let m = xg.len() / (c * h * w);
@@ -228,16 +229,17 @@ multiversion! {
             }
             for i in 0..6 {
                 let x = rows6(&d, i * 6 * t, t, t);
-                bt(x, rows6_mut(v, (i * 6 * c + ci) * ld, c * ld, t));
+                bt(x, rows6_mut(v, i * 6 * ps + ci * ld, ps, t));
             }
         }
     }
 }
 
 multiversion! {
-    /// `yg [m, Cout, H, W] += A^T M A` from `M [36, Cout, T]` (row stride `ld`); outputs past
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [36, Cout, T]` (row stride `ld`, plane stride `ps`); outputs past
     /// the image's edge are dropped.
-    fn transform_output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+    fn transform_output(g: &ConvGeometry, mm: &[f32], strides: (usize, usize), yg: &mut [f32]) {
+        let (ld, ps) = strides;
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -249,7 +251,7 @@ multiversion! {
         let mut orow = vec![0f32; 4 * tw];
         for co in 0..cout {
             for q in 0..6 {
-                let x = rows6(mm, (q * cout + co) * ld, 6 * cout * ld, t);
+                let x = rows6(mm, q * ps + co * ld, 6 * ps, t);
                 at(x, rows4_mut(&mut s, q * 4 * t, t, t));
             }
             for i in 0..4 {
@@ -274,10 +276,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// `dM [36, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// `dM [36, Cout, T]` (row stride `ld`, plane stride `ps`) from `dyg [m, Cout, H, W]`: the adjoint of
     /// `transform_output`, `dM = A dY A^T` on each 4x4 tile of `dy` (zeros past the image's
     /// edge).
-    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+    fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], strides: (usize, usize)) {
+        let (ld, ps) = strides;
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -317,7 +320,7 @@ multiversion! {
             }
             for r in 0..6 {
                 let x = rows4(&n, r * t, 6 * t, t);
-                a(x, rows6_mut(dm, (r * 6 * cout + co) * ld, cout * ld, t));
+                a(x, rows6_mut(dm, r * 6 * ps + co * ld, ps, t));
             }
         }
     }

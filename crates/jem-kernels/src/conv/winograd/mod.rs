@@ -73,15 +73,15 @@ pub(crate) trait Tiling {
     const GROUP_TILES: usize;
     /// `U [P, Cout, C]` from `W [Cout, C, 3, 3]`.
     fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32>;
-    /// `V [P, C, T]` (row stride `ld`, tiles of image `j` from column `j * th * tw`, rows of
-    /// tiles in order) from the images `xg [m, C, H, W]`.
-    fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize);
-    /// `yg [m, Cout, H, W] += A^T M A` from `M [P, Cout, T]` (row stride `ld`); outputs past
-    /// the image's edge are dropped.
-    fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]);
-    /// `dM [P, Cout, T]` (row stride `ld`) from `dyg [m, Cout, H, W]`: the adjoint of
+    /// `V [P, C, T]` (row stride and plane stride `ld = (row, plane)`, tiles of image `j`
+    /// from column `j * th * tw`, rows of tiles in order) from the images `xg [m, C, H, W]`.
+    fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize));
+    /// `yg [m, Cout, H, W] += A^T M A` from `M [P, Cout, T]` (strides `ld` as above);
+    /// outputs past the image's edge are dropped.
+    fn output(g: &ConvGeometry, mm: &[f32], ld: (usize, usize), yg: &mut [f32]);
+    /// `dM [P, Cout, T]` (strides `ld` as above) from `dyg [m, Cout, H, W]`: the adjoint of
     /// [`Tiling::output`], zeros past the image's edge.
-    fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize);
+    fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: (usize, usize));
     /// `dW [Cout, C, 3, 3]` from `dU [P, Cout, C]`: the adjoint of [`Tiling::kernel`].
     fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32>;
 }
@@ -96,13 +96,13 @@ macro_rules! tiling {
             fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
                 transform_kernel(w, cout, c)
             }
-            fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: usize) {
+            fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize)) {
                 transform_input(g, xg, v, ld)
             }
-            fn output(g: &ConvGeometry, mm: &[f32], ld: usize, yg: &mut [f32]) {
+            fn output(g: &ConvGeometry, mm: &[f32], ld: (usize, usize), yg: &mut [f32]) {
                 transform_output(g, mm, ld, yg)
             }
-            fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: usize) {
+            fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: (usize, usize)) {
                 transform_dy(g, dyg, dm, ld)
             }
             fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
@@ -134,6 +134,15 @@ pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
     } else {
         None
     }
+}
+
+/// The stride between two of the `P` planes `[rows, t]` of `V`, `M` or `dM`: one cache line
+/// more than the plane. The transforms write or read one row in each of the `P` planes in
+/// turn; with `rows * t` a multiple of 1024 values (as 32 channels x 128 tiles), planes
+/// exactly `rows * t` apart put all those rows in one set of the L1 cache, which holds 8-12
+/// lines, and each pass evicts the lines it is about to use.
+fn plane(rows: usize, t: usize) -> usize {
+    rows * t + 16
 }
 
 /// Tiles per image: `ceil(H / m) x ceil(W / m)`.
@@ -242,7 +251,7 @@ fn conv_with<T: Tiling>(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) ->
         |gi, yg| {
             let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
             let t = xg.len() / img * tiles_of::<T>(g);
-            with_scratch(T::P * c * t, T::P * cout * t, |v, mm| {
+            with_scratch(T::P * plane(c, t), T::P * plane(cout, t), |v, mm| {
                 forward::<T>(g, &u, xg, yg, (v, mm), par)
             });
         },
@@ -261,7 +270,8 @@ fn forward<T: Tiling>(
 ) {
     let (c, cout) = (g.input[1], g.out_channels);
     let t = xg.len() / g.image_len() * tiles_of::<T>(g);
-    T::input(g, xg, v, t);
+    let (pv, pm) = (plane(c, t), plane(cout, t));
+    T::input(g, xg, v, (t, pv));
     for p in 0..T::P {
         let a = Mat {
             data: &u[p * cout * c..][..cout * c],
@@ -270,14 +280,14 @@ fn forward<T: Tiling>(
             transposed: false,
         };
         let b = Mat {
-            data: &v[p * c * t..][..c * t],
+            data: &v[p * pv..][..c * t],
             rows: c,
             cols: t,
             transposed: false,
         };
-        matmul(&mut mm[p * cout * t..][..cout * t], a, b, false, par);
+        matmul(&mut mm[p * pm..][..cout * t], a, b, false, par);
     }
-    T::output(g, mm, t, yg);
+    T::output(g, mm, (t, pm), yg);
 }
 
 /// [`weight_grad`]: per group of images `dU_p += dM_p @ V_p^T`, summed over the groups by
@@ -290,18 +300,19 @@ fn weight_grad_with<T: Tiling>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f
     let groups = (x.chunks(gsz * img), dy.chunks(gsz * cout * l));
     let du = sum_over_groups(groups, T::P * cout * c, |du, xg, dyg| {
         let t = xg.len() / img * tiles_of::<T>(g);
-        with_scratch(T::P * c * t, T::P * cout * t, |v, dm| {
-            T::input(g, xg, v, t);
-            T::dy(g, dyg, dm, t);
+        with_scratch(T::P * plane(c, t), T::P * plane(cout, t), |v, dm| {
+            let (pv, pm) = (plane(c, t), plane(cout, t));
+            T::input(g, xg, v, (t, pv));
+            T::dy(g, dyg, dm, (t, pm));
             for p in 0..T::P {
                 let a = Mat {
-                    data: &dm[p * cout * t..][..cout * t],
+                    data: &dm[p * pm..][..cout * t],
                     rows: cout,
                     cols: t,
                     transposed: false,
                 };
                 let b = Mat {
-                    data: &v[p * c * t..][..c * t],
+                    data: &v[p * pv..][..c * t],
                     rows: t,
                     cols: c,
                     transposed: true,
