@@ -176,6 +176,28 @@ pub(super) fn par_vec(
     v
 }
 
+/// A vector of `len` values built in parallel, `chunk` values at a time, by `work(chunk_index,
+/// chunk)` on uninitialized memory.
+///
+/// # Safety
+/// `work` must write every element of each chunk it gets.
+pub(super) unsafe fn par_vec_uninit(
+    len: usize,
+    chunk: usize,
+    work: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    assert!(chunk > 0);
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| work(i, c));
+    // SAFETY: the chunks cover `0..len` and the caller's `work` wrote each (a panic in `work`
+    // propagates out of `for_each` before this line)
+    unsafe { v.set_len(len) };
+    v
+}
+
 thread_local! {
     static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = Cell::default();
 }

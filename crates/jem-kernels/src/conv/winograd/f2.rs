@@ -5,6 +5,8 @@
 //! input rows are split into even and odd ones, after which every term of `B^T d B` is a
 //! contiguous, vectorizable row operation, and likewise for `A^T M A`.
 
+use std::mem::MaybeUninit;
+
 use super::super::geometry::ConvGeometry;
 use super::{kernel_grad_with, kernel_planes, tiling};
 use crate::simd::multiversion;
@@ -114,9 +116,16 @@ multiversion! {
 }
 
 multiversion! {
-    /// `yg [m, Cout, H, W] += A^T M A` from `M [16, Cout, T]` (row stride `ld`, plane stride `ps`), with
-    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`; outputs past the image's edge are dropped.
-    fn transform_output(g: &ConvGeometry, mm: &[f32], strides: (usize, usize), yg: &mut [f32]) {
+    /// `yg [m, Cout, H, W] = A^T M A + bias` from `M [16, Cout, T]` (row stride `ld`, plane
+    /// stride `ps`), with `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, every element written;
+    /// outputs past the image's edge are dropped.
+    fn transform_output(
+        g: &ConvGeometry,
+        mm: &[f32],
+        strides: (usize, usize),
+        bias: &[f32],
+        yg: &mut [MaybeUninit<f32>],
+    ) {
         let (ld, ps) = strides;
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
@@ -156,12 +165,13 @@ multiversion! {
                         }
                         let out = &mut plane[(2 * ty + r) * w..][..w];
                         let mut pairs = out.chunks_exact_mut(2);
+                        let b = bias[co];
                         for (pair, (x, y)) in (&mut pairs).zip(ev.iter().zip(od.iter())) {
-                            pair[0] += x;
-                            pair[1] += y;
+                            pair[0].write(x + b);
+                            pair[1].write(y + b);
                         }
                         if let [last] = pairs.into_remainder() {
-                            *last += ev[w / 2];
+                            last.write(ev[w / 2] + b);
                         }
                     }
                 }

@@ -48,7 +48,9 @@ use rayon::prelude::*;
 use super::backward::sum_over_groups;
 use super::geometry::ConvGeometry;
 use super::inner_parallelism;
-use super::matmul::{Mat, matmul, par_vec, with_scratch};
+use std::mem::MaybeUninit;
+
+use super::matmul::{Mat, matmul, par_vec_uninit, with_scratch};
 
 pub(crate) use f2::F2;
 pub(crate) use f4::F4;
@@ -76,9 +78,15 @@ pub(crate) trait Tiling {
     /// `V [P, C, T]` (row stride and plane stride `ld = (row, plane)`, tiles of image `j`
     /// from column `j * th * tw`, rows of tiles in order) from the images `xg [m, C, H, W]`.
     fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize));
-    /// `yg [m, Cout, H, W] += A^T M A` from `M [P, Cout, T]` (strides `ld` as above);
-    /// outputs past the image's edge are dropped.
-    fn output(g: &ConvGeometry, mm: &[f32], ld: (usize, usize), yg: &mut [f32]);
+    /// `yg [m, Cout, H, W] = A^T M A + bias` from `M [P, Cout, T]` (strides `ld` as above),
+    /// every element of `yg` written; outputs past the image's edge are dropped.
+    fn output(
+        g: &ConvGeometry,
+        mm: &[f32],
+        ld: (usize, usize),
+        bias: &[f32],
+        yg: &mut [std::mem::MaybeUninit<f32>],
+    );
     /// `dM [P, Cout, T]` (strides `ld` as above) from `dyg [m, Cout, H, W]`: the adjoint of
     /// [`Tiling::output`], zeros past the image's edge.
     fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: (usize, usize));
@@ -99,8 +107,14 @@ macro_rules! tiling {
             fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize)) {
                 transform_input(g, xg, v, ld)
             }
-            fn output(g: &ConvGeometry, mm: &[f32], ld: (usize, usize), yg: &mut [f32]) {
-                transform_output(g, mm, ld, yg)
+            fn output(
+                g: &ConvGeometry,
+                mm: &[f32],
+                ld: (usize, usize),
+                bias: &[f32],
+                yg: &mut [std::mem::MaybeUninit<f32>],
+            ) {
+                transform_output(g, mm, ld, bias, yg)
             }
             fn dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], ld: (usize, usize)) {
                 transform_dy(g, dyg, dm, ld)
@@ -244,27 +258,26 @@ fn conv_with<T: Tiling>(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) ->
     let u = T::kernel(w, cout, c);
     let gsz = group_size::<T>(g);
     let par = inner_parallelism(n.div_ceil(gsz));
-    par_vec(
-        n * cout * l,
-        gsz * cout * l,
-        (l, |p| bias[p % cout]),
-        |gi, yg| {
-            let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
-            let t = xg.len() / img * tiles_of::<T>(g);
-            with_scratch(T::P * plane(c, t), T::P * plane(cout, t), |v, mm| {
-                forward::<T>(g, &u, xg, yg, (v, mm), par)
-            });
-        },
-    )
+    let work = |gi: usize, yg: &mut [MaybeUninit<f32>]| {
+        let xg = &x[gi * gsz * img..((gi + 1) * gsz * img).min(x.len())];
+        let t = xg.len() / img * tiles_of::<T>(g);
+        with_scratch(T::P * plane(c, t), T::P * plane(cout, t), |v, mm| {
+            forward::<T>(g, &u, xg, (bias, yg), (v, mm), par)
+        });
+    };
+    // SAFETY: `forward` writes every output of its group (`Tiling::output`), and the groups'
+    // chunks are their images' outputs
+    unsafe { par_vec_uninit(n * cout * l, gsz * cout * l, work) }
 }
 
-/// `yg [m, Cout, H, W] += conv(xg)` for a group of images, from the transformed kernel `u`
-/// ([`Tiling::kernel`]), with scratch `v [P * C * T]` and `mm [P * Cout * T]`.
+/// `yg [m, Cout, H, W] = conv(xg) + bias` for a group of images (every output written),
+/// from the transformed kernel `u` ([`Tiling::kernel`]), with scratch `v` and `mm` of `P`
+/// planes each.
 fn forward<T: Tiling>(
     g: &ConvGeometry,
     u: &[f32],
     xg: &[f32],
-    yg: &mut [f32],
+    (bias, yg): (&[f32], &mut [MaybeUninit<f32>]),
     (v, mm): (&mut [f32], &mut [f32]),
     par: Parallelism,
 ) {
@@ -287,7 +300,7 @@ fn forward<T: Tiling>(
         };
         matmul(&mut mm[p * pm..][..cout * t], a, b, false, par);
     }
-    T::output(g, mm, (t, pm), yg);
+    T::output(g, mm, (t, pm), bias, yg);
 }
 
 /// [`weight_grad`]: per group of images `dU_p += dM_p @ V_p^T`, summed over the groups by
