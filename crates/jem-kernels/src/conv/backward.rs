@@ -55,12 +55,7 @@ fn dy_matrix<'a>(dyg: &'a [f32], buf: &'a mut [f32], cout: usize, l: usize) -> M
         gather_group(dyg, &mut buf[..cout * ld], cout, l);
         &buf[..cout * ld]
     };
-    Mat {
-        data,
-        rows: cout,
-        cols: ld,
-        transposed: false,
-    }
+    Mat::new(data, cout, ld)
 }
 
 fn needs_grad(t: &Tensor) -> bool {
@@ -86,12 +81,7 @@ impl Conv {
                 dev,
             )?)
         } else if needs_grad(x) {
-            let wt = || Mat {
-                data: wv,
-                rows,
-                cols: cout,
-                transposed: true,
-            };
+            let wt = || Mat::transposed(wv, rows, cout);
             // col2im adds into zeros
             let dx = par_vec(x.elem_count(), gsz * img, (img, |_| 0.0), |gi, dxg| {
                 let dyg = &dys[gi * gsz * cout * l..((gi + 1) * gsz * cout * l).min(dys.len())];
@@ -104,12 +94,7 @@ impl Conv {
                 }
                 if g.pointwise() && dyg.len() == cout * l {
                     // the column gradient is the input gradient
-                    let dm = Mat {
-                        data: dyg,
-                        rows: cout,
-                        cols: l,
-                        transposed: false,
-                    };
+                    let dm = Mat::new(dyg, cout, l);
                     return matmul(dxg, wt(), dm, false, par);
                 }
                 let ld = dyg.len() / cout;
@@ -144,18 +129,8 @@ impl Conv {
                     return;
                 }
                 if g.pointwise() && ld == l {
-                    let dm = Mat {
-                        data: dyg,
-                        rows: cout,
-                        cols: l,
-                        transposed: false,
-                    };
-                    let xt = Mat {
-                        data: xg,
-                        rows: l,
-                        cols: rows,
-                        transposed: true,
-                    };
+                    let dm = Mat::new(dyg, cout, l);
+                    let xt = Mat::transposed(xg, l, rows);
                     matmul(acc, dm, xt, true, par);
                     return;
                 }
@@ -163,12 +138,7 @@ impl Conv {
                     for (j, xb) in xg.chunks(img).enumerate() {
                         g.im2col(xb, cols, ld, j * l);
                     }
-                    let ct = Mat {
-                        data: cols,
-                        rows: ld,
-                        cols: rows,
-                        transposed: true,
-                    };
+                    let ct = Mat::transposed(cols, ld, rows);
                     matmul(acc, dy_matrix(dyg, dybuf, cout, l), ct, true, par);
                 });
             });

@@ -39,52 +39,57 @@ pub(crate) fn with_f32<R>(
 /// A row-major matrix view for [`matmul`]: pointer, rows, columns, and whether it is
 /// stored transposed (then element `(i, j)` is at `j * rows + i`).
 pub(super) struct Mat<'a> {
-    pub(super) data: &'a [f32],
-    pub(super) rows: usize,
-    pub(super) cols: usize,
-    pub(super) transposed: bool,
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
 }
 
-impl Mat<'_> {
-    fn strides(&self) -> (isize, isize) {
-        if self.transposed {
-            (1, self.rows as isize)
+impl<'a> Mat<'a> {
+    /// A `rows x cols` matrix stored row by row.
+    pub(super) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        let transposed = false;
+        Self {
+            data,
+            rows,
+            cols,
+            transposed,
+        }
+    }
+
+    /// A `rows x cols` matrix stored column by column (the transpose of a row-major
+    /// `cols x rows` one).
+    pub(super) fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        let transposed = true;
+        Self {
+            data,
+            rows,
+            cols,
+            transposed,
+        }
+    }
+
+    /// The same matrix as a strided view.
+    fn view(&self) -> View<'a> {
+        let (rs, cs) = if self.transposed {
+            (1, self.rows)
         } else {
-            (self.cols as isize, 1)
+            (self.cols, 1)
+        };
+        View {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs,
+            cs,
         }
     }
 }
 
 /// `dst [m, n] (row-major) = accumulate * dst + a @ b`.
 pub(super) fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Parallelism) {
-    assert!(a.cols == b.rows && dst.len() == a.rows * b.cols);
-    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
-    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
-    // SAFETY: the asserts above keep every index the strides describe inside the slices,
-    // and `dst` is borrowed mutably, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            a.rows,
-            b.cols,
-            a.cols,
-            dst.as_mut_ptr(),
-            1,
-            b.cols as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    assert_eq!(dst.len(), a.rows * b.cols);
+    gemm_view(dst, (b.cols, 1), a.view(), b.view(), accumulate, par)
 }
 
 /// A strided matrix view for [`gemm_view`]: element `(i, j)` is `data[i * rs + j * cs]`.

@@ -142,12 +142,7 @@ impl CustomOp3 for Conv {
             let y = winograd::conv(tile, &g, x, w, bias);
             return Ok((CpuStorage::F32(self.act(y)), Shape::from((n, cout, ho, wo))));
         }
-        let wm = || Mat {
-            data: w,
-            rows: cout,
-            cols: rows,
-            transposed: false,
-        };
+        let wm = || Mat::new(w, cout, rows);
         // the output starts as the bias, the GEMMs add to it
         let y = par_vec(
             n * cout * l,
@@ -164,24 +159,14 @@ impl CustomOp3 for Conv {
                     });
                 }
                 if g.pointwise() && ld == l {
-                    let xm = Mat {
-                        data: xg,
-                        rows,
-                        cols: l,
-                        transposed: false,
-                    };
+                    let xm = Mat::new(xg, rows, l);
                     return matmul(yg, wm(), xm, true, par);
                 }
                 with_scratch(rows * ld, cout * ld, |cols, ybuf| {
                     for (j, xb) in xg.chunks(img).enumerate() {
                         g.im2col(xb, cols, ld, j * l);
                     }
-                    let cm = Mat {
-                        data: cols,
-                        rows,
-                        cols: ld,
-                        transposed: false,
-                    };
+                    let cm = Mat::new(cols, rows, ld);
                     if ld == l {
                         matmul(yg, wm(), cm, true, par);
                     } else {

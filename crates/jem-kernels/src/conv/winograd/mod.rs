@@ -286,18 +286,8 @@ fn forward<T: Tiling>(
     let (pv, pm) = (plane(c, t), plane(cout, t));
     T::input(g, xg, v, (t, pv));
     for p in 0..T::P {
-        let a = Mat {
-            data: &u[p * cout * c..][..cout * c],
-            rows: cout,
-            cols: c,
-            transposed: false,
-        };
-        let b = Mat {
-            data: &v[p * pv..][..c * t],
-            rows: c,
-            cols: t,
-            transposed: false,
-        };
+        let a = Mat::new(&u[p * cout * c..][..cout * c], cout, c);
+        let b = Mat::new(&v[p * pv..][..c * t], c, t);
         matmul(&mut mm[p * pm..][..cout * t], a, b, false, par);
     }
     T::output(g, mm, (t, pm), bias, yg);
@@ -313,23 +303,13 @@ fn weight_grad_with<T: Tiling>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f
     let groups = (x.chunks(gsz * img), dy.chunks(gsz * cout * l));
     let du = sum_over_groups(groups, T::P * cout * c, |du, xg, dyg| {
         let t = xg.len() / img * tiles_of::<T>(g);
-        with_scratch(T::P * plane(c, t), T::P * plane(cout, t), |v, dm| {
-            let (pv, pm) = (plane(c, t), plane(cout, t));
+        let (pv, pm) = (plane(c, t), plane(cout, t));
+        with_scratch(T::P * pv, T::P * pm, |v, dm| {
             T::input(g, xg, v, (t, pv));
             T::dy(g, dyg, dm, (t, pm));
             for p in 0..T::P {
-                let a = Mat {
-                    data: &dm[p * pm..][..cout * t],
-                    rows: cout,
-                    cols: t,
-                    transposed: false,
-                };
-                let b = Mat {
-                    data: &v[p * pv..][..c * t],
-                    rows: t,
-                    cols: c,
-                    transposed: true,
-                };
+                let a = Mat::new(&dm[p * pm..][..cout * t], cout, t);
+                let b = Mat::transposed(&v[p * pv..][..c * t], t, c);
                 matmul(&mut du[p * cout * c..][..cout * c], a, b, true, par);
             }
         });
