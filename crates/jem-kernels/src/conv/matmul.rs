@@ -162,23 +162,17 @@ pub(super) fn par_vec(
     work: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
     assert!(plane > 0 && chunk > 0 && chunk.is_multiple_of(plane));
-    let mut v: Vec<f32> = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| {
-            for (j, p) in c.chunks_mut(plane).enumerate() {
-                p.fill(MaybeUninit::new(init(i * chunk / plane + j)));
-            }
-            // SAFETY: every element of `c` was written just above, and `MaybeUninit<f32>`
-            // has the layout of `f32`
-            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            work(i, c);
-        });
-    // SAFETY: the chunks cover `0..len` and each was initialized (a panic in `work`
-    // propagates out of `for_each` before this line)
-    unsafe { v.set_len(len) };
-    v
+    let fill = |i: usize, c: &mut [MaybeUninit<f32>]| {
+        for (j, p) in c.chunks_mut(plane).enumerate() {
+            p.fill(MaybeUninit::new(init(i * chunk / plane + j)));
+        }
+        // SAFETY: every element of `c` was written just above, and `MaybeUninit<f32>` has
+        // the layout of `f32`
+        let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        work(i, c);
+    };
+    // SAFETY: `fill` writes every element of each chunk
+    unsafe { par_vec_uninit(len, chunk, fill) }
 }
 
 /// A vector of `len` values built in parallel, `chunk` values at a time, by `work(chunk_index,
