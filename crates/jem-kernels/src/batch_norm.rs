@@ -23,6 +23,15 @@ use rayon::prelude::*;
 use crate::conv::{cpu_f32, with_f32};
 use crate::simd;
 
+/// `f(plane)` for the `n * c` planes of an `[N, C, H, W]` tensor, in plane order.
+///
+/// The work is split over images, so that each thread streams through contiguous memory
+/// (splitting over channels reads `n` scattered planes per channel, latency-bound when the
+/// planes are small).
+fn per_plane<T: Send>(n: usize, c: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    (0..n * c).into_par_iter().with_min_len(c).map(f).collect()
+}
+
 /// Per-channel mean and biased variance of `[N, C, H, W]`, as a `[2, C]` f64 tensor.
 struct ChannelStats;
 
@@ -36,12 +45,22 @@ impl CustomOp1 for ChannelStats {
         let (n, c, h, w) = l.shape().dims4()?;
         let hw = h * w;
         let m = (n * hw) as f64;
+        // one pass over memory: each plane's sum and squared deviations from its own mean
+        // (while it is in L1), combined per channel with Chan et al.'s parallel formula
+        let planes = per_plane(n, c, |p| {
+            let plane = &x[p * hw..(p + 1) * hw];
+            let s = simd::sum(plane);
+            (s, simd::sum_sq_dev(plane, s / hw as f64))
+        });
         let stats: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
             .map(|ci| {
-                let planes = || (0..n).map(|b| &x[(b * c + ci) * hw..(b * c + ci + 1) * hw]);
-                let mean = planes().map(simd::sum).sum::<f64>() / m;
-                let sq: f64 = planes().map(|p| simd::sum_sq_dev(p, mean)).sum();
+                let mean = (0..n).map(|b| planes[b * c + ci].0).sum::<f64>() / m;
+                let sq: f64 = (0..n)
+                    .map(|b| {
+                        let (s, q) = planes[b * c + ci];
+                        q + hw as f64 * (s / hw as f64 - mean).powi(2)
+                    })
+                    .sum();
                 (mean, sq / m)
             })
             .collect();
@@ -137,19 +156,23 @@ impl Normalize {
         let affine_grads = needs_grad(gamma) || needs_grad(beta);
         let g: Vec<f32> = gamma.to_vec1()?;
         let beta: Vec<f32> = beta.to_vec1()?;
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .filter(|_| self.batch_stats || affine_grads)
-            .map(|ci| {
+        let partial = if self.batch_stats || affine_grads {
+            per_plane(n, c, |p| {
+                let ci = p % c;
+                let r = p * hw..(p + 1) * hw;
                 let ab = self.affine(ci, &g, &beta);
-                let (mut sd, mut sdx) = (0f64, 0f64);
-                for bi in 0..n {
-                    let r = (bi * c + ci) * hw..(bi * c + ci + 1) * hw;
-                    let (d, x) =
-                        simd::act_grad_sums(&dys[r.clone()], &xs[r], ab, self.slope, self.mean[ci]);
-                    sd += d;
-                    sdx += x;
-                }
+                simd::act_grad_sums(&dys[r.clone()], &xs[r], ab, self.slope, self.mean[ci])
+            })
+        } else {
+            Vec::new()
+        };
+        let sums: Vec<(f64, f64)> = (0..c)
+            .filter(|_| !partial.is_empty())
+            .map(|ci| {
+                let (sd, sdx) = (0..n).fold((0f64, 0f64), |(a, b), bi| {
+                    let (d, x) = partial[bi * c + ci];
+                    (a + d, b + x)
+                });
                 (sd, sdx * self.inv_std[ci])
             })
             .collect();

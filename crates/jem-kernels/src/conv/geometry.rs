@@ -3,6 +3,8 @@
 
 use crate::simd;
 
+mod strided;
+
 /// Geometry of a convolution (no dilation, no groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -90,10 +92,13 @@ impl ConvGeometry {
     /// With stride 1 and same-width output, each row is one long copy of the image shifted
     /// by the kernel offset, after which the columns that wrapped around a border are zeroed.
     pub(super) fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+        if self.stride > 1 {
+            return self.im2col_strided(x, cols, ld, off);
+        }
         let [_, _, h, w] = self.input;
         let (ho, wo) = self.output_hw();
         let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
-        let (s, l) = (self.stride, ho * wo);
+        let l = ho * wo;
         for row in 0..self.rows() {
             let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let src = &x[c * h * w..(c + 1) * h * w];
@@ -117,14 +122,9 @@ impl ConvGeometry {
                 if self.shifted() {
                     continue;
                 }
-                let srow = &src[(y * s + ky - ph) * w..][..w];
-                let ix0 = ox.start * s + kx - pw;
-                if s == 1 {
-                    r[ox.clone()].copy_from_slice(&srow[ix0..ix0 + ox.len()]);
-                } else {
-                    let src = srow[ix0..].iter().step_by(s);
-                    r[ox.clone()].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
-                }
+                let ix0 = ox.start + kx - pw;
+                let srow = &src[(y + ky - ph) * w..][..w];
+                r[ox.clone()].copy_from_slice(&srow[ix0..ix0 + ox.len()]);
             }
         }
     }
@@ -136,10 +136,13 @@ impl ConvGeometry {
     /// zeroed (they are scratch) and each row is added as one long shifted run; the run's
     /// wrapped-around entries then add exact zeros.
     pub(super) fn col2im(&self, dcols: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
+        if self.stride > 1 {
+            return self.col2im_strided(dcols, ld, off, dx);
+        }
         let [_, _, h, w] = self.input;
         let (ho, wo) = self.output_hw();
         let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
-        let (s, l) = (self.stride, ho * wo);
+        let l = ho * wo;
         for row in 0..self.rows() {
             let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let dst = &mut dx[c * h * w..(c + 1) * h * w];
@@ -159,15 +162,10 @@ impl ConvGeometry {
                 continue;
             }
             for y in oy {
-                let drow = &mut dst[(y * s + ky - ph) * w..][..w];
+                let drow = &mut dst[(y + ky - ph) * w..][..w];
                 let r = &src[y * wo..(y + 1) * wo];
-                let ix0 = ox.start * s + kx - pw;
-                if s == 1 {
-                    simd::add_assign(&mut drow[ix0..ix0 + ox.len()], &r[ox.clone()]);
-                } else {
-                    let dst = drow[ix0..].iter_mut().step_by(s);
-                    dst.zip(&r[ox.clone()]).for_each(|(d, v)| *d += *v);
-                }
+                let ix0 = ox.start + kx - pw;
+                simd::add_assign(&mut drow[ix0..ix0 + ox.len()], &r[ox.clone()]);
             }
         }
     }
