@@ -15,7 +15,12 @@
 //! ```
 //!
 //! Sums are accumulated in f64 as PyTorch's CPU kernels do; `z` is rounded to f32 before
-//! the activation, as in PyTorch's two separate kernels.
+//! the activation, as in PyTorch's two separate kernels. The statistics are per-plane sums
+//! and squared deviations from each plane's own mean (computed while the plane is in L1),
+//! combined per channel with Chan, Golub and LeVeque's pairwise formula: one pass over
+//! memory, as accurate as the two-pass form. Every reduction splits its work over images,
+//! so each thread streams through contiguous memory, and the streaming loops prefetch ahead
+//! (`simd::prefetch`).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
