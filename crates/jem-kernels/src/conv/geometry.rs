@@ -1,6 +1,8 @@
 //! Where each output pixel reads its input: im2col, its adjoint col2im, and the
 //! rearrangement of a group of images' outputs between NCHW and one matrix.
 
+use std::ops::Range;
+
 use crate::simd;
 
 mod strided;
@@ -61,7 +63,7 @@ impl ConvGeometry {
 
     /// Output positions `o < out` whose input position `o * stride + kk - p` (kernel offset
     /// `kk`, padding `p`) lies inside `[0, dim)`.
-    fn valid(&self, kk: usize, dim: usize, out: usize, p: usize) -> std::ops::Range<usize> {
+    fn valid(&self, kk: usize, dim: usize, out: usize, p: usize) -> Range<usize> {
         let s = self.stride;
         let lo = p.saturating_sub(kk).div_ceil(s);
         let hi = if dim + p > kk {
@@ -104,12 +106,9 @@ impl ConvGeometry {
             let src = &x[c * h * w..(c + 1) * h * w];
             let dst = &mut cols[row * ld + off..row * ld + off + l];
             let (oy, ox) = (self.valid(ky, h, ho, ph), self.valid(kx, w, wo, pw));
-            if oy.is_empty() || ox.is_empty() {
-                dst.fill(0.0);
+            if !zero_outside(dst, (&oy, &ox), wo) {
                 continue;
             }
-            dst[..oy.start * wo].fill(0.0);
-            dst[oy.end * wo..].fill(0.0);
             if self.shifted() {
                 let (lo, hi) = (oy.start * wo + ox.start, (oy.end - 1) * wo + ox.end);
                 let from = (oy.start + ky - ph) * w + ox.start + kx - pw;
@@ -169,6 +168,19 @@ impl ConvGeometry {
             }
         }
     }
+}
+
+/// Zeroes the entries of a column-matrix row `dst` (`[Ho * Wo]`, output width `wo`) in the
+/// output rows outside `oy`, or all of them when `oy` or `ox` is empty; returns whether any
+/// entry is left to fill.
+fn zero_outside(dst: &mut [f32], (oy, ox): (&Range<usize>, &Range<usize>), wo: usize) -> bool {
+    if oy.is_empty() || ox.is_empty() {
+        dst.fill(0.0);
+        return false;
+    }
+    dst[..oy.start * wo].fill(0.0);
+    dst[oy.end * wo..].fill(0.0);
+    true
 }
 
 /// Output pixels a GEMM should at least cover (see [`ConvGeometry::group_size`]).

@@ -8,7 +8,7 @@
 //! `kh * kw` rows of a channel then copy (or, in col2im, add) whole runs, and the split (or
 //! its adjoint, the merge) is one pass over the channel's plane.
 
-use super::ConvGeometry;
+use super::{ConvGeometry, zero_outside};
 use crate::simd;
 
 /// The phases of one channel: `s` planes of `h` rows of `ceil(w / s)` values.
@@ -122,12 +122,9 @@ impl ConvGeometry {
                 let row = ci * kh * kw + k;
                 let dst = &mut cols[row * ld + off..][..ho * wo];
                 let (oy, ox) = (self.valid(ky, h, ho, ph), self.valid(kx, w, wo, pw));
-                if oy.is_empty() || ox.is_empty() {
-                    dst.fill(0.0);
+                if !zero_outside(dst, (&oy, &ox), wo) {
                     continue;
                 }
-                dst[..oy.start * wo].fill(0.0);
-                dst[oy.end * wo..].fill(0.0);
                 for y in oy {
                     let r = &mut dst[y * wo..(y + 1) * wo];
                     r[..ox.start].fill(0.0);
