@@ -161,26 +161,25 @@ impl Normalize {
         let affine_grads = needs_grad(gamma) || needs_grad(beta);
         let g: Vec<f32> = gamma.to_vec1()?;
         let beta: Vec<f32> = beta.to_vec1()?;
-        let partial = if self.batch_stats || affine_grads {
-            per_plane(n, c, |p| {
+        let sums: Vec<(f64, f64)> = if self.batch_stats || affine_grads {
+            let partial = per_plane(n, c, |p| {
                 let ci = p % c;
                 let r = p * hw..(p + 1) * hw;
                 let ab = self.affine(ci, &g, &beta);
                 simd::act_grad_sums(&dys[r.clone()], &xs[r], ab, self.slope, self.mean[ci])
-            })
+            });
+            (0..c)
+                .map(|ci| {
+                    let (sd, sdx) = (0..n).fold((0f64, 0f64), |(a, b), bi| {
+                        let (d, x) = partial[bi * c + ci];
+                        (a + d, b + x)
+                    });
+                    (sd, sdx * self.inv_std[ci])
+                })
+                .collect()
         } else {
             Vec::new()
         };
-        let sums: Vec<(f64, f64)> = (0..c)
-            .filter(|_| !partial.is_empty())
-            .map(|ci| {
-                let (sd, sdx) = (0..n).fold((0f64, 0f64), |(a, b), bi| {
-                    let (d, x) = partial[bi * c + ci];
-                    (a + d, b + x)
-                });
-                (sd, sdx * self.inv_std[ci])
-            })
-            .collect();
         let mut dx = Vec::with_capacity(xs.len());
         let planes = dx.spare_capacity_mut()[..xs.len()].par_chunks_mut(hw);
         planes.enumerate().for_each(|(plane, out)| {
