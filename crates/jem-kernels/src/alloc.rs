@@ -15,16 +15,17 @@ pub fn tune_allocator() {
     }
 }
 
-/// Runs candle's element-wise CPU operations on the calling thread unless the user set
-/// `CANDLE_NUM_THREADS`. Call once at the start of `main`, before other threads exist.
+/// Turns off candle's own element-wise thread pool unless the user set `CANDLE_NUM_THREADS`.
+/// Call once at the start of `main`, before other threads exist.
 ///
 /// candle 0.11 splits element-wise operations of 64K elements or more over its own thread
 /// pool, whose threads spin while they wait, beside rayon's pool that runs this crate's
 /// convolutions and BatchNorm. With both pools on the same cores, a spinning thread takes the
 /// core of the thread it waits for: measured on 2 cores, half of an SGLD step's time was
 /// candle's main thread spinning in its barrier, and a train-mode SGLD step of WRN-10-1
-/// (batch 8) took 54 ms with the pool against 19-26 ms without it. The heavy operations here
-/// are this crate's rayon kernels, so the element-wise ones lose little by running inline.
+/// (batch 8) took 54 ms with the pool against 19-26 ms without it. The workspace's patched
+/// candle-core (`vendor/candle-core/PATCHED.md`) runs those operations on rayon's pool
+/// instead; with stock candle they run on the calling thread.
 pub fn tune_threads() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: called before any other thread exists (see above), so no thread reads the
