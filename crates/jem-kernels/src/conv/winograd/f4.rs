@@ -302,7 +302,17 @@ multiversion! {
         for ci in 0..c {
             for j in 0..m {
                 let plane = &xg[(j * c + ci) * h * w..][..h * w];
+                // the plane after this one (the next image, else the next channel's first)
+                let next = if j + 1 < m { (j + 1) * c + ci } else { ci + 1 };
+                let next = xg.as_ptr().wrapping_add(next * h * w);
                 for ty in 0..th {
+                    // fetch the rows of the next plane that the next plane's pass at this tile
+                    // row reads first, one plane (a few KB) ahead: the images come from memory
+                    // and these machines' hardware prefetchers do not keep up (see simd::prefetch)
+                    let rows = 4 * ty * w..((4 * ty + 4).min(h)) * w;
+                    for i in rows.step_by(16) {
+                        crate::simd::prefetch(next.wrapping_add(i));
+                    }
                     // padded row 4 ty + r: image row 4 ty + r - 1, or zeros
                     let row = |r: usize| match 4 * ty + r {
                         y if y == 0 || y > h => &zeros[..],
