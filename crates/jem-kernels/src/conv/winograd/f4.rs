@@ -114,36 +114,56 @@ fn store(r: &mut [f32], e: usize, v: [f32; LANES]) {
     *<&mut [f32; LANES]>::try_from(&mut r[e..e + LANES]).unwrap() = v;
 }
 
-/// `o = B^T x`, element-wise over rows of values, in blocks as [`at`] (with a plain loop, a
-/// change elsewhere in the crate once made the compiler run this transform in scalar code:
-/// `transform_input` took 45 % longer and the real job 10 %).
+/// `o = f(x)` element-wise over rows of values: `f` maps the `I` values at one index of the
+/// input rows to the `O` values at that index of the output rows.
+///
+/// The rows run in blocks of [`LANES`] values loaded into local arrays before any store. With
+/// a plain loop over the rows the compiler must prove the output rows disjoint from the input
+/// rows, and whether it manages depends on its inlining elsewhere: `A^T` once ran in scalar
+/// code at one call site (a third of `transform_output`'s time), and an unrelated change in the
+/// crate once did the same to `B^T` (`transform_input` 45 % slower, the real job 10 %).
 #[inline(always)]
-fn bt(x: [&[f32]; 6], o: [&mut [f32]; 6]) {
+fn blockwise<const I: usize, const O: usize>(
+    x: [&[f32]; I],
+    mut o: [&mut [f32]; O],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
     let n = o[0].len();
-    let x = x.map(|r| &r[..n]);
-    let [o0, o1, o2, o3, o4, o5] = o.map(|r| &mut r[..n]);
     let blocks = n / LANES * LANES;
     for e in (0..blocks).step_by(LANES) {
-        let (v0, v1, v2) = (load(x[0], e), load(x[1], e), load(x[2], e));
-        let (v3, v4, v5) = (load(x[3], e), load(x[4], e), load(x[5], e));
-        let mut out = [[0f32; LANES]; 6];
+        let mut v = [[0f32; LANES]; I];
+        for k in 0..I {
+            v[k] = load(x[k], e);
+        }
+        let mut out = [[0f32; LANES]; O];
         for l in 0..LANES {
-            let r = bt6([v0[l], v1[l], v2[l], v3[l], v4[l], v5[l]]);
-            for (k, val) in r.into_iter().enumerate() {
+            let mut vals = [0f32; I];
+            for k in 0..I {
+                vals[k] = v[k][l];
+            }
+            for (k, val) in f(vals).into_iter().enumerate() {
                 out[k][l] = val;
             }
         }
-        store(o0, e, out[0]);
-        store(o1, e, out[1]);
-        store(o2, e, out[2]);
-        store(o3, e, out[3]);
-        store(o4, e, out[4]);
-        store(o5, e, out[5]);
+        for (row, block) in o.iter_mut().zip(out) {
+            store(row, e, block);
+        }
     }
     for e in blocks..n {
-        let r = bt6([x[0][e], x[1][e], x[2][e], x[3][e], x[4][e], x[5][e]]);
-        (o0[e], o1[e], o2[e], o3[e], o4[e], o5[e]) = (r[0], r[1], r[2], r[3], r[4], r[5]);
+        let mut vals = [0f32; I];
+        for k in 0..I {
+            vals[k] = x[k][e];
+        }
+        for (row, val) in o.iter_mut().zip(f(vals)) {
+            row[e] = val;
+        }
     }
+}
+
+/// `o = B^T x`, element-wise over rows of values ([`blockwise`]).
+#[inline(always)]
+fn bt(x: [&[f32]; 6], o: [&mut [f32]; 6]) {
+    blockwise(x, o, bt6)
 }
 
 /// `A^T` applied to six values.
@@ -158,41 +178,13 @@ fn at6([m0, m1, m2, m3, m4, m5]: [f32; 6]) -> [f32; 4] {
     ]
 }
 
-/// Values per block of [`at`]: one AVX-512 register.
+/// Values per block of [`blockwise`]: one AVX-512 register.
 const LANES: usize = 16;
 
-/// `o = A^T x`, element-wise over rows of values.
-///
-/// Written over blocks of [`LANES`] values loaded into local arrays before any store: with a
-/// plain loop over the rows, the compiler could not prove the output rows disjoint from the
-/// input rows at one of the two call sites and ran this transform in scalar code (a third of
-/// `transform_output`'s time).
+/// `o = A^T x`, element-wise over rows of values ([`blockwise`]).
 #[inline(always)]
 fn at(x: [&[f32]; 6], o: [&mut [f32]; 4]) {
-    let n = o[0].len();
-    let x = x.map(|r| &r[..n]);
-    let [o0, o1, o2, o3] = o.map(|r| &mut r[..n]);
-    let blocks = n / LANES * LANES;
-    for e in (0..blocks).step_by(LANES) {
-        let (v0, v1, v2) = (load(x[0], e), load(x[1], e), load(x[2], e));
-        let (v3, v4, v5) = (load(x[3], e), load(x[4], e), load(x[5], e));
-        let mut out = [[0f32; LANES]; 4];
-        for l in 0..LANES {
-            let r = at6([v0[l], v1[l], v2[l], v3[l], v4[l], v5[l]]);
-            out[0][l] = r[0];
-            out[1][l] = r[1];
-            out[2][l] = r[2];
-            out[3][l] = r[3];
-        }
-        store(o0, e, out[0]);
-        store(o1, e, out[1]);
-        store(o2, e, out[2]);
-        store(o3, e, out[3]);
-    }
-    for e in blocks..n {
-        let r = at6([x[0][e], x[1][e], x[2][e], x[3][e], x[4][e], x[5][e]]);
-        (o0[e], o1[e], o2[e], o3[e]) = (r[0], r[1], r[2], r[3]);
-    }
+    blockwise(x, o, at6)
 }
 
 /// `A` applied to four values.
@@ -203,34 +195,10 @@ fn a4([g0, g1, g2, g3]: [f32; 4]) -> [f32; 6] {
     [g0, e02 + o13, e02 - o13, e4 + o8, e4 - o8, g3]
 }
 
-/// `o = A x` (the adjoint of [`at`]), element-wise over rows of values, in blocks as [`at`].
+/// `o = A x` (the adjoint of [`at`]), element-wise over rows of values ([`blockwise`]).
 #[inline(always)]
 fn a(x: [&[f32]; 4], o: [&mut [f32]; 6]) {
-    let n = o[0].len();
-    let x = x.map(|r| &r[..n]);
-    let [o0, o1, o2, o3, o4, o5] = o.map(|r| &mut r[..n]);
-    let blocks = n / LANES * LANES;
-    for e in (0..blocks).step_by(LANES) {
-        let (v0, v1) = (load(x[0], e), load(x[1], e));
-        let (v2, v3) = (load(x[2], e), load(x[3], e));
-        let mut out = [[0f32; LANES]; 6];
-        for l in 0..LANES {
-            let r = a4([v0[l], v1[l], v2[l], v3[l]]);
-            for (k, val) in r.into_iter().enumerate() {
-                out[k][l] = val;
-            }
-        }
-        store(o0, e, out[0]);
-        store(o1, e, out[1]);
-        store(o2, e, out[2]);
-        store(o3, e, out[3]);
-        store(o4, e, out[4]);
-        store(o5, e, out[5]);
-    }
-    for e in blocks..n {
-        let r = a4([x[0][e], x[1][e], x[2][e], x[3][e]]);
-        (o0[e], o1[e], o2[e], o3[e], o4[e], o5[e]) = (r[0], r[1], r[2], r[3], r[4], r[5]);
-    }
+    blockwise(x, o, a4)
 }
 
 /// `U [36, Cout, C]` from `W [Cout, C, 3, 3]`: `U = G g G^T`.
