@@ -10,8 +10,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-/// How far ahead (in elements, 4 KB) the streaming kernels prefetch (`super::prefetch`).
-const PF: usize = 1024;
+use super::PF;
 
 /// Eight f32 as two halves of four f64.
 #[inline(always)]

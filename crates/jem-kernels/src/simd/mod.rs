@@ -14,6 +14,9 @@ use std::mem::MaybeUninit;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+/// How far ahead (in f32 elements, 4 KB) the streaming kernels prefetch ([`prefetch`]).
+const PF: usize = 1024;
+
 /// Defines `pub(crate) fn $name` dispatching to AVX-512 / AVX2 copies of its body.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -53,7 +56,7 @@ multiversion! {
         let chunks = xs.chunks_exact(16);
         let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
         for (i, ch) in chunks.enumerate() {
-            prefetch(xs.as_ptr().wrapping_add(16 * i + 1024));
+            prefetch(xs.as_ptr().wrapping_add(16 * i + PF));
             for j in 0..16 {
                 acc[j] += ch[j] as f64;
             }

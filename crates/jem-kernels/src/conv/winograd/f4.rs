@@ -22,7 +22,7 @@ use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
 use super::{kernel_grad_with, kernel_planes, tiling};
-use crate::simd::{deinterleave4, interleave4, multiversion};
+use crate::simd::{deinterleave4, interleave4, multiversion, prefetch_all};
 
 /// F(4x4, 3x3).
 pub(crate) struct F4;
@@ -271,15 +271,14 @@ multiversion! {
             for j in 0..m {
                 let plane = &xg[(j * c + ci) * h * w..][..h * w];
                 // the plane after this one (the next image, else the next channel's first)
-                let next = if j + 1 < m { (j + 1) * c + ci } else { ci + 1 };
-                let next = xg.as_ptr().wrapping_add(next * h * w);
+                let next = (if j + 1 < m { (j + 1) * c + ci } else { ci + 1 }) * h * w;
                 for ty in 0..th {
                     // fetch the rows of the next plane that the next plane's pass at this tile
                     // row reads first, one plane (a few KB) ahead: the images come from memory
                     // and these machines' hardware prefetchers do not keep up (see simd::prefetch)
-                    let rows = 4 * ty * w..((4 * ty + 4).min(h)) * w;
-                    for i in rows.step_by(16) {
-                        crate::simd::prefetch(next.wrapping_add(i));
+                    let rows = next + 4 * ty * w..next + (4 * ty + 4).min(h) * w;
+                    if let Some(ahead) = xg.get(rows) {
+                        prefetch_all(ahead);
                     }
                     // padded row 4 ty + r: image row 4 ty + r - 1, or zeros
                     let row = |r: usize| match 4 * ty + r {
