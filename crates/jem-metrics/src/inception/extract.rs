@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 
-use super::network::FidInception;
+use super::network::{FidInception, InceptionOutput};
 use super::{NUM_LOGITS, POOL_DIM};
 use crate::{MetricError, Result};
 
@@ -17,9 +17,11 @@ pub struct InceptionFeatures {
     pub count: usize,
     /// Pool features, `N x 2048` row-major (the input of FID).
     pub pool: Vec<f64>,
-    /// Logits with bias, `N x 1008` row-major.
+    /// Logits with bias, `N x 1008` row-major (empty when the network has no classifier,
+    /// see [`FidInception::has_logits`]).
     pub logits: Vec<f64>,
-    /// Logits without bias, `N x 1008` row-major (the input of the Inception Score).
+    /// Logits without bias, `N x 1008` row-major (the input of the Inception Score; empty as
+    /// `logits`).
     pub logits_unbiased: Vec<f64>,
 }
 
@@ -34,11 +36,13 @@ impl InceptionFeatures {
         &self.logits_unbiased[i * NUM_LOGITS..(i + 1) * NUM_LOGITS]
     }
 
-    fn append(&mut self, n: usize, parts: [&Tensor; 3]) -> candle_core::Result<()> {
+    fn append(&mut self, n: usize, o: &InceptionOutput) -> candle_core::Result<()> {
         let host = |t: &Tensor| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>();
-        self.pool.extend(host(parts[0])?);
-        self.logits.extend(host(parts[1])?);
-        self.logits_unbiased.extend(host(parts[2])?);
+        self.pool.extend(host(&o.pool)?);
+        if let (Some(l), Some(u)) = (&o.logits, &o.logits_unbiased) {
+            self.logits.extend(host(l)?);
+            self.logits_unbiased.extend(host(u)?);
+        }
         self.count += n;
         Ok(())
     }
@@ -126,7 +130,7 @@ impl FidInception {
     fn extract_into(&self, out: &mut InceptionFeatures, batch: &Tensor) -> Result<()> {
         let o = self.forward(batch)?;
         let n = o.pool.dim(0).unwrap_or(0);
-        out.append(n, [&o.pool, &o.logits, &o.logits_unbiased])
+        out.append(n, &o)
             .map_err(|e| MetricError::Invalid(format!("copying features to the host: {e}")))
     }
 }

