@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::reproduce::{Model, human};
+use crate::results::Results;
 use crate::tables;
 
 /// The name under which the build of `jem` is timed.
@@ -278,11 +279,25 @@ pub fn write(
 
     let md_path = out.join("report.md");
     jem_data::fsutil::write_atomic(&md_path, md.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_results_json(out, models)?;
     let html = crate::html::to_html(&md, out);
     jem_data::fsutil::write_atomic(&out.join("report.html"), html.as_bytes())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("writing report.html")?;
     Ok(md_path)
+}
+
+/// `results.json`: `{"models": {"<model>": {"accuracy": 0.93, ...}}}`, one entry per model
+/// ([`Results::json_entry`]).
+fn write_results_json(out: &Path, models: &[Model]) -> Result<()> {
+    let entries: serde_json::Map<String, Value> = models
+        .iter()
+        .map(|m| (m.key.clone(), Results::load(out, &m.key).json_entry()))
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "models": entries }))?;
+    jem_data::fsutil::write_atomic(&out.join("results.json"), text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("writing results.json")
 }
 
 /// Figure 5 as a table: one row per model and norm, one column per radius; each cell is the

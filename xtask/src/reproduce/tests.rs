@@ -53,7 +53,14 @@ fn fashion_mnist_fid_stages_use_the_given_weights_and_the_test_split() {
         chains: false,
         weights: Some(Path::new("/w/default_1.pt")),
     };
-    let stages = model_stages(&models[0], "fashion-mnist", Path::new("/o"), &[], false, fid);
+    let stages = model_stages(
+        &models[0],
+        "fashion-mnist",
+        Path::new("/o"),
+        &[],
+        false,
+        fid,
+    );
     let fid_stages: Vec<&Stage> = stages
         .iter()
         .filter(|s| s.args.get(1).is_some_and(|t| t == "fid" || t == "is"))
@@ -124,4 +131,19 @@ fn arguments_are_checked() {
     ])
     .unwrap();
     assert!(a.dry_run && a.device == "cuda:0" && a.out.ends_with("reproductions/quick"));
+    let a = parse(&[
+        "fashion-mnist".into(),
+        "--models".into(),
+        "jempp-wrn10-2, softmax-wrn10-2".into(),
+    ])
+    .unwrap();
+    let models = load_models(&presets("fashion-mnist", false).unwrap()).unwrap();
+    let chosen = select_models(&models, a.models.as_deref()).unwrap();
+    let keys: Vec<&str> = chosen.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["jempp-wrn10-2", "softmax-wrn10-2"]);
+    assert_eq!(select_models(&models, None).unwrap().len(), 3);
+    let Err(err) = select_models(&models, Some(&["jem-k20".to_string()])) else {
+        panic!("an unknown model was accepted");
+    };
+    assert!(err.to_string().contains("sadajem-wrn10-2"), "{err}");
 }
