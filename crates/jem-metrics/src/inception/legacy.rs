@@ -232,7 +232,10 @@ pub(crate) fn read(data: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     Ok(out)
 }
 
-/// The tensor's elements, row-major, copied out of its storage (any strides).
+/// The tensor's elements, row-major, copied out of its storage (any strides that do not
+/// make it larger than its storage: a view with repeated elements, such as a stride-0
+/// expansion, which `torch.save` never writes for parameters, is refused, so that what is
+/// allocated is bounded by the file's size).
 pub(crate) fn gather(storage: &[u8], r: &TensorRef, count: usize) -> Result<Vec<u8>, String> {
     let bad = || format!("tensor `{}`: view outside its storage", r.name);
     let numel = r
@@ -242,6 +245,13 @@ pub(crate) fn gather(storage: &[u8], r: &TensorRef, count: usize) -> Result<Vec<
         .ok_or_else(bad)?;
     if numel == 0 {
         return Ok(Vec::new());
+    }
+    if numel > count {
+        return Err(format!(
+            "tensor `{}`: {numel} elements from a storage of {count} (a view that repeats \
+             elements is not supported)",
+            r.name
+        ));
     }
     let mut last = r.offset;
     for (&s, &st) in r.size.iter().zip(&r.stride) {
@@ -273,4 +283,38 @@ pub(crate) fn gather(storage: &[u8], r: &TensorRef, count: usize) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(size: Vec<usize>, stride: Vec<usize>) -> TensorRef {
+        TensorRef {
+            name: "t".into(),
+            key: "0".into(),
+            dtype: Some(DType::F32),
+            elem_size: 4,
+            offset: 0,
+            size,
+            stride,
+        }
+    }
+
+    /// A transposed view is copied in row-major order; a view larger than its storage (a
+    /// stride-0 expansion of 2^40 elements, say) is an error, not a huge allocation.
+    #[test]
+    fn views_are_gathered_and_expansions_refused() {
+        let storage: Vec<u8> = (0..6).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        let t = gather(&storage, &view(vec![3, 2], vec![1, 3]), 6).unwrap();
+        let vals: Vec<f32> = t
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(vals, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let err = gather(&storage, &view(vec![1 << 20, 1 << 20], vec![0, 0]), 6).unwrap_err();
+        assert!(err.contains("repeats"), "{err}");
+        let err = gather(&storage, &view(vec![2, 4], vec![4, 1]), 6).unwrap_err();
+        assert!(err.contains("elements from a storage of 6"), "{err}");
+    }
 }
