@@ -193,7 +193,7 @@ fn targets_the_paper_does_not_have_get_our_tables_only() {
     write_tables(&mut md, Some(&paper), "quick", &models, &out);
     assert!(!md.contains("paper's row"));
     assert!(md.contains("The paper has no results on this data set"));
-    assert!(row(&md, "| sadajem |").contains("| 64.75 | — | — | stable (0 rollbacks) |"));
+    assert!(row(&md, "| sadajem |").contains("| 64.75 | — | — | — | stable (0 rollbacks) |"));
     assert!(row(&md, "| softmax |").ends_with("| — |"));
     assert!(md.contains("No model of this reproduction rolled back."));
     let _ = std::fs::remove_dir_all(out);
