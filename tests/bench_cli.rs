@@ -154,6 +154,30 @@ fn parity_of_the_cpu_with_itself_passes() {
     );
 }
 
+/// `--portable`: the checked side runs candle's own operations (what a GPU runs) on the CPU;
+/// against the CPU kernels it differs by rounding, which the floor bounds.
+#[test]
+fn parity_of_the_portable_path_with_the_kernels_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("parity.json");
+    let mut args = vec!["bench", "parity", "--device", "cpu", "--portable"];
+    args.extend(TINY);
+    args.extend(["--json", json.to_str().unwrap()]);
+    let text = ok(&jem(&args));
+    assert!(text.contains("cpu (portable) vs cpu"), "{text}");
+    assert!(text.contains("parity: PASS"), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["config"]["portable"], true);
+    for c in v["checks"].as_array().unwrap() {
+        assert!(c["floor_l2"].as_f64().unwrap() > 0.0, "{c}");
+        // the paths differ (else this test would not test the portable path)
+        if c["check"] == "fwd_bwd.param_grads" {
+            assert!(c["max_abs"].as_f64().unwrap() > 0.0, "{c}");
+        }
+    }
+}
+
 #[test]
 fn bad_flags_are_named() {
     let out = jem(&["bench", "--device", "gpu0"]);

@@ -84,6 +84,11 @@ pub fn command() -> Command {
             "tol",
             "REL",
             "Largest relative error that passes (default 1e-3; 3e-2 with --tf32)",
+        ))
+        .arg(flag(
+            "portable",
+            "The checked side runs candle's own operations instead of the CPU kernels, as a \
+             GPU does (with --device cpu: the GPU's computation, checked on the CPU)",
         ));
     size_args(speed, "28", "10").subcommand(size_args(parity, "16", "4"))
 }
@@ -220,24 +225,34 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
     let (ref_spec, reference) = device(m, "reference")?;
     let tf32 = set_tf32(m);
     let tol = parsed(m, "tol")?.unwrap_or(if tf32 { 3e-2 } else { 1e-3 });
-    let cfg = ParityConfig { sizes, tol };
+    let portable = m.get_flag("portable");
+    let cfg = ParityConfig {
+        sizes,
+        tol,
+        portable,
+    };
     let report: ParityReport = bench::parity(&cfg, &reference, &dev)
         .with_context(|| format!("jem bench parity --device {spec} --reference {ref_spec}"))?;
     let precision = if tf32 { "tf32" } else { "fp32" };
     println!(
-        "parity wrn{}-{} batch_px={} batch_lab={} K={} {spec} vs {ref_spec} precision={precision} tol={tol:e}",
+        "parity wrn{}-{} batch_px={} batch_lab={} K={} {spec}{} vs {ref_spec} precision={precision} tol={tol:e}",
         cfg.sizes.depth,
         cfg.sizes.width,
         cfg.sizes.batch_px,
         cfg.sizes.batch_lab,
-        cfg.sizes.sgld_steps
+        cfg.sizes.sgld_steps,
+        if portable { " (portable)" } else { "" }
     );
     for c in &report.checks {
         println!(
-            "  {:<22} max_abs={:<10.3e} max_rel={:<10.3e} worst={:<28} {}",
+            "  {:<22} max_abs={:<10.3e} max_rel={:<10.3e} rel_l2={:<10.3e} floor_l2={:<10.3e} outliers={}/{} worst={:<28} {}",
             c.check,
             c.max_abs,
             c.max_rel,
+            c.rel_l2,
+            c.floor_l2,
+            c.outliers,
+            c.elements,
             c.worst,
             if c.pass { "PASS" } else { "FAIL" }
         );

@@ -15,7 +15,8 @@
 //!
 //! On devices other than the CPU, or for dtypes other than f32, [`conv::conv2d`] falls back
 //! to candle's own convolution; the BatchNorm functions are CPU f32 only (callers keep a
-//! composed path for other devices).
+//! composed path for other devices). [`set_portable`] sends the CPU down those paths too,
+//! to compute on a machine without a GPU what a GPU run computes.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -38,3 +39,38 @@ pub mod batch_norm;
 pub mod conv;
 pub mod pool;
 mod simd;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+
+static PORTABLE: AtomicBool = AtomicBool::new(false);
+
+/// Sends every operation of this crate, and the callers that ask [`uses_kernels`], down the
+/// path that other devices take (candle's own operations) on the CPU too. Process-wide, off
+/// by default. It exists to check, on a machine without a GPU, what a GPU run computes
+/// (`jem bench parity --portable`), and to compare the kernels with candle's operations.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::zeros((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu)?;
+/// assert!(jem_kernels::uses_kernels(&x));
+/// jem_kernels::set_portable(true);
+/// assert!(!jem_kernels::uses_kernels(&x));
+/// jem_kernels::set_portable(false);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn set_portable(on: bool) {
+    PORTABLE.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`set_portable`] is on.
+pub fn portable() -> bool {
+    PORTABLE.load(Ordering::Relaxed)
+}
+
+/// Whether an operation on `x` runs on this crate's kernels: an f32 tensor on the CPU, with
+/// [`set_portable`] off.
+pub fn uses_kernels(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !portable()
+}

@@ -3,7 +3,7 @@
 //! candle's operations elsewhere. No gradients (the ops are forward-only: a backward pass
 //! through them is an error).
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::cpu_f32;
@@ -93,7 +93,7 @@ impl CustomOp1 for Pool {
 fn pool(x: &Tensor, cfg: Pool2dConfig, kind: Kind) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     cfg.check(h, w)?;
-    if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+    if crate::uses_kernels(x) {
         return x.contiguous()?.apply_op1_no_bwd(&Pool(cfg, kind));
     }
     fallback(x, cfg, kind, (h, w))
@@ -227,7 +227,7 @@ mod tests {
             let v: Vec<f32> = (0..len)
                 .map(|i| ((i as f32 * 0.37).sin() * 3.0) - 1.0)
                 .collect();
-            let x = Tensor::from_vec(v.clone(), dims, &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(v.clone(), dims, &candle_core::Device::Cpu).unwrap();
             let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
             for max in [true, false] {
                 let want = naive(&v, dims, cfg, max);
@@ -263,7 +263,12 @@ mod tests {
         };
         assert!(
             max_pool2d(
-                &Tensor::zeros((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+                &Tensor::zeros(
+                    (1, 1, 4, 4),
+                    candle_core::DType::F32,
+                    &candle_core::Device::Cpu
+                )
+                .unwrap(),
                 bad
             )
             .is_err()

@@ -226,7 +226,7 @@ impl BatchNorm2d {
         slope: Option<f64>,
         params: Params,
     ) -> Result<Tensor> {
-        let fused = matches!(x.device(), candle_core::Device::Cpu) && x.dtype() == DType::F32;
+        let fused = jem_kernels::uses_kernels(x);
         if !fused {
             let y = self.forward_composed(x, mode, params)?;
             return match slope {

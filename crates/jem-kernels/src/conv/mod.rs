@@ -40,7 +40,7 @@ mod shifted;
 mod tests;
 mod winograd;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use gemm::Parallelism;
 
 pub use geometry::ConvGeometry;
@@ -282,7 +282,7 @@ pub(crate) fn conv2d_path(
             cfg.padding
         );
     }
-    if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+    if crate::uses_kernels(x) {
         let g = ConvGeometry {
             input: [n, c, h, w],
             out_channels: cout,

@@ -1,7 +1,7 @@
 //! The convolution against direct loops and candle's own operation.
 
 use super::*;
-use candle_core::Var;
+use candle_core::{DType, Device, Var};
 
 fn values(n: usize, seed: f64) -> Vec<f32> {
     (0..n)
@@ -496,6 +496,90 @@ fn fused_relu_matches_the_composed_relu() {
         for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
             let e = max_rel(&fused[i], &composed[i]);
             assert!(e < 1e-6, "case {case}: {name} off by {e}");
+        }
+    }
+}
+
+/// The path that other devices take (candle's stock convolution and its autograd, reached
+/// here through f64 on the CPU) against the f32 kernels, forward and all three gradients, on
+/// the geometries of a WRN: 3x3 padding 1 at strides 1 and 2 on even and odd sizes, the 1x1
+/// stride-2 shortcut, and a 7x1 kernel with per-dimension padding (the Inception's).
+#[test]
+fn other_devices_path_matches_the_kernels() {
+    // n, c, h, w, cout, [kh, kw], stride, [ph, pw]
+    let cases: [(
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        usize,
+        [usize; 2],
+    ); 6] = [
+        (2, 3, 8, 8, 4, [3, 3], 1, [1, 1]),
+        (2, 4, 16, 16, 6, [3, 3], 2, [1, 1]),
+        (2, 4, 15, 15, 6, [3, 3], 2, [1, 1]),
+        (2, 4, 16, 16, 6, [1, 1], 2, [0, 0]),
+        (1, 3, 9, 7, 5, [3, 3], 2, [1, 1]),
+        (2, 3, 9, 9, 4, [7, 1], 1, [3, 0]),
+    ];
+    for (n, c, h, w, cout, [kh, kw], s, pad) in cases {
+        let xv = values(n * c * h * w, 0.3);
+        let wv = values(cout * c * kh * kw, 1.7);
+        let bv = values(cout, 2.9);
+        let run = |dtype: DType| -> Vec<Vec<f64>> {
+            let dev = Device::Cpu;
+            let t = |v: &[f32], shape: &[usize]| {
+                Var::from_tensor(
+                    &Tensor::from_vec(v.to_vec(), shape, &dev)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap(),
+                )
+                .unwrap()
+            };
+            let x = t(&xv, &[n, c, h, w]);
+            let wt = t(&wv, &[cout, c, kh, kw]);
+            let b = t(&bv, &[cout]);
+            let cfg = Conv2dConfig {
+                stride: s,
+                padding: pad,
+            };
+            let y = conv2d_with(x.as_tensor(), wt.as_tensor(), Some(b.as_tensor()), cfg).unwrap();
+            let up = Tensor::from_vec(values(y.elem_count(), 4.1), y.shape(), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |t: &Tensor| -> Vec<f64> {
+                t.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let mut out = vec![flat(&y)];
+            for v in [&x, &wt, &b] {
+                let gv = g.get(v.as_tensor()).unwrap();
+                assert_eq!(gv.dims(), v.dims(), "gradient shape, case {h}x{w} s{s}");
+                out.push(flat(gv));
+            }
+            out
+        };
+        let (ours, other) = (run(DType::F32), run(DType::F64));
+        for (i, name) in ["forward", "input", "weight", "bias"].iter().enumerate() {
+            let m = other[i].iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+            let d = ours[i]
+                .iter()
+                .zip(&other[i])
+                .fold(0.0f64, |d, (a, b)| d.max((a - b).abs()));
+            assert!(
+                d / m < 1e-5,
+                "{n}x{c}x{h}x{w} k{kh}x{kw} s{s} p{pad:?}: {name} off by {:.2e} of its scale",
+                d / m
+            );
         }
     }
 }
