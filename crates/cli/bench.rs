@@ -85,6 +85,11 @@ pub fn command() -> Command {
             "REL",
             "Largest relative error that passes (default 1e-3; 3e-2 with --tf32)",
         ))
+        .arg(opt(
+            "floor",
+            "EPS",
+            "Perturbation of the images in the floor run (default 1e-6; 2e-4 with --tf32)",
+        ))
         .arg(flag(
             "portable",
             "The checked side runs candle's own operations instead of the CPU kernels, as a \
@@ -226,10 +231,16 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
     let tf32 = set_tf32(m);
     let tol = parsed(m, "tol")?.unwrap_or(if tf32 { 3e-2 } else { 1e-3 });
     let portable = m.get_flag("portable");
+    let floor = parsed(m, "floor")?.unwrap_or(if tf32 {
+        bench::FLOOR_PERTURBATION_TF32
+    } else {
+        bench::FLOOR_PERTURBATION
+    });
     let cfg = ParityConfig {
         sizes,
         tol,
         portable,
+        floor,
     };
     let report: ParityReport = bench::parity(&cfg, &reference, &dev)
         .with_context(|| format!("jem bench parity --device {spec} --reference {ref_spec}"))?;

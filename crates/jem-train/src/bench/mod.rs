@@ -26,7 +26,10 @@
 mod parity;
 mod shared;
 
-pub use parity::{Comparison, ParityConfig, ParityReport, parity};
+pub use parity::{
+    Comparison, FLOOR_FACTOR, FLOOR_PERTURBATION, FLOOR_PERTURBATION_TF32, ParityConfig,
+    ParityReport, parity,
+};
 
 use std::time::Instant;
 
