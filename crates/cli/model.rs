@@ -1,16 +1,18 @@
-//! `jem model ...`: inspect architectures.
+//! `jem model ...`: inspect architectures, export a checkpoint's model.
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Command};
 use jem_models::summary::summarize;
 use jem_models::{Norm, WrnConfig};
 
-use crate::args::{opt, parsed, string};
+use jem_train::Checkpoint;
+
+use crate::args::{opt, parsed, path, string};
 
 /// The `jem model` command tree.
 pub fn command() -> Command {
     Command::new("model")
-        .about("Models: architectures and their sizes")
+        .about("Models: architectures and their sizes; a checkpoint's model part")
         .subcommand_required(true)
         .subcommand(
             Command::new("summary")
@@ -41,6 +43,17 @@ pub fn command() -> Command {
                         .default_value("batch"),
                 )
                 .arg(opt("size", "PIXELS", "Input size").default_value("32")),
+        )
+        .subcommand(
+            Command::new("export")
+                .about(
+                    "Writes the model part of a `jem train` checkpoint (weights, BatchNorm \
+                     statistics, config, progress) without the optimizer state and the replay \
+                     buffer: a small file that every `jem eval` task reads, except those of the \
+                     replay buffer (FID of the buffer); training cannot resume from it",
+                )
+                .arg(opt("checkpoint", "FILE", "A checkpoint of `jem train`").required(true))
+                .arg(opt("out", "FILE", "The model-only checkpoint to write").required(true)),
         )
 }
 
@@ -105,6 +118,28 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             println!("{params}");
             Ok(())
         }
+        "export" => export(m),
         other => unreachable!("unknown subcommand {other}"),
     }
+}
+
+/// `jem model export --checkpoint FILE --out FILE`.
+fn export(m: &ArgMatches) -> Result<()> {
+    let (from, to) = (
+        path(m, "checkpoint").unwrap_or_default(),
+        path(m, "out").unwrap_or_default(),
+    );
+    let ck = Checkpoint::load(&from, &candle_core::Device::Cpu)?;
+    ck.model_only().save(&to)?;
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}: the model of {} at iteration {} ({} tensors; {} bytes, {} in the checkpoint)",
+        to.display(),
+        from.display(),
+        ck.progress.iteration,
+        ck.model.len(),
+        size(&to),
+        size(&from)
+    );
+    Ok(())
 }

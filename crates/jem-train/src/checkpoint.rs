@@ -18,6 +18,9 @@ use crate::{Result, TrainError};
 /// Value of the `format` metadata.
 pub const FORMAT: &str = "sadajem-checkpoint-1";
 
+/// The `contents` metadata of a [`Checkpoint::model_only`] file (`all` otherwise).
+const MODEL_ONLY: &str = "model";
+
 /// One divergence and what the guard did about it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RollbackEvent {
@@ -95,6 +98,8 @@ pub struct Checkpoint {
     pub optim: OptimState,
     /// Replay buffer, if the run has one.
     pub replay_buffer: Option<Tensor>,
+    /// The model part only ([`Checkpoint::model_only`]): for evaluation, not for resuming.
+    pub model_only: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,6 +116,23 @@ fn corrupt(path: &Path, msg: impl std::fmt::Display) -> TrainError {
 }
 
 impl Checkpoint {
+    /// The model part of this checkpoint (weights, BatchNorm statistics, config, progress)
+    /// without the optimizer's tensors and the replay buffer: what evaluation needs of a
+    /// run, about 1/35 of a generative WRN-10-2 run's checkpoint (1.2 MB against 42 MB).
+    /// Training cannot resume from it.
+    pub fn model_only(&self) -> Checkpoint {
+        let mut optim = OptimState::new(&self.optim.kind);
+        optim.scalars = self.optim.scalars.clone();
+        Checkpoint {
+            config: self.config.clone(),
+            progress: self.progress.clone(),
+            model: self.model.clone(),
+            optim,
+            replay_buffer: None,
+            model_only: true,
+        }
+    }
+
     /// Writes the checkpoint to `path` atomically: a failure leaves any previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let cpu = |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&Device::Cpu)?.contiguous()?) };
@@ -127,6 +149,10 @@ impl Checkpoint {
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("config".to_string(), self.config.clone()),
+            (
+                "contents".to_string(),
+                if self.model_only { MODEL_ONLY } else { "all" }.to_string(),
+            ),
             (
                 "progress".to_string(),
                 serde_json::to_string(&self.progress).map_err(|e| corrupt(path, e))?,
@@ -195,6 +221,8 @@ impl Checkpoint {
             model,
             optim,
             replay_buffer,
+            // files written before this key existed hold everything
+            model_only: meta.get("contents").map(String::as_str) == Some(MODEL_ONLY),
         })
     }
 }
@@ -217,7 +245,27 @@ mod tests {
             model: BTreeMap::from([("w".to_string(), t(1.0))]),
             optim,
             replay_buffer: Some(t(-1.0).reshape((1, 1, 2, 3)).unwrap()),
+            model_only: false,
         }
+    }
+
+    #[test]
+    fn the_model_part_round_trips_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let full = sample();
+        full.model_only().save(&path).unwrap();
+        let back = Checkpoint::load(&path, &Device::Cpu).unwrap();
+        assert!(back.model_only);
+        assert!(back.replay_buffer.is_none() && back.optim.tensors.is_empty());
+        assert_eq!(back.optim.scalars["lr"], 0.05);
+        assert_eq!(back.progress, full.progress);
+        assert_eq!(back.config, full.config);
+        let (a, b) = (&back.model["w"], &full.model["w"]);
+        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        let whole = dir.path().join("last.safetensors");
+        full.save(&whole).unwrap();
+        assert!(!Checkpoint::load(&whole, &Device::Cpu).unwrap().model_only);
     }
 
     #[test]

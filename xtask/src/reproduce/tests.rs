@@ -74,6 +74,43 @@ fn fashion_mnist_fid_stages_use_the_given_weights_and_the_test_split() {
     }
 }
 
+/// After training, the model part is exported and the replay buffer's FID runs first (it
+/// reads the whole checkpoint, which a results folder cannot keep); every other stage reads
+/// the model part, so it can run in a later sitting.
+#[test]
+fn the_buffer_stage_follows_training_and_the_rest_read_the_model_part() {
+    let models = load_models(&presets("fashion-mnist", false).unwrap()).unwrap();
+    let sadajem = models.iter().find(|m| m.cfg.loss.px > 0.0).unwrap();
+    let fid = FidPlan {
+        chains: false,
+        weights: None,
+    };
+    let stages = model_stages(sadajem, "fashion-mnist", Path::new("/o"), &[], false, fid);
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s.name.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names[..4],
+        ["train", "export", "fid", "accuracy"],
+        "{names:?}"
+    );
+    let run = format!("/o/{}/run", sadajem.key);
+    assert_eq!(
+        stages[1].args.join(" "),
+        format!("model export --checkpoint {run}/last.safetensors --out {run}/model.safetensors")
+    );
+    for s in &stages[2..] {
+        let ck = &s.args[s.args.iter().position(|a| a == "--checkpoint").unwrap() + 1];
+        let want = if s.name.ends_with("/fid") {
+            "last"
+        } else {
+            "model"
+        };
+        assert_eq!(ck, &format!("{run}/{want}.safetensors"), "{}", s.name);
+    }
+}
+
 /// The dry run's list of rows names every row of Tables 5 and 6 with its preset.
 #[test]
 fn the_plan_lists_every_ablation_row_with_its_preset() {
