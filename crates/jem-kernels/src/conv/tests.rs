@@ -500,6 +500,18 @@ fn fused_relu_matches_the_composed_relu() {
     }
 }
 
+/// n, c, h, w, cout, [kh, kw], stride, [ph, pw]
+type Case = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    [usize; 2],
+    usize,
+    [usize; 2],
+);
+
 /// The path that other devices take (candle's stock convolution and its autograd, reached
 /// here through f64 on the CPU) against the f32 kernels, forward and all three gradients, on
 /// the geometries of a WRN: 3x3 padding 1 at strides 1 and 2 on even and odd sizes, the 1x1
@@ -507,16 +519,7 @@ fn fused_relu_matches_the_composed_relu() {
 #[test]
 fn other_devices_path_matches_the_kernels() {
     // n, c, h, w, cout, [kh, kw], stride, [ph, pw]
-    let cases: [(
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        [usize; 2],
-        usize,
-        [usize; 2],
-    ); 6] = [
+    let cases: [Case; 6] = [
         (2, 3, 8, 8, 4, [3, 3], 1, [1, 1]),
         (2, 4, 16, 16, 6, [3, 3], 2, [1, 1]),
         (2, 4, 15, 15, 6, [3, 3], 2, [1, 1]),

@@ -175,7 +175,11 @@ fn compare(
         out.rel_l2 = out
             .rel_l2
             .max(if l2_scale > 0.0 { l2 / l2_scale } else { l2 });
-        out.outliers += diff.iter().filter(|d| !(d.abs() <= tol * scale)).count();
+        // NaN counts as an outlier
+        out.outliers += diff
+            .iter()
+            .filter(|d| d.is_nan() || d.abs() > tol * scale)
+            .count();
         out.elements += diff.len();
         out.max_abs = out.max_abs.max(abs);
         if rel > out.max_rel || out.worst.is_empty() {
