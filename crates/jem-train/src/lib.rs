@@ -17,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 mod figures;
+pub mod lock;
 mod log;
 mod run;
 mod rundir;

@@ -34,7 +34,7 @@ fn temp_owner(name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` is running: `None` where this cannot be told (no `/proc`).
-fn process_alive(pid: u32) -> Option<bool> {
+pub(crate) fn process_alive(pid: u32) -> Option<bool> {
     if pid == std::process::id() {
         return Some(true);
     }

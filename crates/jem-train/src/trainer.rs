@@ -13,6 +13,7 @@ use crate::checkpoint::{Checkpoint, GuardState, Progress, RollbackEvent};
 use crate::config::{OptimKind, Recovery, SamKind, TrainConfig};
 use crate::data::RunData;
 use crate::eval::EvalRecord;
+use crate::lock::RunLock;
 use crate::log::JsonLines;
 use crate::step::Optimizers;
 use crate::{Result, TrainError};
@@ -70,6 +71,8 @@ pub struct Trainer {
     pub(crate) evals: JsonLines,
     /// The evaluation logged at the iteration a resumed run starts from (not redone).
     pub(crate) resumed_eval: Option<EvalRecord>,
+    /// The run folder's lock, held for the trainer's life.
+    _lock: RunLock,
 }
 
 /// Removes temporary files that killed processes left in the run folder, saying so.
@@ -150,6 +153,7 @@ impl Trainer {
         let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
         std::fs::create_dir_all(opts.run_dir.join("samples"))
             .map_err(|e| TrainError::RunDir(format!("{}: {e}", opts.run_dir.display())))?;
+        let lock = RunLock::acquire(&opts.run_dir)?;
         remove_stale_temps(&opts.run_dir, opts.quiet)?;
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
         let buffer = if cfg.loss.px > 0.0 {
@@ -166,7 +170,7 @@ impl Trainer {
         } else {
             None
         };
-        let t = Self::assemble(cfg, opts, data, model, buffer, Progress::start())?;
+        let t = Self::assemble(cfg, opts, data, model, buffer, Progress::start(), lock)?;
         jem_data::fsutil::write_atomic(
             &t.opts.run_dir.join("config.toml"),
             t.cfg.to_toml()?.as_bytes(),
@@ -188,6 +192,7 @@ impl Trainer {
                 opts.run_dir.display()
             )));
         }
+        let lock = RunLock::acquire(&opts.run_dir)?;
         let ck = Checkpoint::load(&path, &opts.device)?;
         let mut table: toml::Table = ck.config.parse().map_err(|e| {
             TrainError::Checkpoint(format!(
@@ -208,7 +213,7 @@ impl Trainer {
         let cfg = TrainConfig::from_toml(&text, &path.display().to_string())?;
         let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
-        let mut t = Self::assemble(cfg, opts, data, model, None, ck.progress.clone())?;
+        let mut t = Self::assemble(cfg, opts, data, model, None, ck.progress.clone(), lock)?;
         t.restore(ck, &path)?;
         remove_stale_temps(&t.opts.run_dir, t.opts.quiet)?;
         t.resumed_eval = crate::rundir::trim_logs(&t.opts.run_dir, &t.progress)?;
@@ -227,6 +232,7 @@ impl Trainer {
         model: WideResNet,
         buffer: Option<ReplayBuffer>,
         progress: Progress,
+        lock: RunLock,
     ) -> Result<Self> {
         let (_, clf) = data.train_loaders(&cfg, 0, &opts.device)?;
         let iters_per_epoch = clf.batches_per_epoch() as u64;
@@ -252,6 +258,7 @@ impl Trainer {
             log,
             evals,
             resumed_eval: None,
+            _lock: lock,
         })
     }
 

@@ -134,6 +134,11 @@ fn two_plus_two_resumed_iterations_equal_four_straight_ones() {
     let mut t = resume(&b, &["run.max_iters=4"]).unwrap();
     assert_eq!(t.progress().iteration, 2);
     assert_eq!(t.run().unwrap().iterations, 4);
+    // one trainer per run folder: a second one is refused while the first lives
+    let e = resume(&b, &[]).err().unwrap().to_string();
+    assert!(e.contains("is training in this run folder"), "{e}");
+    drop(t);
+    assert!(!b.join(".lock").exists());
     let ck = |dir: &Path| dir.join("last.safetensors");
     assert_eq!(
         Checkpoint::load(&ck(&a), &Device::Cpu)
