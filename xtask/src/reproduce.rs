@@ -48,6 +48,14 @@ struct Args {
     inception_weights: Option<PathBuf>,
     /// `--models`: the models whose stages run (output folder names); `None`: all.
     models: Option<Vec<String>>,
+    /// `--only`: the stages that run (`model/task` or a task for every model); `None`: all.
+    only: Option<Vec<String>>,
+}
+
+/// Whether stage `name` (`model/task`) is among `--only`'s (all without it).
+fn selected(name: &str, only: Option<&[String]>) -> bool {
+    let task = name.rsplit('/').next().unwrap_or(name);
+    only.is_none_or(|list| list.iter().any(|o| o == name || o == task))
 }
 
 /// The models named by `--models` (all without it); a name of no model is an error that
@@ -81,6 +89,7 @@ fn parse(args: &[String]) -> Result<Args> {
         fid_chains: false,
         inception_weights: None,
         models: None,
+        only: None,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -102,6 +111,10 @@ fn parse(args: &[String]) -> Result<Args> {
                 let list = value("--models")?;
                 a.models = Some(list.split(',').map(|k| k.trim().to_string()).collect())
             }
+            "--only" => {
+                let list = value("--only")?;
+                a.only = Some(list.split(',').map(|k| k.trim().to_string()).collect())
+            }
             "--inception-weights" => {
                 a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
             }
@@ -113,7 +126,7 @@ fn parse(args: &[String]) -> Result<Args> {
         bail!(
             "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
              [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
-             [--fid-chains] [--inception-weights FILE] [--models KEY,...]"
+             [--fid-chains] [--inception-weights FILE] [--models KEY,...] [--only STAGE,...]"
         );
     }
     if a.out.as_os_str().is_empty() {
@@ -255,9 +268,28 @@ pub fn run(args: &[String]) -> Result<()> {
         stages.push(overlay("landscape", &["--points", "21"], landscape_s));
     }
 
+    if let Some(only) = &a.only {
+        for o in only {
+            if !stages
+                .iter()
+                .any(|s| selected(&s.name, Some(std::slice::from_ref(o))))
+            {
+                let mut tasks: Vec<&str> = stages
+                    .iter()
+                    .map(|s| s.name.rsplit('/').next().unwrap_or(&s.name))
+                    .collect();
+                tasks.sort_unstable();
+                tasks.dedup();
+                bail!(
+                    "--only: no stage `{o}` in this plan (its stages: model/task with the tasks {})",
+                    tasks.join(", ")
+                );
+            }
+        }
+    }
     let total: f64 = stages
         .iter()
-        .filter(|s| !s.done_when.exists())
+        .filter(|s| !s.done_when.exists() && selected(&s.name, a.only.as_deref()))
         .map(|s| s.estimate_s)
         .sum();
     println!(
@@ -270,7 +302,13 @@ pub fn run(args: &[String]) -> Result<()> {
         human(total)
     );
     for s in &stages {
-        let state = if s.done_when.exists() { "done" } else { "todo" };
+        let state = if s.done_when.exists() {
+            "done"
+        } else if !selected(&s.name, a.only.as_deref()) {
+            "skip"
+        } else {
+            "todo"
+        };
         println!(
             "  [{state}] {:<28} ~{:>9}   jem {}",
             s.name,
@@ -319,7 +357,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     };
     for s in &stages {
-        if s.done_when.exists() {
+        if s.done_when.exists() || !selected(&s.name, a.only.as_deref()) {
             continue;
         }
         eprintln!("==> {}", s.name);

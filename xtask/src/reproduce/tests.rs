@@ -183,4 +183,17 @@ fn arguments_are_checked() {
         panic!("an unknown model was accepted");
     };
     assert!(err.to_string().contains("sadajem-wrn10-2"), "{err}");
+    // --only: whole stage names or tasks of every model
+    let a = parse(&[
+        "fashion-mnist".into(),
+        "--only".into(),
+        "sadajem-wrn10-2/fid,accuracy".into(),
+    ])
+    .unwrap();
+    let only = a.only.as_deref();
+    assert!(selected("sadajem-wrn10-2/fid", only));
+    assert!(!selected("jempp-wrn10-2/fid", only));
+    assert!(selected("jempp-wrn10-2/accuracy", only));
+    assert!(!selected("sadajem-wrn10-2/fid-chains", only));
+    assert!(selected("sadajem-wrn10-2/train", None));
 }
