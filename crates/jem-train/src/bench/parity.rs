@@ -18,9 +18,9 @@
 //! GPU takes) differ by 2e-2 of the largest element in WRN-16-4's gradients, and the kernels
 //! against themselves, with the images moved by 1e-6, by 1e-2. So each check also runs the
 //! reference on images perturbed by [`FLOOR_PERTURBATION`] ([`FLOOR_PERTURBATION_TF32`] for
-//! TF32; the **floor**: how far rounding alone moves the result), and a group passes when its worst relative error is at most the
-//! tolerance, or when its relative L2 error (`||a - r|| / ||r||`, floored as above) is at
-//! most [`FLOOR_FACTOR`] times the floor's.
+//! TF32; the **floor**: how far rounding alone moves the result), and a group passes when
+//! its worst relative error is at most the tolerance, or when its relative L2 error
+//! (`||a - r|| / ||r||`, floored as above) is at most [`FLOOR_FACTOR`] times the floor's.
 
 use std::collections::BTreeMap;
 
@@ -157,19 +157,17 @@ fn compare(
         pass: true,
     };
     for (name, t, r) in &pairs {
-        let mut abs = 0.0f64;
-        for (a, b) in t.iter().zip(r) {
-            let d = (a - b).abs();
-            // a NaN on either side must fail, not vanish in `max`
-            abs = if d.is_nan() {
+        let diff: Vec<f64> = t.iter().zip(r).map(|(a, b)| a - b).collect();
+        // a NaN on either side must fail, not vanish in `max`
+        let abs = diff.iter().fold(0.0f64, |m, d| {
+            if d.is_nan() {
                 f64::INFINITY
             } else {
-                abs.max(d)
-            };
-        }
+                m.max(d.abs())
+            }
+        });
         let scale = max_abs(r).max(1e-3 * group_scale);
         let rel = if scale > 0.0 { abs / scale } else { abs };
-        let diff: Vec<f64> = t.iter().zip(r).map(|(a, b)| a - b).collect();
         let l2_scale = norm(r).max(1e-3 * group_norm);
         let l2 = norm(&diff);
         out.rel_l2 = out
