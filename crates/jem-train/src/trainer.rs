@@ -194,6 +194,14 @@ impl Trainer {
         }
         let lock = RunLock::acquire(&opts.run_dir)?;
         let ck = Checkpoint::load(&path, &opts.device)?;
+        // refused before the data sets load
+        if ck.model_only {
+            return Err(TrainError::Checkpoint(format!(
+                "{} holds the model only (`jem model export`), without the optimizer state \
+                 and the replay buffer a run needs: training cannot resume from it",
+                path.display()
+            )));
+        }
         let mut table: toml::Table = ck.config.parse().map_err(|e| {
             TrainError::Checkpoint(format!(
                 "{}: its config does not parse: {e}",
@@ -326,12 +334,6 @@ impl Trainer {
 
     fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<()> {
         let src = path.display().to_string();
-        if ck.model_only {
-            return Err(TrainError::Checkpoint(format!(
-                "{src} holds the model only (`jem model export`), without the optimizer state \
-                 and the replay buffer a run needs: training cannot resume from it"
-            )));
-        }
         let model: std::collections::HashMap<String, candle_core::Tensor> =
             ck.model.into_iter().collect();
         self.model.store.load_tensors(&model, &src)?;
