@@ -64,9 +64,28 @@ pub fn read_partition(path: &Path) -> Result<Vec<(String, u8)>> {
                 format!("line {}: partition `{p}` is not 0, 1 or 2", i + 1),
             )
         })?;
+        if !is_plain_file_name(name) {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "line {}: `{name}` is not a plain file name (it would leave img_align_celeba/)",
+                    i + 1
+                ),
+            ));
+        }
         out.push((name.to_string(), p));
     }
     Ok(out)
+}
+
+/// True for a name that stays inside its folder: one normal path component (no `..`, no root,
+/// no separator, no drive prefix).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains(['/', '\\'])
 }
 
 /// Output `[C, H, W]` for an input of `w` x `h` pixels.

@@ -259,9 +259,26 @@ fn progress_bar(show: bool, total: Option<u64>, url: &str, start: u64) -> Progre
 pub fn extract_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
     extract_via_temp(archive, dir, |tmp| {
         let f = std::fs::File::open(archive).at(archive)?;
-        tar::Archive::new(flate2::read::GzDecoder::new(f))
-            .unpack(tmp)
-            .map_err(|e| DataError::format(archive, format!("cannot extract: {e}")))
+        let fail = |e: std::io::Error| DataError::format(archive, format!("cannot extract: {e}"));
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        for entry in tar.entries().map_err(fail)? {
+            let mut entry = entry.map_err(fail)?;
+            let name = entry.path().map_err(fail)?.display().to_string();
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                return Err(DataError::format(
+                    archive,
+                    format!(
+                        "entry `{name}` is a link or device ({kind:?}); a data archive holds files only"
+                    ),
+                ));
+            }
+            // unpack_in refuses (false) a path that would leave `tmp`
+            if !entry.unpack_in(tmp).map_err(fail)? {
+                return Err(leaves_folder(archive, &name));
+            }
+        }
+        Ok(())
     })
 }
 
@@ -269,10 +286,25 @@ pub fn extract_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
 pub fn extract_zip(archive: &Path, dir: &Path) -> Result<()> {
     extract_via_temp(archive, dir, |tmp| {
         let f = std::fs::File::open(archive).at(archive)?;
-        zip::ZipArchive::new(f)
-            .and_then(|mut z| z.extract(tmp))
-            .map_err(|e| DataError::format(archive, format!("cannot extract: {e}")))
+        let fail =
+            |e: zip::result::ZipError| DataError::format(archive, format!("cannot extract: {e}"));
+        let mut zip = zip::ZipArchive::new(f).map_err(fail)?;
+        for i in 0..zip.len() {
+            let entry = zip.by_index_raw(i).map_err(fail)?;
+            if entry.enclosed_name().is_none() {
+                let name = entry.name().map_err(fail)?;
+                return Err(leaves_folder(archive, &name));
+            }
+        }
+        zip.extract(tmp).map_err(fail)
     })
+}
+
+fn leaves_folder(archive: &Path, name: &str) -> DataError {
+    DataError::format(
+        archive,
+        format!("entry `{name}` would be written outside the extraction folder"),
+    )
 }
 
 fn extract_via_temp(

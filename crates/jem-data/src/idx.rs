@@ -3,7 +3,7 @@
 //! Layout: two zero bytes, a type byte (`0x08` = unsigned byte), the number of dimensions,
 //! one big-endian `u32` per dimension, then the data. Images are `[N, 28, 28]`, labels `[N]`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use flate2::{Compression, read::GzDecoder, write::GzEncoder};
@@ -30,11 +30,7 @@ pub fn read_idx_file(path: &Path) -> Result<IdxArray> {
 pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
     let raw;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::format(name, format!("corrupt gzip stream: {e}")))?;
-        raw = out;
+        raw = gunzip_idx(bytes, name)?;
         &raw[..]
     } else {
         bytes
@@ -74,10 +70,7 @@ pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let count = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| DataError::format(name, format!("IDX dimensions {dims:?} overflow")))?;
+    let count = idx_count(&dims, name)?;
     let body = &bytes[header..];
     if body.len() < count {
         return Err(DataError::format(
@@ -101,6 +94,52 @@ pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
         dims,
         data: body.to_vec(),
     })
+}
+
+fn idx_count(dims: &[usize], name: &Path) -> Result<usize> {
+    jem_io::checked_product(dims)
+        .ok_or_else(|| DataError::format(name, format!("IDX dimensions {dims:?} overflow")))
+}
+
+/// Inflates a gzip-compressed IDX file, but only as far as its header justifies: the header
+/// first, then the data bytes it declares (if deflate can produce that many from this file),
+/// plus one byte to notice a stream that goes on.
+fn gunzip_idx(bytes: &[u8], name: &Path) -> Result<Vec<u8>> {
+    let corrupt =
+        |e: jem_io::BoundedError| DataError::format(name, format!("corrupt gzip stream: {e}"));
+    let mut z = GzDecoder::new(bytes);
+    let mut out = jem_io::read_exact_bounded(&mut z, 4).map_err(corrupt)?;
+    let ndim = out[3] as u64;
+    out.extend(jem_io::read_exact_bounded(&mut z, 4 * ndim).map_err(corrupt)?);
+    if out[..2] != [0, 0] || out[2] != 0x08 || ndim == 0 {
+        return Ok(out); // parse_idx names the header's fault
+    }
+    let dims: Vec<usize> = out[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let count = idx_count(&dims, name)? as u64;
+    let most = jem_io::max_inflated_len(bytes.len());
+    if count > most {
+        return Err(DataError::format(
+            name,
+            format!(
+                "IDX dimensions {dims:?} declare {count} data bytes, more than a {}-byte gzip \
+                 stream can hold ({most})",
+                bytes.len()
+            ),
+        ));
+    }
+    jem_io::read_to_end_bounded(&mut z, count, &mut out).map_err(|e| match e {
+        jem_io::BoundedError::TooLong { .. } => DataError::format(
+            name,
+            format!(
+                "the gzip stream holds more than the {count} data bytes of dimensions {dims:?}"
+            ),
+        ),
+        e => corrupt(e),
+    })?;
+    Ok(out)
 }
 
 /// Encodes an IDX array of unsigned bytes, gzip-compressed when `gzip` is set.

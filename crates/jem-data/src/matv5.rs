@@ -5,7 +5,7 @@
 //! with the data stored in any numeric type (MATLAB stores a double array whose values fit in
 //! a byte as `miUINT8`). Cells, structs, sparse and character arrays are skipped.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use flate2::{Compression, read::ZlibDecoder, write::ZlibEncoder};
@@ -185,10 +185,7 @@ pub fn parse_mat(bytes: &[u8]) -> std::result::Result<Vec<MatArray>, String> {
         match t {
             MI_MATRIX => out.extend(parse_matrix(data, big)?),
             MI_COMPRESSED => {
-                let mut raw = Vec::new();
-                ZlibDecoder::new(data)
-                    .read_to_end(&mut raw)
-                    .map_err(|e| format!("corrupt compressed element: {e}"))?;
+                let raw = inflate_element(data, big)?;
                 let mut inner = Cursor {
                     buf: &raw,
                     pos: 0,
@@ -204,6 +201,41 @@ pub fn parse_mat(bytes: &[u8]) -> std::result::Result<Vec<MatArray>, String> {
         }
     }
     Ok(out)
+}
+
+/// Inflates a compressed element only as far as the element inside it declares (plus 8 bytes
+/// of padding slack), and only if deflate can produce that much from `data`.
+fn inflate_element(data: &[u8], big: bool) -> std::result::Result<Vec<u8>, String> {
+    let corrupt = |e: jem_io::BoundedError| format!("corrupt compressed element: {e}");
+    let mut z = ZlibDecoder::new(data);
+    let mut raw = jem_io::read_exact_bounded(&mut z, 8).map_err(corrupt)?;
+    let tag = Cursor {
+        buf: &raw,
+        pos: 0,
+        big,
+    };
+    let t = tag.u32_at(0).unwrap_or(0);
+    let declared = if t >> 16 != 0 {
+        0
+    } else {
+        u64::from(tag.u32_at(4).unwrap_or(0))
+    };
+    let limit = declared + 8;
+    let most = jem_io::max_inflated_len(data.len());
+    if limit > most {
+        return Err(format!(
+            "a compressed element of {} bytes declares {declared} inflated bytes, more than \
+             deflate can produce ({most})",
+            data.len()
+        ));
+    }
+    jem_io::read_to_end_bounded(&mut z, limit, &mut raw).map_err(|e| match e {
+        jem_io::BoundedError::TooLong { .. } => {
+            format!("a compressed element inflates past the {declared} bytes its element declares")
+        }
+        e => corrupt(e),
+    })?;
+    Ok(raw)
 }
 
 fn parse_matrix(data: &[u8], big: bool) -> std::result::Result<Option<MatArray>, String> {
@@ -248,8 +280,8 @@ fn parse_matrix(data: &[u8], big: bool) -> std::result::Result<Option<MatArray>,
     let (mi_type, real) = sub()?;
     let size = type_size(mi_type)
         .ok_or_else(|| format!("variable `{name}`: unsupported data type {mi_type}"))?;
-    let numel: usize = dims.iter().product();
-    if real.len() != numel * size {
+    let bytes = jem_io::checked_product(&dims).and_then(|n| n.checked_mul(size));
+    if bytes != Some(real.len()) {
         return Err(format!(
             "variable `{name}`: {} data bytes for dimensions {dims:?} of {size}-byte values",
             real.len()

@@ -136,10 +136,11 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .map(|s| s.trim_end_matches('L').parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| format!("bad shape ({shape_text})"))?;
-    let n: usize = shape.iter().product();
     let (order, kind, width) = parse_descr(descr)?;
     let body = &bytes[start + header_len..];
-    let need = n * width;
+    let need = jem_io::checked_product(&shape)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| format!("shape {shape:?} of {descr} overflows"))?;
     if body.len() < need {
         return Err(format!(
             "truncated: shape {shape:?} of {descr} needs {need} data bytes, the file has {}",
@@ -379,6 +380,14 @@ mod tests {
         assert!(e.contains("truncated"), "{e}");
         assert!(parse_npy(b"PK\x03\x04 not npy").is_err());
         assert!(parse_npy(&b[..20]).is_err());
+        // a shape whose product overflows is an error, not a panic
+        let header =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }";
+        let mut bomb = b"\x93NUMPY\x01\x00".to_vec();
+        bomb.extend((header.len() as u16).to_le_bytes());
+        bomb.extend(header.as_bytes());
+        let e = parse_npy(&bomb).unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.npy");
         let e = read_npy(&p).unwrap_err().to_string();

@@ -2,7 +2,6 @@
 //! count in the metadata) and pytorch-fid's / TTUR's `.npz` files (`mu`, `sigma`).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
@@ -105,9 +104,12 @@ fn load_npz(path: &Path, bytes: &[u8]) -> Result<GaussianStats> {
         let mut entry = zip
             .by_name(&format!("{name}.npy"))
             .map_err(|_| invalid(path, format!("no array '{name}' in the .npz")))?;
+        // the entry's declared size, if deflate can produce it from the entry's bytes
+        let limit = entry
+            .size()
+            .min(jem_io::max_inflated_len(entry.compressed_size() as usize));
         let mut buf = Vec::new();
-        entry
-            .read_to_end(&mut buf)
+        jem_io::read_to_end_bounded(&mut entry, limit, &mut buf)
             .map_err(|e| invalid(path, format!("cannot read '{name}': {e}")))?;
         let a = parse_npy(&buf).map_err(|e| invalid(path, format!("'{name}': {e}")))?;
         Ok((a.shape.clone(), a.to_f64()))

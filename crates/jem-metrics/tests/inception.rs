@@ -394,6 +394,28 @@ fn truncated_or_corrupt_checkpoints_give_errors_naming_the_file() {
 }
 
 #[test]
+fn a_storage_shared_by_two_element_types_is_refused() {
+    // `view` shares `view_base`'s FloatStorage; point its storage class (memo GET 5, at byte
+    // 968 of the legacy file) at the memoized DoubleStorage (39) instead: the storage would
+    // be read with 8-byte elements for one tensor and 4-byte for the other
+    let mut data = std::fs::read(golden_dir().join("state_legacy.pth")).unwrap();
+    assert_eq!(
+        data[968..970],
+        [b'h', 5],
+        "the fixture changed; find the GET again"
+    );
+    data[969] = 39;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two_dtypes.pth");
+    std::fs::write(&path, &data).unwrap();
+    let err = load_state_dict(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("two_dtypes.pth") && err.contains("8-byte and 4-byte elements"),
+        "{err}"
+    );
+}
+
+#[test]
 fn weight_registry_constants() {
     assert!(FID_WEIGHTS_URL.ends_with(FID_WEIGHTS_FILE));
     assert_eq!(FID_WEIGHTS_SHA256.len(), 64);

@@ -189,8 +189,16 @@ pub(crate) fn read(data: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     };
 
     // locate each storage: (first byte, element count)
-    let elem_sizes: HashMap<&str, usize> =
-        refs.iter().map(|r| (r.key.as_str(), r.elem_size)).collect();
+    let mut elem_sizes: HashMap<&str, usize> = HashMap::new();
+    for r in &refs {
+        let elem = *elem_sizes.entry(r.key.as_str()).or_insert(r.elem_size);
+        if elem != r.elem_size {
+            return Err(format!(
+                "tensor `{}`: storage {} is used with {}-byte and {elem}-byte elements",
+                r.name, r.key, r.elem_size
+            ));
+        }
+    }
     let mut storages: HashMap<String, (usize, usize)> = HashMap::new();
     let mut pos = p.position();
     for key in &keys {

@@ -44,10 +44,18 @@ pub(crate) enum Value {
     Mark,
 }
 
+/// The deepest nesting of containers a pickle may build. `torch.save` files nest a handful of
+/// levels; a limit keeps every recursive walk (including `Drop`) within the stack.
+pub(crate) const MAX_DEPTH: usize = 100;
+
 /// Parses consecutive pickles from one byte buffer.
 pub(crate) struct Parser<'a> {
     data: &'a [u8],
     pos: usize,
+    /// What copies made by DUP and memo GET may still cost (see [`weight`]): without a limit,
+    /// a few hundred bytes that GET a list twice into a new list, memoize it and repeat,
+    /// double their size with every step.
+    copy_budget: usize,
 }
 
 type PResult<T> = std::result::Result<T, String>;
@@ -55,7 +63,11 @@ type PResult<T> = std::result::Result<T, String>;
 impl<'a> Parser<'a> {
     /// A parser at the start of `data`.
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self {
+            data,
+            pos: 0,
+            copy_budget: data.len().saturating_mul(64).saturating_add(16 << 20),
+        }
     }
 
     /// The offset of the next unread byte.
@@ -118,6 +130,15 @@ impl<'a> Parser<'a> {
             let op = self.byte()?;
             let err = |what: &str| format!("{what} (opcode 0x{op:02x} at byte {at})");
             let pop = |stack: &mut Vec<Value>| stack.pop().ok_or_else(|| err("empty stack"));
+            // every value that goes into a container passes here, so no value grows deeper
+            // than MAX_DEPTH
+            let nest_one = |v: &Value| -> PResult<()> {
+                match deeper_than(v, MAX_DEPTH - 1) {
+                    true => Err(err(&format!("containers nested deeper than {MAX_DEPTH}"))),
+                    false => Ok(()),
+                }
+            };
+            let nest = |items: &[Value]| items.iter().try_for_each(nest_one);
             let pop_mark = |stack: &mut Vec<Value>| -> PResult<Vec<Value>> {
                 let i = stack
                     .iter()
@@ -125,7 +146,14 @@ impl<'a> Parser<'a> {
                     .ok_or_else(|| err("no MARK on the stack"))?;
                 let items = stack.split_off(i + 1);
                 stack.pop();
+                nest(&items)?;
                 Ok(items)
+            };
+            let copy = |budget: &mut usize, v: &Value| -> PResult<Value> {
+                *budget = budget.checked_sub(weight(v)).ok_or_else(|| {
+                    err("copies of memoized values exceed what the file can justify")
+                })?;
+                Ok(v.clone())
             };
             match op {
                 0x80 => {
@@ -152,7 +180,10 @@ impl<'a> Parser<'a> {
                     pop_mark(&mut stack)?;
                 }
                 b'2' => {
-                    let top = stack.last().cloned().ok_or_else(|| err("empty stack"))?;
+                    let top = copy(
+                        &mut self.copy_budget,
+                        stack.last().ok_or_else(|| err("empty stack"))?,
+                    )?;
                     stack.push(top);
                 }
                 b'N' => stack.push(Value::None),
@@ -210,6 +241,7 @@ impl<'a> Parser<'a> {
                     if items.contains(&Value::Mark) {
                         return Err(err("MARK inside TUPLEn"));
                     }
+                    nest(&items)?;
                     stack.push(Value::Tuple(items));
                 }
                 b']' => stack.push(Value::List(Vec::new())),
@@ -219,7 +251,9 @@ impl<'a> Parser<'a> {
                 }
                 b'a' | b'e' => {
                     let items = if op == b'a' {
-                        vec![pop(&mut stack)?]
+                        let v = pop(&mut stack)?;
+                        nest(std::slice::from_ref(&v))?;
+                        vec![v]
                     } else {
                         pop_mark(&mut stack)?
                     };
@@ -233,7 +267,9 @@ impl<'a> Parser<'a> {
                     let items = if op == b's' {
                         let v = pop(&mut stack)?;
                         let k = pop(&mut stack)?;
-                        vec![k, v]
+                        let pair = vec![k, v];
+                        nest(&pair)?;
+                        pair
                     } else {
                         pop_mark(&mut stack)?
                     };
@@ -272,11 +308,15 @@ impl<'a> Parser<'a> {
                 b'R' | 0x81 => {
                     let args = pop(&mut stack)?;
                     let callable = pop(&mut stack)?;
+                    nest_one(&callable)?;
+                    nest_one(&args)?;
                     stack.push(call(callable, args));
                 }
                 b'b' => {
                     let state = pop(&mut stack)?;
                     let object = pop(&mut stack)?;
+                    nest_one(&state)?;
+                    nest_one(&object)?;
                     stack.push(match object {
                         dict @ Value::Dict(_) => dict, // attributes such as `_metadata`
                         object => Value::Build {
@@ -287,6 +327,7 @@ impl<'a> Parser<'a> {
                 }
                 b'Q' => {
                     let id = pop(&mut stack)?;
+                    nest_one(&id)?;
                     stack.push(Value::PersistentId(Box::new(id)));
                 }
                 b'q' | b'r' | 0x94 => {
@@ -295,7 +336,10 @@ impl<'a> Parser<'a> {
                         b'r' => u64::from(u32::from_le_bytes(self.le()?)),
                         _ => memo.len() as u64,
                     };
-                    let top = stack.last().cloned().ok_or_else(|| err("empty stack"))?;
+                    let top = copy(
+                        &mut self.copy_budget,
+                        stack.last().ok_or_else(|| err("empty stack"))?,
+                    )?;
                     memo.insert(key, top);
                 }
                 b'h' | b'j' => {
@@ -306,14 +350,51 @@ impl<'a> Parser<'a> {
                     };
                     let v = memo
                         .get(&key)
-                        .cloned()
                         .ok_or_else(|| err(&format!("memo key {key} not set")))?;
+                    let v = copy(&mut self.copy_budget, v)?;
                     stack.push(v);
                 }
                 _ => return Err(err("unsupported pickle opcode")),
             }
         }
     }
+}
+
+/// The children of a container value.
+fn children(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Tuple(items) | Value::List(items) => items.iter().collect(),
+        Value::Dict(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+        Value::Call { callable, args } => vec![callable, args],
+        Value::Build { object, state } => vec![object, state],
+        Value::PersistentId(id) => vec![id],
+        _ => Vec::new(),
+    }
+}
+
+/// True when `v` nests containers more than `levels` deep (a leaf is 0 deep). Recurses at
+/// most `levels` frames.
+fn deeper_than(v: &Value, levels: usize) -> bool {
+    let kids = children(v);
+    match levels {
+        _ if kids.is_empty() => false,
+        0 => true,
+        _ => kids.into_iter().any(|c| deeper_than(c, levels - 1)),
+    }
+}
+
+/// What a copy of `v` costs: 16 a value plus its text and bytes (values on the stack are
+/// at most [`MAX_DEPTH`] deep, so the recursion is bounded).
+fn weight(v: &Value) -> usize {
+    let own = match v {
+        Value::Str(s) => s.len(),
+        Value::Bytes(b) | Value::BigInt(b) => b.len(),
+        Value::Global { module, name } => module.len() + name.len(),
+        _ => 0,
+    };
+    children(v)
+        .into_iter()
+        .fold(16 + own, |w, c| w.saturating_add(weight(c)))
 }
 
 /// A little-endian two's complement integer of `bytes.len()` bytes.
@@ -372,5 +453,43 @@ mod tests {
         };
         assert_eq!(items[0], (Value::Str("a".into()), Value::Int(1)));
         assert_eq!(items[1], (Value::Str("b".into()), Value::Dict(vec![])));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        // 2 million nested lists: `]` pushes a list, `a` appends it to the one below
+        let n = 2_000_000;
+        let mut data = b"\x80\x02".to_vec();
+        data.extend(std::iter::repeat_n(b']', n));
+        data.extend(std::iter::repeat_n(b'a', n - 1));
+        data.push(b'.');
+        let err = Parser::new(&data).load().unwrap_err();
+        assert!(err.contains("nested deeper than 100"), "{err}");
+        // the same through MARK ... LIST and TUPLE
+        let mut data = b"\x80\x02".to_vec();
+        data.extend(std::iter::repeat_n(b'(', n));
+        data.extend(std::iter::repeat_n(b't', n));
+        data.push(b'.');
+        assert!(Parser::new(&data).load().is_err());
+        // shallow nesting still reads
+        let ok = b"\x80\x02]]]aa.";
+        assert!(Parser::new(ok).load().is_ok());
+    }
+
+    #[test]
+    fn memo_copy_bombs_are_refused() {
+        // a list of 1000 strings, memoized; then 60 times: GET it twice into a new list and
+        // memoize that (2^60 copies without a budget)
+        let mut data = b"\x80\x02(".to_vec();
+        for _ in 0..1000 {
+            data.extend(b"X\x04\x00\x00\x00abcd");
+        }
+        data.extend(b"lq\x00");
+        for k in 0..60u8 {
+            data.extend([b'(', b'h', k, b'h', k, b'l', b'q', k + 1]);
+        }
+        data.push(b'.');
+        let err = Parser::new(&data).load().unwrap_err();
+        assert!(err.contains("copies of memoized values"), "{err}");
     }
 }
