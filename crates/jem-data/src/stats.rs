@@ -104,6 +104,27 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// The most memory the per-class covariance factors may take (one `d x d` matrix per class,
+/// `d` the image's values): 8 GiB, already 250 classes of CIFAR's 3x32x32.
+pub const MAX_COVARIANCE_BYTES: u64 = 8 << 30;
+
+fn check_covariance_size(shape: [usize; 3], classes: usize) -> Result<()> {
+    let d = shape.iter().map(|&s| s as u64).product::<u64>();
+    let bytes = d
+        .checked_mul(d)
+        .and_then(|v| v.checked_mul(classes as u64 * 4));
+    match bytes {
+        Some(b) if b <= MAX_COVARIANCE_BYTES => Ok(()),
+        _ => Err(DataError::Invalid(format!(
+            "class Gaussians of {shape:?} images ({d} values, {classes} classes) need {:.0} GiB \
+             of covariance factors, over the limit of {} GiB: lower transform.pad_to (or \
+             --pad-to) or use smaller images",
+            (d as f64).powi(2) * classes as f64 * 4.0 / (1u64 << 30) as f64,
+            MAX_COVARIANCE_BYTES >> 30
+        ))),
+    }
+}
+
 impl ClassGaussians {
     /// The reference's jitter.
     pub const DEFAULT_JITTER: f64 = 1e-4;
@@ -125,6 +146,7 @@ impl ClassGaussians {
         let shape = t.output_shape(source.shape())?;
         let d: usize = shape.iter().product();
         let k = source.num_classes();
+        check_covariance_size(shape, k)?;
         let mut by_class = vec![Vec::new(); k];
         for i in 0..source.len() {
             by_class[source.label(i) as usize].push(i);

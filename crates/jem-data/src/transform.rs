@@ -80,6 +80,9 @@ impl ImageSource for FloatImageSet {
     }
 }
 
+/// The largest image side a transform may pad to.
+pub const MAX_SIDE: usize = 1024;
+
 /// What to do to each image; the default does nothing but scale to [-1, 1].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -125,6 +128,12 @@ impl Transform {
     pub fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
         let [c, h, w] = input;
         let [ph, pw] = self.pad_to.unwrap_or([h, w]);
+        if ph > MAX_SIDE || pw > MAX_SIDE {
+            return Err(DataError::Invalid(format!(
+                "transform.pad_to {:?} is over the limit of {MAX_SIDE} pixels a side",
+                [ph, pw]
+            )));
+        }
         if ph < h || pw < w {
             return Err(DataError::Invalid(format!(
                 "transform.pad_to {:?} is smaller than the images ({h}x{w})",

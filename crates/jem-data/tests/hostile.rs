@@ -192,3 +192,27 @@ fn archive_entries_that_leave_the_folder_are_refused() {
     );
     assert!(!dir.path().join("escaped.txt").exists());
 }
+
+#[test]
+fn padding_that_would_need_hundreds_of_gigabytes_is_refused() {
+    use jem_data::stats::ClassGaussians;
+    use jem_data::transform::Transform;
+    let set = jem_data::ImageSet::new(vec![0; 10 * 784], (0..10).collect(), [1, 28, 28], 10, "t")
+        .unwrap();
+    // `jem data class-stats --pad-to 320`: 10 covariance factors of 102,400^2 values
+    let pad = |s: usize| Transform {
+        pad_to: Some([s, s]),
+        ..Transform::default()
+    };
+    let e = ClassGaussians::compute(&set, &pad(320), 1e-4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("over the limit of 8 GiB") && e.contains("pad_to"),
+        "{e}"
+    );
+    let e = ClassGaussians::compute(&set, &pad(5000), 1e-4)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("transform.pad_to") && e.contains("1024"), "{e}");
+}

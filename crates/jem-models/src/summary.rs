@@ -19,8 +19,16 @@ pub struct LayerRow {
     pub macs: usize,
 }
 
+/// The largest input side [`summarize`] accepts (its counts stay far from overflow).
+pub const MAX_SUMMARY_SIZE: usize = 4096;
+
 /// The table for `config` on `size` x `size` inputs, in forward order.
 pub fn summarize(config: &WrnConfig, size: usize) -> crate::error::Result<Vec<LayerRow>> {
+    if !(1..=MAX_SUMMARY_SIZE).contains(&size) {
+        return Err(crate::error::ModelError::Invalid(format!(
+            "input size {size} is outside 1..={MAX_SUMMARY_SIZE} pixels"
+        )));
+    }
     let n = config.blocks_per_stage()?;
     let [w0, w1, w2, w3] = config.stage_widths();
     let mut rows = Vec::new();
@@ -105,5 +113,15 @@ mod tests {
         );
         let wrn16 = summarize(&WrnConfig::reference(16, 4, 10), 32).unwrap();
         assert_eq!(wrn16.iter().map(|r| r.params).sum::<usize>(), 2_751_146);
+    }
+
+    #[test]
+    fn sizes_outside_the_range_are_errors() {
+        let c = WrnConfig::reference(10, 2, 10);
+        for size in [0, MAX_SUMMARY_SIZE + 1] {
+            let e = summarize(&c, size).unwrap_err().to_string();
+            assert!(e.contains("input size"), "{e}");
+        }
+        assert!(summarize(&c, 1).is_ok());
     }
 }

@@ -71,6 +71,24 @@ fn invalid(key: &str, msg: impl std::fmt::Display) -> TrainError {
     TrainError::Config(format!("{key}: {msg}"))
 }
 
+/// Upper limits of the configuration values that size memory or time, so that a mistyped
+/// value is an error naming its key rather than an allocation abort. Each is far above any
+/// published setting (the paper: 32-pixel images, batch 64/128, WRN-28-10, a 10,000-image
+/// buffer, 5-40 SGLD steps).
+pub const LIMITS: [(&str, usize); 11] = [
+    ("data.pad_to", jem_data::transform::MAX_SIDE),
+    ("data.crop_pad", 256),
+    ("data.px_batch_size", 16_384),
+    ("data.clf_batch_size", 16_384),
+    ("data.workers", 256),
+    ("model.depth", 1_000),
+    ("model.width", 64),
+    ("sampler.buffer_size", 1_000_000),
+    ("sampler.steps", 100_000),
+    ("eval.batch_size", 16_384),
+    ("eval.ece_bins", 100_000),
+];
+
 impl TrainConfig {
     /// Reads a preset, resolving `extends` (paths relative to the file), then applies
     /// `key=value` overrides, then validates.
@@ -191,6 +209,33 @@ impl TrainConfig {
         let g = &self.guard;
         if !(g.lr_factor > 0.0 && g.lr_factor <= 1.0) {
             return Err(invalid("guard.lr_factor", "must be in (0, 1]"));
+        }
+        self.check_limits()
+    }
+
+    /// The values that size memory, against [`LIMITS`].
+    fn check_limits(&self) -> Result<()> {
+        let (d, m, s, e) = (&self.data, &self.model, &self.sampler, &self.eval);
+        let values = [
+            d.pad_to.unwrap_or(0),
+            d.crop_pad,
+            d.px_batch_size,
+            d.clf_batch_size,
+            d.workers,
+            m.depth,
+            m.width,
+            s.buffer_size,
+            s.steps,
+            e.batch_size,
+            e.ece_bins,
+        ];
+        for (&(key, limit), value) in LIMITS.iter().zip(values) {
+            if value > limit {
+                return Err(invalid(
+                    key,
+                    format!("{value} is over the limit of {limit}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -44,6 +44,28 @@ fn unknown_keys_and_bad_values_are_named() {
 }
 
 #[test]
+fn values_that_size_memory_have_limits_named_by_key() {
+    for (key, limit) in LIMITS {
+        let (table, field) = key.split_once('.').unwrap();
+        // (a depth must also be 6n + 4)
+        let value = if key == "model.depth" {
+            1006
+        } else {
+            limit + 1
+        };
+        let text = format!("[{table}]\n{field} = {value}");
+        let e = TrainConfig::from_toml(&text, "t.toml")
+            .and_then(|c| c.validate())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(key) && e.contains(&format!("limit of {limit}")),
+            "{key}: {e}"
+        );
+    }
+}
+
+#[test]
 fn overrides_parse_toml_values_or_strings() {
     let mut t = toml::Table::new();
     apply_override(&mut t, "sampler.steps=10").unwrap();
