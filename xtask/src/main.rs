@@ -41,12 +41,14 @@ fn main() -> ExitCode {
         Some("check-presets") => paper::check_presets_command(),
         Some("check-cuda") => gpu::check_cuda(&args[1..]),
         Some("gpu-check") => gpu::gpu_check(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
                  reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
                  [--device D] [--out DIR] | check-presets | check-cuda [--cudnn] [--build] | \
-                 gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d]>"
+                 gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d] | \
+                 fuzz [--seconds N] [--seed S] [TARGET...]>"
             );
             return ExitCode::from(2);
         }
@@ -142,6 +144,29 @@ fn cargo_test(args: &[&str], extra: &[String], total: &mut [u64; 3]) -> Result<b
 /// (one build of the dependencies); with `--each`, every member on its own
 /// (`cargo test -p <member>`), which also proves that each crate builds alone, at the price
 /// of compiling the dependencies once per distinct feature set (several times candle).
+/// `cargo xtask fuzz [--seconds N] [--seed S] [TARGET...]`: the `jem-fuzz` binary in release
+/// (every parser for N seconds each, 60 by default; findings under `target/fuzz-findings/`).
+fn fuzz(args: &[String]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "jem-fuzz",
+            "--bin",
+            "jem-fuzz",
+            "--",
+        ])
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("jem-fuzz failed ({status}): a finding, or a bad argument");
+    }
+    Ok(())
+}
+
 fn test(extra: &[String]) -> Result<()> {
     let each = extra.iter().any(|a| a == "--each");
     let extra: Vec<String> = extra.iter().filter(|a| *a != "--each").cloned().collect();

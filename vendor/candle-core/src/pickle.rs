@@ -4,7 +4,7 @@
 use crate::{Context, DType, Error as E, Layout, Result, Tensor};
 use byteorder::{LittleEndian, ReadBytesExt};
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 const VERBOSE: bool = false;
 
@@ -481,8 +481,13 @@ impl Stack {
             }
             OpCode::BinUnicode => {
                 let len = r.read_u32::<LittleEndian>()?;
-                let mut data = vec![0u8; len as usize];
-                r.read_exact(&mut data)?;
+                // sadajem patch: grow with the bytes actually read, so that a corrupt length
+                // (up to 4 GiB) costs nothing before the read fails
+                let mut data = Vec::new();
+                r.by_ref().take(u64::from(len)).read_to_end(&mut data)?;
+                if data.len() != len as usize {
+                    crate::bail!("truncated pickle: a string of {len} bytes runs past the end")
+                }
                 let data = String::from_utf8(data).map_err(E::wrap)?;
                 self.push(Object::Unicode(data))
             }
