@@ -100,10 +100,26 @@ pub fn output_shape(resize: CelebaResize, w: u32, h: u32) -> [usize; 3] {
     }
 }
 
-/// Decodes and resizes one image to CHW bytes.
+/// The largest image side [`prepare_image`] decodes (CelebA's aligned images are 178x218): a
+/// few hundred bytes of JPEG can declare 65535x65535 pixels.
+pub const MAX_IMAGE_SIDE: u32 = 2048;
+
+/// Decodes and resizes one image to CHW bytes; images over [`MAX_IMAGE_SIDE`] are refused.
 pub fn prepare_image(path: &Path, resize: CelebaResize) -> Result<(Vec<u8>, [usize; 3])> {
-    let img = image::open(path)
-        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?
+    let bad =
+        |e: &dyn std::fmt::Display| DataError::format(path, format!("cannot decode image: {e}"));
+    let mut reader = image::ImageReader::open(path)
+        .at(path)?
+        .with_guessed_format()
+        .at(path)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(64 << 20);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| bad(&format!("{e} (at most {MAX_IMAGE_SIDE} pixels a side)")))?
         .to_rgb8();
     let (w, h) = img.dimensions();
     let shape = output_shape(resize, w, h);

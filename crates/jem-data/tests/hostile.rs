@@ -216,3 +216,17 @@ fn padding_that_would_need_hundreds_of_gigabytes_is_refused() {
         .to_string();
     assert!(e.contains("transform.pad_to") && e.contains("1024"), "{e}");
 }
+
+#[test]
+fn a_tiny_jpeg_declaring_a_huge_image_is_refused() {
+    // found by `cargo xtask fuzz jpeg`: 739 bytes declaring 65300x255 pixels held 100 MB
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz-jpeg-65300-wide.jpg");
+    let e = celeba::prepare_image(&path, celeba::CelebaResize::CenterCrop)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fuzz-jpeg-65300-wide.jpg") && e.contains("2048 pixels a side"),
+        "{e}"
+    );
+}
