@@ -184,3 +184,155 @@ fn a_missing_data_set_is_an_error_naming_the_file_and_creates_no_run() {
     );
     assert!(!run.exists());
 }
+
+/// `jem train` on the tiny preset into `run` for 6 iterations, checkpoints every 3.
+fn six_iterations(run: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jem"));
+    c.args([
+        "train",
+        "--config",
+        PRESET,
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ])
+    .args(&TINY[..TINY.len() - 2])
+    .args([
+        "--set",
+        "run.max_iters=6",
+        "--set",
+        "run.checkpoint_every_iters=3",
+    ])
+    .args(["--set", "sampler.steps=5"])
+    .stdout(std::process::Stdio::null());
+    c
+}
+
+/// The iterations `train.jsonl` has logged so far.
+fn logged(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("train.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("event").is_none())
+        .collect()
+}
+
+/// Starts the run and sends `signal` to it once iteration `at` is logged.
+fn interrupt_at(run: &Path, cache: &Path, at: usize, signal: &str) -> std::process::ExitStatus {
+    let mut child = six_iterations(run)
+        .env("JEM_CACHE_DIR", cache)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while logged(run).len() < at {
+        assert!(t0.elapsed().as_secs() < 300, "iteration {at} never came");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before iteration {at}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.wait().unwrap()
+}
+
+/// Every tensor of two checkpoints, bit for bit, and the logged losses and energies.
+fn assert_same_runs(a: &Path, b: &Path) {
+    let load = |d: &Path| {
+        jem_train::Checkpoint::load(&d.join("last.safetensors"), &candle_core::Device::Cpu).unwrap()
+    };
+    let (ca, cb) = (load(a), load(b));
+    assert_eq!(ca.progress.iteration, cb.progress.iteration);
+    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    let mut n = 0;
+    for (name, t) in ca.model.iter().chain(&ca.optim.tensors) {
+        let other = cb.model.get(name).or(cb.optim.tensors.get(name)).unwrap();
+        assert!(bits(t) == bits(other), "tensor {name} differs");
+        n += 1;
+    }
+    assert!(bits(ca.replay_buffer.as_ref().unwrap()) == bits(cb.replay_buffer.as_ref().unwrap()));
+    let fields = |d: &Path| -> Vec<String> {
+        logged(d)
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {} {} {}",
+                    v["iteration"], v["loss"], v["e_pos"], v["e_neg"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(fields(a), fields(b));
+    println!(
+        "{n} tensors, the replay buffer and {} log lines are the same",
+        fields(a).len()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn killed_or_interrupted_runs_resume_to_the_uninterrupted_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path();
+    let straight = tmp.path().join("straight");
+    assert!(
+        six_iterations(&straight)
+            .env("JEM_CACHE_DIR", cache)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let resume = |run: &Path| {
+        let out = jem(
+            &["train", "--resume", run.to_str().unwrap(), "--quiet"],
+            cache,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    // SIGKILL after iteration 4 is logged: the last checkpoint is at 3, iteration 4 (and
+    // perhaps 5) run again after the resume
+    let killed = tmp.path().join("killed");
+    let status = interrupt_at(&killed, cache, 4, "-KILL");
+    assert!(!status.success());
+    let at_kill =
+        jem_train::Checkpoint::load(&killed.join("last.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+            .progress
+            .iteration;
+    println!(
+        "killed with {} iterations logged, the checkpoint at {at_kill}",
+        logged(&killed).len()
+    );
+    assert_eq!(at_kill, 3);
+    resume(&killed);
+    assert_same_runs(&straight, &killed);
+    // SIGTERM after iteration 2: a checkpoint of the iteration it stopped at, exit code 130
+    let stopped = tmp.path().join("stopped");
+    let status = interrupt_at(&stopped, cache, 2, "-TERM");
+    assert_eq!(status.code(), Some(130));
+    assert!(!stopped.join(".lock").exists(), "the lock is released");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stopped.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["stopped"].as_str().unwrap().contains("interrupted"),
+        "{summary}"
+    );
+    resume(&stopped);
+    assert_same_runs(&straight, &stopped);
+}

@@ -131,7 +131,14 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         };
         Trainer::new(cfg, opts)?
     };
+    jem_train::interrupt::install().context("installing the SIGINT/SIGTERM handlers")?;
     let summary = trainer.run()?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    if jem_train::interrupt::requested() {
+        // the checkpoint is written; say "interrupted" to scripts the way shells do (after
+        // the trainer's drop has released the run folder's lock)
+        drop(trainer);
+        std::process::exit(130);
+    }
     Ok(())
 }

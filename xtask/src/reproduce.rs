@@ -356,31 +356,54 @@ pub fn run(args: &[String]) -> Result<()> {
             jem
         }
     };
-    for s in &stages {
-        if s.done_when.exists() || !selected(&s.name, a.only.as_deref()) {
+    let failed = run_stages(&stages, &jem, a.only.as_deref(), &mut timings, &a.out)?;
+    let order: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+    let report = report::write(&a.out, &a.target, &models, &timings, &order, &a.device)?;
+    println!("report: {}", report.display());
+    if !failed.is_empty() {
+        bail!(
+            "{} stage(s) failed: {} (their output is above; rerun to retry them, finished \
+             stages are skipped)",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the stages not yet done (and selected by `--only`) in order, recording their times;
+/// a failed stage does not stop the others. Returns the names of the failed ones.
+pub(crate) fn run_stages(
+    stages: &[Stage],
+    jem: &Path,
+    only: Option<&[String]>,
+    timings: &mut report::Timings,
+    out: &Path,
+) -> Result<Vec<String>> {
+    let mut failed = Vec::new();
+    for s in stages {
+        if s.done_when.exists() || !selected(&s.name, only) {
             continue;
         }
         eprintln!("==> {}", s.name);
         let t0 = Instant::now();
-        let status = Command::new(&jem)
+        let status = Command::new(jem)
             .args(&s.args)
             .status()
             .with_context(|| format!("running {}", jem.display()))?;
         let secs = t0.elapsed().as_secs_f64();
         timings.record(&s.name, secs, status.success());
-        timings.save(&a.out)?;
+        timings.save(out)?;
         if !status.success() {
             eprintln!(
                 "==> {} failed after {}; continuing with the other stages",
                 s.name,
                 human(secs)
             );
+            failed.push(s.name.clone());
         }
     }
-    let order: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
-    let report = report::write(&a.out, &a.target, &models, &timings, &order, &a.device)?;
-    println!("report: {}", report.display());
-    Ok(())
+    Ok(failed)
 }
 
 /// Every row of the paper's tables for `target` and the preset of this plan that reproduces

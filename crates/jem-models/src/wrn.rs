@@ -273,15 +273,45 @@ impl WideResNet {
         }
     }
 
+    /// Where the dropout generator stands (its key, stream and position, 56 bytes), for a
+    /// checkpoint: a resumed run restores it with [`WideResNet::set_dropout_state`] and draws
+    /// the same masks as an uninterrupted one.
+    pub fn dropout_state(&self) -> Result<[u8; 56]> {
+        let rng = self.dropout_rng()?;
+        let mut out = [0u8; 56];
+        out[..32].copy_from_slice(&rng.get_seed()[..]);
+        out[32..40].copy_from_slice(&rng.get_stream().to_le_bytes());
+        out[40..].copy_from_slice(&rng.get_word_pos().to_le_bytes());
+        Ok(out)
+    }
+
+    /// Restores a state from [`WideResNet::dropout_state`].
+    pub fn set_dropout_state(&self, state: &[u8; 56]) -> Result<()> {
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&state[..32]);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::from_seed(seed);
+        rng.set_stream(u64::from_le_bytes(
+            state[32..40].try_into().expect("8 bytes"),
+        ));
+        rng.set_word_pos(u128::from_le_bytes(
+            state[40..].try_into().expect("16 bytes"),
+        ));
+        *self.dropout_rng()? = rng;
+        Ok(())
+    }
+
+    fn dropout_rng(&self) -> Result<std::sync::MutexGuard<'_, rand_chacha::ChaCha8Rng>> {
+        self.dropout_rng
+            .lock()
+            .map_err(|_| ModelError::Invalid("dropout generator poisoned".into()))
+    }
+
     fn dropout(&self, x: Tensor, mode: BnMode) -> Result<Tensor> {
         let p = self.config.dropout;
         if p == 0.0 || mode == BnMode::Eval {
             return Ok(x);
         }
-        let mut rng = self
-            .dropout_rng
-            .lock()
-            .map_err(|_| ModelError::Invalid("dropout generator poisoned".into()))?;
+        let mut rng = self.dropout_rng()?;
         let keep: Vec<f32> = (0..x.elem_count())
             .map(|_| {
                 if rand::Rng::random_bool(&mut *rng, p) {

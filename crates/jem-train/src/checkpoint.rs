@@ -72,6 +72,10 @@ pub struct Progress {
     pub best: Option<(f64, u64)>,
     /// Divergence recoveries.
     pub guard: GuardState,
+    /// The model's dropout generator (hex of [`jem_models::wrn::WideResNet::dropout_state`]);
+    /// absent in checkpoints of older versions and of runs without dropout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout_rng: Option<String>,
 }
 
 impl Progress {
@@ -82,6 +86,7 @@ impl Progress {
             train_seconds: 0.0,
             best: None,
             guard: GuardState::new(),
+            dropout_rng: None,
         }
     }
 }

@@ -13,10 +13,12 @@
 
 pub mod bench;
 pub mod checkpoint;
+mod complete;
 pub mod config;
 pub mod data;
 pub mod eval;
 mod figures;
+pub mod interrupt;
 pub mod lock;
 mod log;
 mod run;

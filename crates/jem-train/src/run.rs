@@ -231,6 +231,10 @@ impl Trainer {
             last_eval = Some(self.record_eval(&reporter)?);
         }
         while self.progress.iteration < stop {
+            if crate::interrupt::requested() {
+                reporter.finish();
+                return self.stop_interrupted(last_eval, session_iter, session_start);
+            }
             if let Some(m) = max_seconds
                 && self.progress.train_seconds >= m
             {
@@ -320,6 +324,27 @@ impl Trainer {
         }
         reporter.finish();
         self.finish_run(last_eval, stopped, session_iter, session_start)
+    }
+
+    /// A requested stop: the checkpoint and the summary at once, without the final
+    /// evaluation and figures of a finished run (`--resume` continues exactly).
+    fn stop_interrupted(
+        &mut self,
+        last_eval: Option<EvalRecord>,
+        session_iter: u64,
+        session_start: f64,
+    ) -> Result<RunSummary> {
+        if self.model_is_finite()? {
+            self.save_checkpoint("last.safetensors")?;
+        }
+        self.log.write(&serde_json::json!({
+            "event": "interrupted", "iteration": self.progress.iteration,
+        }))?;
+        let stopped = format!(
+            "interrupted at iteration {} (signal); `jem train --resume` continues",
+            self.progress.iteration
+        );
+        self.write_summary(last_eval, stopped, false, session_iter, session_start)
     }
 
     fn finish_run(

@@ -223,6 +223,14 @@ impl Trainer {
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
         let mut t = Self::assemble(cfg, opts, data, model, None, ck.progress.clone(), lock)?;
         t.restore(ck, &path)?;
+        if let Some(name) = crate::complete::reconcile_best(&t.opts.run_dir, &mut t.progress)?
+            && !t.opts.quiet
+        {
+            eprintln!(
+                "best.safetensors was written after the checkpoint this run resumes from; kept \
+                 as {name}, and the best model is chosen again from here"
+            );
+        }
         remove_stale_temps(&t.opts.run_dir, t.opts.quiet)?;
         t.resumed_eval = crate::rundir::trim_logs(&t.opts.run_dir, &t.progress)?;
         jem_data::fsutil::write_atomic(
@@ -321,9 +329,13 @@ impl Trainer {
 
     /// Writes the current state to `name` in the run folder (atomically).
     pub(crate) fn save_checkpoint(&self, name: &str) -> Result<()> {
+        let mut progress = self.progress.clone();
+        if self.cfg.model.dropout > 0.0 {
+            progress.dropout_rng = Some(crate::complete::dropout_hex(&self.model.dropout_state()?));
+        }
         let ck = Checkpoint {
             config: self.cfg.to_toml()?,
-            progress: self.progress.clone(),
+            progress,
             model: self.model.store.snapshot()?,
             optim: self.opt.base.state()?,
             replay_buffer: self.buffer.as_ref().map(|b| b.data().clone()),
@@ -334,6 +346,10 @@ impl Trainer {
 
     fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<()> {
         let src = path.display().to_string();
+        let params: Vec<(String, Vec<usize>)> = (self.model.store.params())
+            .map(|(n, v)| (n.to_string(), v.dims().to_vec()))
+            .collect();
+        crate::complete::check(&ck, &self.cfg, self.data.shape, &params, &src)?;
         let model: std::collections::HashMap<String, candle_core::Tensor> =
             ck.model.into_iter().collect();
         self.model.store.load_tensors(&model, &src)?;
@@ -341,20 +357,31 @@ impl Trainer {
             .base
             .load_state(&ck.optim.to_device(&self.opts.device)?)
             .map_err(|e| TrainError::Checkpoint(format!("{src}: {e}")))?;
-        self.buffer = match (ck.replay_buffer, self.cfg.loss.px > 0.0) {
-            (Some(b), true) => Some(ReplayBuffer::from_tensor(
+        // (complete::check has made sure a sampling run's checkpoint has its buffer)
+        self.buffer = match ck.replay_buffer {
+            Some(b) if self.cfg.loss.px > 0.0 => Some(ReplayBuffer::from_tensor(
                 b,
                 self.cfg.sampler.init,
                 self.cfg.sampler.reinit_freq,
             )?),
-            (None, true) => {
-                return Err(TrainError::Checkpoint(format!(
-                    "{src}: no replay buffer, but the config samples (loss.px > 0)"
-                )));
-            }
-            (_, false) => None,
+            _ => None,
         };
         self.progress = ck.progress;
+        match &self.progress.dropout_rng {
+            Some(hex) => self
+                .model
+                .set_dropout_state(&crate::complete::parse_dropout_hex(hex, &src)?)?,
+            None if self.cfg.model.dropout > 0.0
+                && self.progress.iteration > 0
+                && !self.opts.quiet =>
+            {
+                eprintln!(
+                    "{src} predates saved dropout generators: dropout continues from its seed, \
+                     so this run differs from an uninterrupted one"
+                );
+            }
+            None => {}
+        }
         Ok(())
     }
 
@@ -408,6 +435,7 @@ impl Trainer {
         let path = self.opts.run_dir.join("last.safetensors");
         let ck = Checkpoint::load(&path, &self.opts.device)?;
         self.restore(ck, &path)?;
+        let best_aside = crate::complete::reconcile_best(&self.opts.run_dir, &mut self.progress)?;
         g.events.push(RollbackEvent {
             iteration: at,
             cause: reason.to_string(),
@@ -419,10 +447,13 @@ impl Trainer {
             },
         });
         self.progress.guard = g.clone();
+        // the iterations after the checkpoint run again: their records go
+        crate::rundir::trim_logs(&self.opts.run_dir, &self.progress)?;
         self.log.write(&serde_json::json!({
             "event": "rollback", "from_iteration": at, "to_iteration": self.progress.iteration,
             "seed_offset": g.seed_offset, "lr_scale": g.lr_scale, "extra_steps": g.extra_steps,
             "change": g.events.last().map(|e| e.change.clone()),
+            "best_set_aside": best_aside,
         }))?;
         Ok(())
     }

@@ -374,3 +374,101 @@ fn a_run_killed_after_its_last_checkpoint_resumes_with_each_iteration_logged_onc
     assert_eq!(iterations(&evals), [2, 4]);
     assert_same_checkpoints(&at_4, &last);
 }
+
+#[test]
+fn a_rollback_logs_each_iteration_once_and_keeps_the_best_model_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    // checkpoint at 3, evaluation (and perhaps a new best) at every iteration, NaN at 6:
+    // the run rolls back from 6 to 3 and does 4, 5, 6 again
+    let cfg = tiny(&[
+        "run.max_iters=7",
+        "run.checkpoint_every_iters=3",
+        "run.eval_every_iters=1",
+        "guard.inject_nan_at=[6]",
+    ]);
+    let mut t = start(cfg, &dir).unwrap();
+    let s = t.run().unwrap();
+    assert_eq!((s.iterations, s.rollbacks), (7, 1));
+    let (records, events) = read_log(&dir, "train.jsonl");
+    assert_eq!(
+        iterations(&records),
+        [1, 2, 3, 4, 5, 6, 7],
+        "each iteration once"
+    );
+    assert_eq!(
+        events.len(),
+        2,
+        "the divergence and the rollback stay: {events:?}"
+    );
+    let (evals, _) = read_log(&dir, "eval.jsonl");
+    assert_eq!(iterations(&evals), [0, 1, 2, 3, 4, 5, 6, 7]);
+    // best.safetensors is the model the final progress calls best; one written in the
+    // abandoned stretch (4 or 5) is kept under another name
+    let best_at = t.progress().best.map(|(_, i)| i);
+    let best = dir.join("best.safetensors");
+    if best.exists() {
+        let on_disk = Checkpoint::load(&best, &Device::Cpu)
+            .unwrap()
+            .progress
+            .iteration;
+        assert_eq!(Some(on_disk), best_at);
+    }
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if let Some(rest) = name.strip_prefix("best-abandoned-") {
+            let at: u64 = rest.trim_end_matches(".safetensors").parse().unwrap();
+            assert!((4..6).contains(&at), "{name}");
+        }
+    }
+}
+
+#[test]
+fn incomplete_checkpoints_are_refused_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let last = dir.join("last.safetensors");
+    start(tiny(&["run.max_iters=2"]), &dir)
+        .unwrap()
+        .run()
+        .unwrap();
+    let good = std::fs::read(&last).unwrap();
+    let load = || Checkpoint::load(&last, &Device::Cpu).unwrap();
+    // a momentum buffer missing: resuming would restart that parameter's momentum at zero
+    let mut ck = load();
+    let key = ck.optim.tensors.keys().next().unwrap().clone();
+    ck.optim.tensors.remove(&key);
+    ck.save(&last).unwrap();
+    let e = resume(&dir, &[]).err().unwrap().to_string();
+    assert!(
+        e.contains("last.safetensors is incomplete") && e.contains(&format!("`{key}`")),
+        "{e}"
+    );
+    // an empty replay buffer
+    std::fs::write(&last, &good).unwrap();
+    let mut ck = load();
+    let b = ck.replay_buffer.as_ref().unwrap();
+    ck.replay_buffer = Some(b.narrow(0, 0, 0).unwrap());
+    ck.save(&last).unwrap();
+    let e = resume(&dir, &[]).err().unwrap().to_string();
+    assert!(e.contains("replay buffer is [0, 1, 32, 32]"), "{e}");
+    // the complete one resumes
+    std::fs::write(&last, &good).unwrap();
+    assert_eq!(resume(&dir, &[]).unwrap().progress().iteration, 2);
+}
+
+#[test]
+fn a_run_with_dropout_resumes_exactly() {
+    // the dropout generator's position is in the checkpoint, so 2 + 2 iterations draw the
+    // same masks as 4 (before it was saved, 79 of 83 tensors differed)
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("straight"), tmp.path().join("resumed"));
+    let cfg = |n: &str| tiny(&["model.dropout=0.3", n]);
+    start(cfg("run.max_iters=4"), &a).unwrap().run().unwrap();
+    start(cfg("run.max_iters=2"), &b).unwrap().run().unwrap();
+    let mut t = resume(&b, &["run.max_iters=4"]).unwrap();
+    assert_eq!(t.run().unwrap().iterations, 4);
+    let ck = Checkpoint::load(&b.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ck.progress.dropout_rng.as_ref().map(String::len), Some(112));
+    assert_same_checkpoints(&a.join("last.safetensors"), &b.join("last.safetensors"));
+}

@@ -197,3 +197,25 @@ fn arguments_are_checked() {
     assert!(!selected("sadajem-wrn10-2/fid-chains", only));
     assert!(selected("sadajem-wrn10-2/train", None));
 }
+
+#[test]
+fn failed_stages_are_named_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let stage = |name: &str, prog_args: &[&str]| Stage {
+        name: name.into(),
+        args: prog_args.iter().map(|s| s.to_string()).collect(),
+        done_when: dir.path().join(format!("{}.done", name.replace('/', "-"))),
+        estimate_s: 1.0,
+    };
+    // `sh -c CMD` stands in for jem: the second stage fails, the third still runs
+    let stages = [
+        stage("a/train", &["-c", "exit 0"]),
+        stage("a/eval", &["-c", "exit 3"]),
+        stage("b/train", &["-c", "exit 0"]),
+    ];
+    let mut timings = report::Timings::load(dir.path());
+    let failed = run_stages(&stages, Path::new("sh"), None, &mut timings, dir.path()).unwrap();
+    assert_eq!(failed, ["a/eval"]);
+    let saved = std::fs::read_to_string(dir.path().join("stages.json")).unwrap();
+    assert!(saved.contains("b/train"), "{saved}");
+}
