@@ -21,6 +21,7 @@ mod figures;
 pub mod interrupt;
 pub mod lock;
 mod log;
+mod rollback;
 mod run;
 mod rundir;
 pub mod step;
