@@ -291,7 +291,8 @@ impl ClassGaussians {
         let (cs, cb) = get("counts", Dtype::I64)?;
         let (ms, mb) = get("means", Dtype::F32)?;
         let (ls, lb) = get("chol", Dtype::F32)?;
-        let d: usize = shape.iter().product();
+        let d = jem_io::checked_product(&shape)
+            .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
         let k = cs.first().copied().unwrap_or(0);
         if ms != [k, d] || ls != [k, d, d] {
             return Err(bad(format!(
