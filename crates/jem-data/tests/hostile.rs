@@ -101,32 +101,31 @@ fn mat_dimensions_that_overflow_are_errors() {
     assert!(e.contains("train_32x32.mat"), "{e}");
 }
 
+/// A MAT-file whose one element is `inner`, zlib-compressed (`miCOMPRESSED`).
+fn compressed_mat(inner: &[u8]) -> Vec<u8> {
+    let mut z = ZlibEncoder::new(Vec::new(), Compression::best());
+    z.write_all(inner).unwrap();
+    let packed = z.finish().unwrap();
+    let mut file = mat_with_dims(&[1], &[0])[..128].to_vec();
+    file.extend(15u32.to_le_bytes());
+    file.extend((packed.len() as u32).to_le_bytes());
+    file.extend(&packed);
+    file
+}
+
 #[test]
 fn a_compressed_mat_element_inflates_only_to_its_declared_size() {
     let inner = mat_with_dims(&[2, 2], &[1, 2, 3, 4])[128..].to_vec();
     let declared = u32::from_le_bytes(inner[4..8].try_into().unwrap()) as usize;
+    assert_eq!(matv5::parse_mat(&compressed_mat(&inner)).unwrap().len(), 1);
     let mut padded = inner.clone();
     padded.resize(declared + 8 + (64 << 20), 0); // 64 MiB past the element
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::best());
-    z.write_all(&padded).unwrap();
-    let packed = z.finish().unwrap();
-    let mut file = mat_with_dims(&[1], &[0])[..128].to_vec();
-    file.extend(15u32.to_le_bytes());
-    file.extend((packed.len() as u32).to_le_bytes());
-    file.extend(&packed);
-    let e = matv5::parse_mat(&file).unwrap_err();
+    let e = matv5::parse_mat(&compressed_mat(&padded)).unwrap_err();
     assert!(e.contains("inflates past the"), "{e}");
     // an element declaring 4 GiB inside 100 compressed bytes is refused before inflating
     let mut liar = inner[..8].to_vec();
     liar[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::best());
-    z.write_all(&liar).unwrap();
-    let packed = z.finish().unwrap();
-    let mut file = mat_with_dims(&[1], &[0])[..128].to_vec();
-    file.extend(15u32.to_le_bytes());
-    file.extend((packed.len() as u32).to_le_bytes());
-    file.extend(&packed);
-    let e = matv5::parse_mat(&file).unwrap_err();
+    let e = matv5::parse_mat(&compressed_mat(&liar)).unwrap_err();
     assert!(e.contains("more than deflate can produce"), "{e}");
 }
 
