@@ -46,7 +46,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
                  reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
-                 [--device D] [--out DIR] | check-presets | check-cuda [--cudnn] [--build] | \
+                 [--device D] [--out DIR] [--only STAGE,...] [--from STAGE] | check-presets | \
+                 check-cuda [--cudnn] [--build] | \
                  gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d] | \
                  fuzz [--seconds N] [--seed S] [TARGET...]>"
             );

@@ -1,5 +1,6 @@
 //! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
-//! [--device D] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] [--fid-chains]
+//! [--device D] [--out DIR] [--only STAGE,...] [--from STAGE] [--data-dir DIR] [--jem PATH]
+//! [--release] [--fid-chains]
 //! [--inception-weights FILE] [--models KEY,...]`: plans the runs of a reproduction
 //! (`--fid-chains`: also FID of fresh chains beside the reference's replay-buffer FID, always
 //! on for Fashion-MNIST; `--inception-weights`: the FID network's weights, such as
@@ -50,6 +51,7 @@ struct Args {
     models: Option<Vec<String>>,
     /// `--only`: the stages that run (`model/task` or a task for every model); `None`: all.
     only: Option<Vec<String>>,
+    from: Option<String>,
 }
 
 /// Whether stage `name` (`model/task`) is among `--only`'s (all without it).
@@ -90,6 +92,7 @@ fn parse(args: &[String]) -> Result<Args> {
         inception_weights: None,
         models: None,
         only: None,
+        from: None,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -115,6 +118,7 @@ fn parse(args: &[String]) -> Result<Args> {
                 let list = value("--only")?;
                 a.only = Some(list.split(',').map(|k| k.trim().to_string()).collect())
             }
+            "--from" => a.from = Some(value("--from")?),
             "--inception-weights" => {
                 a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
             }
@@ -287,6 +291,9 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    if let Some(from) = &a.from {
+        start_from(&mut stages, from)?;
+    }
     let total: f64 = stages
         .iter()
         .filter(|s| !s.done_when.exists() && selected(&s.name, a.only.as_deref()))
@@ -368,6 +375,19 @@ pub fn run(args: &[String]) -> Result<()> {
             failed.join(", ")
         );
     }
+    Ok(())
+}
+
+/// Drops the stages before `from` (a stage's full name, `model/task`), in plan order.
+pub(crate) fn start_from(stages: &mut Vec<Stage>, from: &str) -> Result<()> {
+    let Some(i) = stages.iter().position(|s| s.name == from) else {
+        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "--from: no stage `{from}` in this plan; its stages, in order: {}",
+            names.join(", ")
+        );
+    };
+    stages.drain(..i);
     Ok(())
 }
 

@@ -219,3 +219,22 @@ fn failed_stages_are_named_and_the_others_still_run() {
     let saved = std::fs::read_to_string(dir.path().join("stages.json")).unwrap();
     assert!(saved.contains("b/train"), "{saved}");
 }
+
+#[test]
+fn from_starts_the_plan_at_a_named_stage() {
+    let stage = |name: &str| Stage {
+        name: name.into(),
+        args: Vec::new(),
+        done_when: PathBuf::from("/nonexistent"),
+        estimate_s: 1.0,
+    };
+    let mut stages = vec![stage("a/train"), stage("a/export"), stage("a/accuracy")];
+    start_from(&mut stages, "a/export").unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a/export", "a/accuracy"]);
+    let e = start_from(&mut stages, "b/train").unwrap_err().to_string();
+    assert!(
+        e.contains("no stage `b/train`") && e.contains("a/export, a/accuracy"),
+        "{e}"
+    );
+}
