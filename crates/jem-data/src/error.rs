@@ -8,32 +8,52 @@ pub enum DataError {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A file does not follow its format (bad magic, truncated, label out of range, ...).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where in the file.
+        msg: String,
+    },
     /// A file the data set needs is not there.
     #[error("{path}: not found ({what}). {hint}")]
     Missing {
+        /// The file that is not there.
         path: PathBuf,
+        /// What it would have held.
         what: String,
+        /// How to get it.
         hint: String,
     },
     /// A file's checksum is not the published one.
     #[error("{path}: {algo} checksum mismatch: expected {expected}, got {actual}{note}")]
     Checksum {
+        /// The file.
         path: PathBuf,
+        /// The digest (`md5`, `sha256`).
         algo: &'static str,
+        /// The published digest.
         expected: String,
+        /// The file's digest.
         actual: String,
+        /// What happened to the file (e.g. deleted).
         note: String,
     },
     /// A download failed (`url` names the URL or the file).
     #[error("downloading {url} failed: {msg}")]
-    Download { url: String, msg: String },
+    Download {
+        /// The URL (or file).
+        url: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// A bad argument or configuration value; the message names it.
     #[error("{0}")]
     Invalid(String),
