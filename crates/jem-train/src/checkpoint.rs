@@ -120,6 +120,45 @@ fn corrupt(path: &Path, msg: impl std::fmt::Display) -> TrainError {
     ))
 }
 
+fn meta_field<'a>(meta: &'a HashMap<String, String>, key: &str, path: &Path) -> Result<&'a String> {
+    meta.get(key)
+        .ok_or_else(|| corrupt(path, format!("no `{key}` metadata")))
+}
+
+/// The progress in a checkpoint's metadata, after checking that it is one of ours.
+fn progress_of(meta: &HashMap<String, String>, path: &Path) -> Result<Progress> {
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(corrupt(
+            path,
+            format!("format is {:?}, expected {FORMAT}", meta.get("format")),
+        ));
+    }
+    serde_json::from_str(meta_field(meta, "progress", path)?).map_err(|e| corrupt(path, e))
+}
+
+/// The progress of the checkpoint at `path`, from its header alone (the tensors, 42 MB for a
+/// generative run, are not read).
+pub fn read_progress(path: &Path) -> Result<Progress> {
+    use std::io::Read;
+    let io = |e: &dyn std::fmt::Display| TrainError::Checkpoint(format!("{}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(|e| io(&e))?;
+    let len = f.metadata().map_err(|e| io(&e))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|e| corrupt(path, e))?;
+    let n = u64::from_le_bytes(n);
+    if n > len.saturating_sub(8) || n > 100 << 20 {
+        return Err(corrupt(
+            path,
+            format!("a header of {n} bytes in a {len}-byte file"),
+        ));
+    }
+    let header = jem_io::read_exact_bounded(&mut f, n).map_err(|e| corrupt(path, e))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| corrupt(path, e))?;
+    let meta: HashMap<String, String> =
+        serde_json::from_value(v["__metadata__"].take()).map_err(|e| corrupt(path, e))?;
+    progress_of(&meta, path)
+}
+
 impl Checkpoint {
     /// The model part of this checkpoint (weights, BatchNorm statistics, config, progress)
     /// without the optimizer's tensors and the replay buffer: what evaluation needs of a
@@ -187,18 +226,8 @@ impl Checkpoint {
             .metadata()
             .clone()
             .ok_or_else(|| corrupt(path, "no metadata"))?;
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(corrupt(
-                path,
-                format!("format is {:?}, expected {FORMAT}", meta.get("format")),
-            ));
-        }
-        let field = |k: &str| {
-            meta.get(k)
-                .ok_or_else(|| corrupt(path, format!("no `{k}` metadata")))
-        };
-        let progress: Progress =
-            serde_json::from_str(field("progress")?).map_err(|e| corrupt(path, e))?;
+        let progress = progress_of(&meta, path)?;
+        let field = |k: &str| meta_field(&meta, k, path);
         let om: OptimMeta = serde_json::from_str(field("optim")?).map_err(|e| corrupt(path, e))?;
         let all =
             candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| corrupt(path, e))?;
@@ -291,6 +320,19 @@ mod tests {
         assert_eq!(back.replay_buffer.unwrap().dims(), &[1, 1, 2, 3]);
         // no temporary file is left behind
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_progress_reads_from_the_header_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("best.safetensors");
+        let ck = sample();
+        ck.save(&path).unwrap();
+        assert_eq!(read_progress(&path).unwrap(), ck.progress);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..20]).unwrap();
+        let e = read_progress(&path).unwrap_err().to_string();
+        assert!(e.contains("best.safetensors") && e.contains("not a readable"), "{e}");
     }
 
     #[test]

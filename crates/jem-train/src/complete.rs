@@ -81,26 +81,6 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// The progress recorded in a checkpoint's header, without reading its tensors.
-pub(crate) fn read_progress(path: &Path) -> Result<Progress> {
-    use std::io::Read;
-    let bad = |m: String| TrainError::Checkpoint(format!("{}: {m}", path.display()));
-    let mut f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let len = f.metadata().map_err(|e| bad(e.to_string()))?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|e| bad(e.to_string()))?;
-    let n = u64::from_le_bytes(n);
-    if n > len.saturating_sub(8) || n > 100 << 20 {
-        return Err(bad(format!("a header of {n} bytes in a {len}-byte file")));
-    }
-    let header = jem_io::read_exact_bounded(&mut f, n).map_err(|e| bad(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
-    let text = v["__metadata__"]["progress"]
-        .as_str()
-        .ok_or_else(|| bad("no progress in its metadata".into()))?;
-    serde_json::from_str(text).map_err(|e| bad(e.to_string()))
-}
-
 /// After a resume or a rollback to `progress`: a `best.safetensors` written later than
 /// `progress.iteration` belongs to the abandoned stretch of the run. It is kept under the name
 /// `best-abandoned-<iteration>.safetensors` (nothing a user made is deleted), and the best
@@ -111,7 +91,7 @@ pub(crate) fn reconcile_best(run_dir: &Path, progress: &mut Progress) -> Result<
     if !best.exists() {
         return Ok(None);
     }
-    let at = read_progress(&best)?.iteration;
+    let at = crate::checkpoint::read_progress(&best)?.iteration;
     if at <= progress.iteration {
         return Ok(None);
     }
