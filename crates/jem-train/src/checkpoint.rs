@@ -332,7 +332,10 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..20]).unwrap();
         let e = read_progress(&path).unwrap_err().to_string();
-        assert!(e.contains("best.safetensors") && e.contains("not a readable"), "{e}");
+        assert!(
+            e.contains("best.safetensors") && e.contains("not a readable"),
+            "{e}"
+        );
     }
 
     #[test]
