@@ -321,3 +321,45 @@ fn images_through_the_inception_network() {
     assert_eq!(second["cached"].as_bool(), Some(true));
     assert_eq!(first["stats"], second["stats"]);
 }
+
+#[test]
+fn kid_of_feature_files_equals_torch_fidelity() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/jem-metrics/tests/golden/kid");
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let c = &e["cases"]["shifted"];
+    let file = |k: &str| dir.join(c[k].as_str().unwrap()).display().to_string();
+    let (a, b) = (file("features_1"), file("features_2"));
+    let v = json_of(&[
+        "metric",
+        "kid",
+        "--real",
+        &a,
+        "--fake",
+        &b,
+        "--subsets",
+        "20",
+        "--subset-size",
+        "100",
+    ]);
+    close(&v["kid_mean"], &c["mean_float64"], 1e-10);
+    close(&v["kid_std"], &c["std_float64"], 1e-9);
+    assert_eq!(v["n_real"], 300);
+    fails_with(
+        &["metric", "kid", "--real", &a, "--fake", &b],
+        &["subset size 1000", "300"],
+    );
+    fails_with(
+        &[
+            "metric",
+            "kid",
+            "--real",
+            &a,
+            "--real-images",
+            &b,
+            "--fake",
+            &b,
+        ],
+        &["exactly one of --real and --real-images"],
+    );
+}

@@ -9,6 +9,7 @@ use jem_metrics::fid::{FidOptions, GaussianStats, frechet_distance_with};
 use jem_metrics::inception_score::{
     inception_score, inception_score_from_logits, reference_splits,
 };
+use jem_metrics::kid::KidOptions;
 use jem_metrics::npy::read_npy;
 use jem_metrics::ood::ood_report;
 use jem_metrics::stats_io::load_stats;
@@ -52,6 +53,38 @@ pub fn command() -> Command {
             "Add --eps to both covariance diagonals from the start",
         ));
     let fid = metric_images::network_args(fid);
+    let kid = Command::new("kid")
+        .about(
+            "Kernel Inception Distance (torch-fidelity's unbiased estimator, its subsets for \
+             the same seed) between a real and a generated set, each given as features (.npy, \
+             N x D) or images (folder or .npy, run through the Inception network)",
+        )
+        .arg(opt(
+            "real",
+            "NPY",
+            "Real features, N x D (float32/float64 .npy)",
+        ))
+        .arg(opt("fake", "NPY", "Generated features, N x D"))
+        .arg(opt("real-images", "DIR_OR_NPY", "Real images"))
+        .arg(opt("fake-images", "DIR_OR_NPY", "Generated images"))
+        .arg(opt("subsets", "N", "Number of random subsets").default_value("100"))
+        .arg(opt("subset-size", "N", "Rows drawn from each set per subset").default_value("1000"))
+        .arg(opt("degree", "D", "Polynomial kernel degree").default_value("3"))
+        .arg(opt(
+            "gamma",
+            "G",
+            "Polynomial kernel scale (default: 1 / feature dimension)",
+        ))
+        .arg(opt("coef0", "C", "Polynomial kernel offset").default_value("1"))
+        .arg(
+            opt(
+                "seed",
+                "SEED",
+                "Seed of the subset draws (NumPy RandomState)",
+            )
+            .default_value("2020"),
+        );
+    let kid = metric_images::network_args(kid);
     let is = Command::new("is")
         .about("Inception Score of class probabilities, logits, or images")
         .arg(opt("probs", "NPY", "Class probabilities, N x K"))
@@ -72,9 +105,10 @@ pub fn command() -> Command {
         ));
     let is = metric_images::network_args(is);
     Command::new("metric")
-        .about("Metrics on saved arrays: FID, IS, ECE, AUROC, accuracy (JSON on stdout)")
+        .about("Metrics on saved arrays: FID, KID, IS, ECE, AUROC, accuracy (JSON on stdout)")
         .subcommand_required(true)
         .subcommand(fid)
+        .subcommand(kid)
         .subcommand(is)
         .subcommand(metric_images::stats_command())
         .subcommand(
@@ -127,6 +161,7 @@ fn labels_arg() -> Arg {
 pub fn run(m: &ArgMatches) -> Result<()> {
     let value = match m.subcommand() {
         Some(("fid", m)) => fid(m)?,
+        Some(("kid", m)) => kid(m)?,
         Some(("is", m)) => is(m)?,
         Some(("stats", m)) => metric_images::stats(m)?,
         Some(("ece", m)) => ece(m)?,
@@ -262,6 +297,43 @@ fn fid(m: &ArgMatches) -> Result<serde_json::Value> {
         "n_real": real.n,
         "n_fake": fake.n,
         "dim": real.dim(),
+    }))
+}
+
+/// The features of one side of `jem metric kid`: `(rows, n, d)`.
+fn side_features(m: &ArgMatches, side: &str) -> Result<(Vec<f64>, usize, usize)> {
+    match (path(m, side), path(m, &format!("{side}-images"))) {
+        (Some(file), None) => read_matrix(&file, &format!("--{side}")),
+        (None, Some(images)) => {
+            metric_images::image_features(m, &images, &format!("--{side}-images"))
+        }
+        _ => bail!("give exactly one of --{side} and --{side}-images"),
+    }
+}
+
+fn kid(m: &ArgMatches) -> Result<serde_json::Value> {
+    let (real, n_real, d) = side_features(m, "real")?;
+    let (fake, n_fake, d_fake) = side_features(m, "fake")?;
+    if d != d_fake {
+        bail!("the real features have {d} dimensions and the generated ones {d_fake}");
+    }
+    let opts = KidOptions {
+        subsets: parsed(m, "subsets")?.unwrap_or(100),
+        subset_size: parsed(m, "subset-size")?.unwrap_or(1000),
+        degree: parsed(m, "degree")?.unwrap_or(3),
+        gamma: parsed(m, "gamma")?,
+        coef0: parsed(m, "coef0")?.unwrap_or(1.0),
+        seed: parsed(m, "seed")?.unwrap_or(2020),
+    };
+    let r = jem_metrics::kid::kid(&real, &fake, d, &opts)?;
+    Ok(json!({
+        "kid_mean": r.mean,
+        "kid_std": r.std,
+        "subsets": opts.subsets,
+        "subset_size": opts.subset_size,
+        "n_real": n_real,
+        "n_fake": n_fake,
+        "dim": d,
     }))
 }
 

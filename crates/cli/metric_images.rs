@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use clap::{ArgMatches, Command};
 use jem_data::datasets::{DatasetName, resolve_cache_dir, resolve_data_dir};
 use jem_metrics::fid::GaussianStats;
+use jem_metrics::inception::images;
 use jem_metrics::inception::{FID_WEIGHTS_FILE, FidInception, InceptionFeatures, NUM_LOGITS};
-use jem_metrics::npy::{NpyData, read_npy};
 use jem_metrics::stats_io::{load_stats, save_stats};
 use serde_json::json;
 
@@ -137,6 +137,15 @@ pub fn image_stats(m: &ArgMatches, file: &Path, what: &str) -> Result<GaussianSt
     )?)
 }
 
+/// Pool features of the images in `file`: `(rows, n, 2048)`.
+pub fn image_features(m: &ArgMatches, file: &Path, what: &str) -> Result<(Vec<f64>, usize, usize)> {
+    weights_path(m)?;
+    let images = load_images(file, &string(m, "pixel-range").unwrap_or_default())
+        .with_context(|| what.to_string())?;
+    let f = features(m, &images, false)?;
+    Ok((f.pool, f.count, jem_metrics::inception::POOL_DIM))
+}
+
 /// Unbiased logits (TF's Inception Score convention) of the images in `file`.
 pub fn image_logits(m: &ArgMatches, file: &Path) -> Result<(Vec<f64>, usize, usize)> {
     weights_path(m)?;
@@ -210,95 +219,7 @@ pub fn dataset_stats(
     Ok((file, s.n, cached))
 }
 
-/// Images as `[N, C, H, W]` f32 in `[0, 1]`: a folder of PNG / JPEG files (sorted by name,
-/// all of one size) or a `.npy` array `[N, H, W]`, `[N, H, W, C]` or `[N, C, H, W]`.
+/// Images as `[N, C, H, W]` f32 in `[0, 1]` ([`jem_metrics::inception::images::load_images`]).
 pub fn load_images(file: &Path, range: &str) -> Result<Tensor> {
-    if file.is_dir() {
-        return load_folder(file);
-    }
-    let a = read_npy(file)?;
-    let (n, c, h, w, nhwc) = match a.shape[..] {
-        [n, h, w] => (n, 1, h, w, false),
-        [n, c, h, w] if c == 1 || c == 3 => (n, c, h, w, false),
-        [n, h, w, c] if c == 1 || c == 3 => (n, c, h, w, true),
-        _ => bail!(
-            "{}: images must be [N, H, W], [N, C, H, W] or [N, H, W, C] with 1 or 3 \
-             channels, got shape {:?}",
-            file.display(),
-            a.shape
-        ),
-    };
-    if n == 0 {
-        bail!("{}: no images", file.display());
-    }
-    let byte = matches!(a.data, NpyData::UInt(_) | NpyData::Int(_));
-    let (scale, offset) = match (range, byte) {
-        ("byte", _) | ("auto", true) => (1.0 / 255.0, 0.0),
-        ("symmetric", _) => (0.5, 0.5),
-        _ => (1.0, 0.0),
-    };
-    let v: Vec<f32> = a
-        .to_f64()
-        .iter()
-        .map(|&x| (x * scale + offset) as f32)
-        .collect();
-    if let Some(i) = v
-        .iter()
-        .position(|x| !(-1e-6..=1.0 + 1e-6).contains(x) || x.is_nan())
-    {
-        bail!(
-            "{}: value {} at flat index {i} is outside the pixel range (--pixel-range {range}); \
-             use --pixel-range symmetric for images in [-1, 1] or byte for 0..255",
-            file.display(),
-            a.to_f64()[i]
-        );
-    }
-    let t = if nhwc {
-        Tensor::from_vec(v, (n, h, w, c), &Device::Cpu)?.permute((0, 3, 1, 2))?
-    } else {
-        Tensor::from_vec(v, (n, c, h, w), &Device::Cpu)?
-    };
-    Ok(t.clamp(0f32, 1f32)?.contiguous()?)
-}
-
-fn load_folder(dir: &Path) -> Result<Tensor> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no PNG or JPEG images in the folder", dir.display());
-    }
-    let mut pixels = Vec::new();
-    let mut size = None;
-    for f in &files {
-        let img = image::open(f)
-            .with_context(|| format!("decoding {}", f.display()))?
-            .to_rgb8();
-        let dims = img.dimensions();
-        if *size.get_or_insert(dims) != dims {
-            bail!(
-                "{}: {}x{} pixels, but the first image has {}x{}: all images must have one size",
-                f.display(),
-                dims.0,
-                dims.1,
-                size.map_or(0, |s| s.0),
-                size.map_or(0, |s| s.1)
-            );
-        }
-        pixels.extend(img.into_raw().into_iter().map(|p| f32::from(p) / 255.0));
-    }
-    let (w, h) = size.unwrap_or((0, 0));
-    let t = Tensor::from_vec(
-        pixels,
-        (files.len(), h as usize, w as usize, 3),
-        &Device::Cpu,
-    )?;
-    Ok(t.permute((0, 3, 1, 2))?.contiguous()?)
+    Ok(images::load_images(file, range.parse()?)?)
 }

@@ -109,6 +109,11 @@ fn parse_result(line: &str) -> Option<[u64; 3]> {
     Some(out)
 }
 
+/// Crates whose `default-features = false` build is tested too: jem-metrics' math-only build
+/// (no candle, linear algebra, zip or safetensors) and jem-data without downloads and JPEG
+/// decoding (its library only: the download tests need the feature).
+const LEAN_BUILDS: [(&str, &[&str]); 2] = [("jem-metrics", &[]), ("jem-data", &["--lib"])];
+
 /// Runs `cargo test` with `args`, echoing its output, adding its result lines to `total`;
 /// whether it succeeded.
 fn cargo_test(args: &[&str], extra: &[String], total: &mut [u64; 3]) -> Result<bool> {
@@ -181,6 +186,14 @@ fn test(extra: &[String]) -> Result<()> {
         }
     } else if !cargo_test(&["--workspace", "--no-fail-fast"], &extra, &mut total)? {
         failed_crates.push("the workspace (see the failures above)".into());
+    }
+    // the crates' lean builds, as a user who turns the default features off gets them
+    for (krate, args) in LEAN_BUILDS {
+        let mut a = vec!["-p", krate, "--no-default-features"];
+        a.extend_from_slice(args);
+        if !cargo_test(&a, &extra, &mut total)? {
+            failed_crates.push(format!("{krate} without default features"));
+        }
     }
     println!(
         "tests: {} passed, {} failed, {} skipped",

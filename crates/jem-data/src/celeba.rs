@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "celeba")]
 use image::imageops::FilterType;
 
 use crate::error::{DataError, IoContext, Result};
@@ -105,6 +106,17 @@ pub fn output_shape(resize: CelebaResize, w: u32, h: u32) -> [usize; 3] {
 pub const MAX_IMAGE_SIDE: u32 = 2048;
 
 /// Decodes and resizes one image to CHW bytes; images over [`MAX_IMAGE_SIDE`] are refused.
+/// Without the `celeba` feature (JPEG decoding) this is an error naming the feature.
+#[cfg(not(feature = "celeba"))]
+pub fn prepare_image(path: &Path, _resize: CelebaResize) -> Result<(Vec<u8>, [usize; 3])> {
+    Err(DataError::format(
+        path,
+        "decoding images needs jem-data's `celeba` feature, which this build lacks",
+    ))
+}
+
+/// Decodes and resizes one image to CHW bytes; images over [`MAX_IMAGE_SIDE`] are refused.
+#[cfg(feature = "celeba")]
 pub fn prepare_image(path: &Path, resize: CelebaResize) -> Result<(Vec<u8>, [usize; 3])> {
     let bad =
         |e: &dyn std::fmt::Display| DataError::format(path, format!("cannot decode image: {e}"));

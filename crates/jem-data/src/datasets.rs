@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use crate::celeba::{self, CELEBA_DIR, CelebaResize};
 use crate::cifar::{self, Cifar100Labels};
-use crate::download::{self, Checksum, FetchOptions, RemoteFile};
+#[cfg(feature = "download")]
+use crate::download::{self, FetchOptions};
+use crate::download::{Checksum, RemoteFile};
 use crate::error::{DataError, Result};
 use crate::image_set::ImageSet;
 use crate::{embedded, idx, svhn};
@@ -322,9 +324,10 @@ impl DatasetName {
             .all(|s| self.split_files(s, data_dir).iter().all(|f| f.exists()))
     }
 
-    /// Downloads, verifies and unpacks the data set into `data_dir`. Files already present
+    /// Downloads, verifies and unpacks the data set into `data_dir` (feature `download`). Files already present
     /// are verified instead of downloaded; archives are deleted after unpacking unless
     /// `keep_archives`. Returns the data set's folder.
+    #[cfg(feature = "download")]
     pub fn fetch(
         self,
         data_dir: &Path,

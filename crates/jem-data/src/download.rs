@@ -3,11 +3,19 @@
 //! A file is downloaded to `<name>.part`; an interrupted download resumes from the bytes
 //! already there (HTTP `Range`); only after its checksum matches is it renamed to `<name>`,
 //! so a partial download is never mistaken for a complete file.
+//!
+//! The checksums and file descriptions are always here; the downloads and the archive
+//! extraction need the `download` feature (on by default: an HTTP client with TLS, tar, zip).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+#[cfg(feature = "download")]
+use std::io::Write;
+use std::path::Path;
+#[cfg(feature = "download")]
+use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(feature = "download")]
 use indicatif::{ProgressBar, ProgressStyle};
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -108,12 +116,14 @@ pub fn verify(path: &Path, checksum: &Checksum, note: &str) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "download")]
 fn part_path(path: &Path) -> PathBuf {
     let mut n = path.file_name().unwrap_or_default().to_os_string();
     n.push(".part");
     path.with_file_name(n)
 }
 
+#[cfg(feature = "download")]
 /// Downloads `file` into `dir` (resuming a `.part` left by an interrupted run) and verifies
 /// it. A complete file already there is verified and kept. Returns the file's path.
 pub fn fetch_file(file: &RemoteFile, dir: &Path, opts: &FetchOptions) -> Result<PathBuf> {
@@ -162,6 +172,7 @@ pub fn fetch_file(file: &RemoteFile, dir: &Path, opts: &FetchOptions) -> Result<
     })
 }
 
+#[cfg(feature = "download")]
 fn download_to(url: &str, part: &Path, opts: &FetchOptions) -> Result<()> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -228,6 +239,7 @@ fn download_to(url: &str, part: &Path, opts: &FetchOptions) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "download")]
 fn progress_bar(show: bool, total: Option<u64>, url: &str, start: u64) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -254,6 +266,7 @@ fn progress_bar(show: bool, total: Option<u64>, url: &str, start: u64) -> Progre
     bar
 }
 
+#[cfg(feature = "download")]
 /// Extracts a `.tar.gz` archive into `dir`, through a temporary folder so that an
 /// interrupted extraction leaves nothing half-written under its final name.
 pub fn extract_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
@@ -282,6 +295,7 @@ pub fn extract_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
     })
 }
 
+#[cfg(feature = "download")]
 /// Extracts a `.zip` archive into `dir` (same guarantees as [`extract_tar_gz`]).
 pub fn extract_zip(archive: &Path, dir: &Path) -> Result<()> {
     extract_via_temp(archive, dir, |tmp| {
@@ -300,6 +314,7 @@ pub fn extract_zip(archive: &Path, dir: &Path) -> Result<()> {
     })
 }
 
+#[cfg(feature = "download")]
 fn leaves_folder(archive: &Path, name: &str) -> DataError {
     DataError::format(
         archive,
@@ -307,6 +322,7 @@ fn leaves_folder(archive: &Path, name: &str) -> DataError {
     )
 }
 
+#[cfg(feature = "download")]
 fn extract_via_temp(
     archive: &Path,
     dir: &Path,

@@ -14,6 +14,9 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a file atomically failed (the message names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
     /// A file does not follow its format (bad magic, truncated, label out of range, ...).
     #[error("{path}: {msg}")]
     Format {

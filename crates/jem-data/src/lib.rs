@@ -27,10 +27,12 @@ pub mod image_set;
 pub mod info;
 pub mod loader;
 pub mod matv5;
-pub mod rng;
 pub mod stats;
 pub mod svhn;
 pub mod transform;
+
+/// Seeded generators: the [`jem_rng`] crate, re-exported under its old path.
+pub use jem_rng as rng;
 
 pub use datasets::{DatasetName, LoadOptions, resolve_cache_dir, resolve_data_dir};
 pub use error::{DataError, Result};

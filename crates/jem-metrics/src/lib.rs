@@ -1,9 +1,15 @@
 //! Metrics of generative classifiers, standalone: the math on plain `f64` slices, and
 //! pytorch-fid's FID Inception-v3 in candle behind the default feature `inception`.
 //!
+//! Features (all on by default): `fid` (FID and KID: faer's linear algebra, rayon),
+//! `stats-files` (statistics as safetensors or pytorch-fid's `.npz`: safetensors, zip) and
+//! `inception` (the network: candle, jem-kernels). With `default-features = false` the crate
+//! is the dependency-free math: calibration, AUROC, accuracy, Inception Score, `.npy`.
+//!
 //! - [`fid`]: Fréchet distance between feature statistics, equal to pytorch-fid's (exact
 //!   also for singular covariances), with [`stats_io`] to save and load statistics;
 //! - [`mod@inception_score`]: the Inception Score in the TF / torch-fidelity convention;
+//! - [`kid`]: the Kernel Inception Distance, torch-fidelity's estimator and subsets;
 //! - [`mod@calibration`]: expected, maximum and RMS calibration error in the torchmetrics
 //!   convention (`[lo, hi)` bins, a confidence of exactly 1 in a bin of its own) or the
 //!   SADA-JEM reference's (`(lo, hi]` bins), with the per-bin table of a reliability diagram;
@@ -23,21 +29,26 @@
 //! ```
 
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "stats-files"))]
 pub struct ReadmeDoctests;
 
 pub mod calibration;
 pub mod classification;
+#[cfg(feature = "fid")]
 pub mod fid;
 #[cfg(feature = "inception")]
 pub mod inception;
 pub mod inception_score;
+#[cfg(feature = "fid")]
+pub mod kid;
 pub mod npy;
 pub mod ood;
+#[cfg(feature = "stats-files")]
 pub mod stats_io;
 
 pub use calibration::{Calibration, CalibrationBin, EceConvention, calibration};
 pub use classification::{accuracy, confidences_and_hits, top_k_accuracy};
+#[cfg(feature = "fid")]
 pub use fid::{FidOptions, FidReport, GaussianStats, frechet_distance};
 pub use inception_score::{InceptionScore, inception_score, inception_score_from_logits};
 pub use ood::{OodReport, RocCurve, auroc, ood_report};
@@ -48,6 +59,9 @@ pub enum MetricError {
     /// An input that the metric cannot be computed from.
     #[error("{0}")]
     Invalid(String),
+    /// Writing a file failed (the message names the file and the step; the cause is kept).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
 }
 
 /// Result with [`MetricError`].

@@ -1,7 +1,6 @@
 //! NumPy `.npy` files (format versions 1 to 3): read any real or integer array, write f32 /
 //! f64 arrays atomically.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::{MetricError, Result};
@@ -313,24 +312,10 @@ pub fn write_npy<T: NpyElement>(path: &Path, shape: &[usize], values: &[T]) -> R
     write_atomic(path, &npy_bytes(shape, values)?)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` atomically ([`jem_io::write_atomic`]: a temporary file, flushed,
+/// renamed into place).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| invalid(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(invalid(path, format!("cannot write: {e}")));
-    }
-    Ok(())
+    Ok(jem_io::write_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

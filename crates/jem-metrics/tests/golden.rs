@@ -1,10 +1,12 @@
 //! The exact metric functions against reference values from independent implementations
 //! (pytorch-fid + scipy, mpmath at 50 digits, scikit-learn, torchmetrics, the SADA-JEM
-//! reference's ECE); `tests/golden/make_metrics_golden.py` made the files.
+//! reference's ECE, torch-fidelity's KID); `tests/golden/make_metrics_golden.py` and
+//! `tests/golden/make_kid_golden.py` made the files.
 
 use std::path::PathBuf;
 
 use jem_metrics::calibration::{EceConvention, calibration};
+#[cfg(feature = "fid")]
 use jem_metrics::fid::{GaussianStats, frechet_distance};
 use jem_metrics::inception_score::{inception_score, inception_score_from_logits};
 use jem_metrics::npy::{NpyArray, read_npy};
@@ -37,11 +39,13 @@ fn close(a: f64, b: f64, rel: f64, what: &str) {
     );
 }
 
+#[cfg(feature = "fid")]
 fn stats(a: &NpyArray) -> GaussianStats {
     GaussianStats::from_features(&a.to_f64(), a.shape[0], a.shape[1]).unwrap()
 }
 
 #[test]
+#[cfg(feature = "fid")]
 fn fid_equals_the_50_digit_value_and_pytorch_fid() {
     let exp = expected();
     for (name, case) in exp["fid"].as_object().unwrap() {
@@ -151,4 +155,61 @@ fn ood_scores_match_scikit_learn_with_many_ties() {
     assert_eq!(c.fpr, as_vec(&o["roc_fpr"]));
     assert_eq!(c.tpr, as_vec(&o["roc_tpr"]));
     assert_eq!(c.thresholds[1..], as_vec(&o["roc_thresholds"])[..]);
+}
+
+/// torch-fidelity's KID on the same float32 features: its float64 run to rounding (the same
+/// subsets, drawn by the same MT19937 stream), its float32 run to float32's rounding.
+#[test]
+#[cfg(feature = "fid")]
+fn kid_equals_torch_fidelity_with_its_subsets() {
+    use jem_metrics::kid::{KidOptions, NumpyRandomState, kid};
+    let dir = dir().join("../kid");
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let e: Value = serde_json::from_str(&text).unwrap();
+    let cases = e["cases"].as_object().unwrap();
+    assert_eq!(cases.len(), 3);
+    for (name, c) in cases {
+        let a = read_npy(&dir.join(c["features_1"].as_str().unwrap())).unwrap();
+        let b = read_npy(&dir.join(c["features_2"].as_str().unwrap())).unwrap();
+        let opts = KidOptions {
+            subsets: c["subsets"].as_u64().unwrap() as usize,
+            subset_size: c["subset_size"].as_u64().unwrap() as usize,
+            degree: c["degree"].as_i64().unwrap() as i32,
+            gamma: c["gamma"].as_f64(),
+            coef0: num(&c["coef0"]),
+            seed: c["seed"].as_u64().unwrap() as u32,
+        };
+        let first: Vec<usize> = c["first_subset_1"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let mut rng = NumpyRandomState::new(opts.seed);
+        assert_eq!(
+            rng.permutation(a.shape[0])[..opts.subset_size],
+            first[..],
+            "{name}"
+        );
+        let r = kid(&a.to_f64(), &b.to_f64(), a.shape[1], &opts).unwrap();
+        close(
+            r.mean,
+            num(&c["mean_float64"]),
+            1e-10,
+            &format!("{name} mean"),
+        );
+        close(r.std, num(&c["std_float64"]), 1e-9, &format!("{name} std"));
+        close(
+            r.mean,
+            num(&c["mean_float32"]),
+            2e-5,
+            &format!("{name} mean, f32"),
+        );
+        close(
+            r.std,
+            num(&c["std_float32"]),
+            2e-5,
+            &format!("{name} std, f32"),
+        );
+    }
 }

@@ -15,7 +15,7 @@ use jem_models::{BnMode, WideResNet, WrnConfig, jem};
 use rand::Rng;
 
 fn inputs(n: usize) -> (Tensor, Tensor) {
-    let mut rng = jem_data::rng::rng_for(&[7]);
+    let mut rng = jem_rng::rng_for(&[7]);
     let x: Vec<f32> = (0..n * 3 * 32 * 32)
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();

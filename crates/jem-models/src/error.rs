@@ -17,6 +17,9 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a file atomically failed (the message names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
     /// An error of the tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -6,8 +6,8 @@
 //! running variance 1.
 
 use candle_core::{Device, Tensor};
+use jem_rng::ChaCha8Rng;
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 

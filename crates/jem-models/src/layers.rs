@@ -2,7 +2,7 @@
 //! BatchNorm with PyTorch's semantics, leaky ReLU.
 
 use candle_core::{DType, Tensor, Var};
-use rand_chacha::ChaCha8Rng;
+use jem_rng::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::init::torch_default;

@@ -22,6 +22,7 @@
 
 pub mod error;
 pub mod init;
+pub mod interop;
 pub mod jem;
 pub mod layers;
 pub mod params;

@@ -122,13 +122,9 @@ impl ParamStore {
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
             .collect::<Result<_>>()?;
-        let tmp = jem_data::fsutil::temp_path(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-        }
-        candle_core::safetensors::save(&map, &tmp)
+        let bytes = safetensors::serialize(&map, None)
             .map_err(|e| ModelError::Invalid(format!("{}: {e}", path.display())))?;
-        std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+        Ok(jem_io::write_atomic(path, &bytes)?)
     }
 
     /// Loads a safetensors file written by [`ParamStore::save`] (or converted from PyTorch).

@@ -160,7 +160,7 @@ pub struct WideResNet {
     pub bn1: Option<BatchNorm2d>,
     /// Classification head.
     pub class_output: Linear,
-    dropout_rng: std::sync::Arc<std::sync::Mutex<rand_chacha::ChaCha8Rng>>,
+    dropout_rng: std::sync::Arc<std::sync::Mutex<jem_rng::ChaCha8Rng>>,
 }
 
 impl WideResNet {
@@ -168,7 +168,7 @@ impl WideResNet {
     pub fn new(config: WrnConfig, seed: u64, device: &Device) -> Result<Self> {
         config.validate()?;
         let mut store = ParamStore::new(device);
-        let mut rng = jem_data::rng::rng_for(&[seed, 0x1417]);
+        let mut rng = jem_rng::rng_for(&[seed, 0x1417]);
         let n = config.blocks_per_stage()?;
         let [w0, w1, w2, w3] = config.stage_widths();
         let conv1 = Conv2d::new(
@@ -251,7 +251,7 @@ impl WideResNet {
             blocks,
             bn1,
             class_output,
-            dropout_rng: std::sync::Arc::new(std::sync::Mutex::new(jem_data::rng::rng_for(&[
+            dropout_rng: std::sync::Arc::new(std::sync::Mutex::new(jem_rng::rng_for(&[
                 seed, 0xd0,
             ]))),
         })
@@ -289,7 +289,7 @@ impl WideResNet {
     pub fn set_dropout_state(&self, state: &[u8; 56]) -> Result<()> {
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&state[..32]);
-        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::from_seed(seed);
+        let mut rng = <jem_rng::ChaCha8Rng as rand::SeedableRng>::from_seed(seed);
         rng.set_stream(u64::from_le_bytes(
             state[32..40].try_into().expect("8 bytes"),
         ));
@@ -300,7 +300,7 @@ impl WideResNet {
         Ok(())
     }
 
-    fn dropout_rng(&self) -> Result<std::sync::MutexGuard<'_, rand_chacha::ChaCha8Rng>> {
+    fn dropout_rng(&self) -> Result<std::sync::MutexGuard<'_, jem_rng::ChaCha8Rng>> {
         self.dropout_rng
             .lock()
             .map_err(|_| ModelError::Invalid("dropout generator poisoned".into()))

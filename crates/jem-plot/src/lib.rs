@@ -21,14 +21,18 @@ pub enum PlotError {
     /// Bad input to a figure.
     #[error("{0}")]
     Invalid(String),
-    /// Drawing or writing failed.
-    #[error("{path}: {message}")]
-    Write {
+    /// Encoding the PNG failed.
+    #[error("{path}: encoding the PNG: {source}")]
+    Encode {
         /// The figure's file.
         path: String,
-        /// What failed.
-        message: String,
+        /// The encoder's error.
+        #[source]
+        source: image::ImageError,
     },
+    /// Writing the file failed (the message names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
     /// An error of the tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -43,12 +47,9 @@ pub(crate) fn write_png(path: &std::path::Path, img: &image::RgbImage) -> Result
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )
-    .map_err(|e| PlotError::Write {
+    .map_err(|source| PlotError::Encode {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source,
     })?;
-    jem_data::fsutil::write_atomic(path, &bytes).map_err(|e| PlotError::Write {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    Ok(jem_io::write_atomic(path, &bytes)?)
 }

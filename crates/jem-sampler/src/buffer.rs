@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use jem_data::ClassGaussians;
-use jem_data::rng::ChaCha8Rng;
+use jem_rng::ChaCha8Rng;
 use rand::Rng;
 
 use crate::init::{self, InitKind};
@@ -210,14 +210,10 @@ impl ReplayBuffer {
 
     /// Saves the chains as safetensors (`replay_buffer`), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = jem_data::fsutil::temp_path(path);
-        let map = std::collections::HashMap::from([(
-            "replay_buffer".to_string(),
-            self.data.to_device(&Device::Cpu)?,
-        )]);
-        candle_core::safetensors::save(&map, &tmp)?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| SamplerError::Invalid(format!("{}: {e}", path.display())))
+        let data = self.data.to_device(&Device::Cpu)?;
+        let bytes = safetensors::serialize([("replay_buffer", &data)], None)
+            .map_err(|e| SamplerError::Invalid(format!("{}: {e}", path.display())))?;
+        Ok(jem_io::write_atomic(path, &bytes)?)
     }
 
     /// Loads chains saved by [`ReplayBuffer::save`].

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use jem_data::ClassGaussians;
-use jem_data::rng::ChaCha8Rng;
+use jem_rng::ChaCha8Rng;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};

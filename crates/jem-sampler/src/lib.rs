@@ -28,6 +28,9 @@ pub enum SamplerError {
     /// A bad setting or file; the message names it.
     #[error("{0}")]
     Invalid(String),
+    /// Writing a file atomically failed (the message names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
     /// An error of the model.
     #[error(transparent)]
     Model(#[from] jem_models::ModelError),

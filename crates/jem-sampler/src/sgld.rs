@@ -1,9 +1,9 @@
 //! SGLD update rules and chains.
 
 use candle_core::{Tensor, Var};
-use jem_data::rng::ChaCha8Rng;
 use jem_models::BnMode;
 use jem_models::jem::{self, Classifier};
+use jem_rng::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 

@@ -728,8 +728,10 @@ impl GradStore {
         self.0.insert(id, grad)
     }
 
-    /// Adds `grad` to the gradient of `tensor`, storing it as is when there is none yet
-    /// (no zero-filled tensor to add it to).
+    /// Adds `grad` to the gradient of `tensor`, storing it when there is none yet (no
+    /// zero-filled tensor to add it to). A strided first contribution (a broadcast, a
+    /// transpose) is made contiguous, as `zeros + grad` made it: the backward passes of
+    /// `gather`, `index_select` and others hand it to kernels that need contiguous input.
     fn accumulate(&mut self, tensor: &Tensor, grad: Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
@@ -737,7 +739,7 @@ impl GradStore {
                 entry.insert(sum);
             }
             Entry::Vacant(entry) => {
-                entry.insert(grad);
+                entry.insert(grad.contiguous()?);
             }
         }
         Ok(())

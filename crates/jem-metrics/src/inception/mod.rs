@@ -14,7 +14,8 @@
 //! - [`FidInception::extract`] / [`FidInception::extract_batches`]: the same in batches,
 //!   collected as `f64` rows ([`InceptionFeatures`]);
 //! - [`resize_bilinear`]: PyTorch's bilinear `F.interpolate` (`align_corners=False`);
-//! - [`load_state_dict`]: the weight-file readers.
+//! - [`load_state_dict`]: the weight-file readers;
+//! - `images` (feature `images`): FID, KID and IS of image folders and `.npy` arrays.
 //!
 //! Equality with pytorch-fid is tested against golden outputs of pytorch-fid itself under
 //! formula weights (`tests/golden/inception/make_golden.py`), and the mapping of
@@ -34,6 +35,8 @@
 mod blocks;
 mod extract;
 mod fid_helper;
+#[cfg(feature = "images")]
+pub mod images;
 mod layers;
 mod legacy;
 mod network;

@@ -239,3 +239,22 @@ impl FidInception {
         global_avg_pool(&x)
     }
 }
+
+/// The network as a candle `Module` (also `candle_nn::Module`, which is the same trait):
+/// images `[N, C, H, W]` in `[0, 1]` to the 2048-d pool features `[N, 2048]` that FID uses,
+/// as [`FidInception::forward`]'s `pool`.
+///
+/// ```no_run
+/// use candle_core::{Device, Module, Tensor};
+/// let net = jem_metrics::inception::FidInception::load("default_1.pt", &Device::Cpu)?;
+/// let x = Tensor::rand(0f32, 1f32, (2, 3, 32, 32), &Device::Cpu)?;
+/// assert_eq!(Module::forward(&net, &x)?.dims(), [2, 2048]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl candle_core::Module for FidInception {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        FidInception::forward(self, xs)
+            .map(|o| o.pool)
+            .map_err(candle_core::Error::wrap)
+    }
+}

@@ -1,6 +1,7 @@
 //! Seeded randomness that does not depend on candle's (unseedable) CPU generator.
 //!
-//! Every random choice of the data pipeline comes from a [`ChaCha8Rng`] seeded by
+//! Every random choice of the workspace (data order, augmentation, buffer draws, SGLD noise,
+//! weight initialization, dropout) comes from a [`ChaCha8Rng`] seeded by
 //! [`derive_seed`] from the run seed and the position (epoch, batch, ...), so results do not
 //! depend on thread count or timing, and a resumed run draws exactly what it would have drawn.
 
@@ -10,7 +11,7 @@ pub use rand_chacha::ChaCha8Rng;
 /// Mixes several integers into one 64-bit seed (SplitMix64 finalizer over the sequence).
 ///
 /// ```
-/// use jem_data::rng::derive_seed;
+/// use jem_rng::derive_seed;
 /// assert_eq!(derive_seed(&[1, 2]), derive_seed(&[1, 2]));
 /// assert_ne!(derive_seed(&[1, 2]), derive_seed(&[2, 1]));
 /// ```
@@ -30,11 +31,25 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// A generator for the given seed parts.
+///
+/// ```
+/// use rand::Rng;
+/// let a: u32 = jem_rng::rng_for(&[7, 0]).random();
+/// let b: u32 = jem_rng::rng_for(&[7, 0]).random();
+/// assert_eq!(a, b);
+/// ```
 pub fn rng_for(parts: &[u64]) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(derive_seed(parts))
 }
 
 /// A uniformly random permutation of `0..n` (Fisher-Yates) for `seed`.
+///
+/// ```
+/// let p = jem_rng::permutation(5, 1);
+/// let mut sorted = p.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, [0, 1, 2, 3, 4]);
+/// ```
 pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p: Vec<usize> = (0..n).collect();
