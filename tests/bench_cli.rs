@@ -23,7 +23,7 @@ const TINY: [&str; 12] = [
     "10",
     "--width",
     "1",
-    "--batch",
+    "--batch-size",
     "4",
     "--sgld-steps",
     "1",

@@ -125,9 +125,9 @@ fn is_ece_auroc_and_accuracy_match_the_reference_tools() {
     let o = json_of(&[
         "metric",
         "auroc",
-        "--in",
+        "--in", // the old name of --id, kept as an alias
         &golden("ood_in.npy"),
-        "--out",
+        "--ood",
         &golden("ood_out.npy"),
     ]);
     for k in ["auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr"] {
@@ -202,13 +202,13 @@ fn bad_inputs_are_named_errors_not_panics() {
         &["--probs", "outside [0, 1]"],
     );
     fails_with(
-        &["metric", "auroc", "--in", &nan, "--out", &flat],
-        &["--in", "1-D"],
+        &["metric", "auroc", "--id", &nan, "--ood", &flat],
+        &["--id", "1-D"],
     );
     let inf = write(d, "inf.npy", &[2], &[0.0, f64::INFINITY]);
     fails_with(
-        &["metric", "auroc", "--in", &flat, "--out", &inf],
-        &["--out", "inf"],
+        &["metric", "auroc", "--id", &flat, "--ood", &inf],
+        &["--ood", "inf"],
     );
     fails_with(
         &["metric", "is", "--probs", &probs, "--splits", "5"],

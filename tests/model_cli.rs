@@ -52,3 +52,48 @@ fn bad_architectures_are_errors() {
         assert!(e.contains("--arch") || e.contains("6n + 4"), "{arch}: {e}");
     }
 }
+
+/// The conventions every command shares: `--json` prints one JSON object, completions for
+/// the usual shells, typo suggestions, `$JEM_DATA_DIR` / `$JEM_CACHE_DIR` shown in help.
+#[test]
+fn json_output_completions_suggestions_and_env_bindings() {
+    let out = jem(&["model", "summary", "--arch", "wrn-10-2", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 304394);
+    assert!(v["layers"].as_array().unwrap().len() > 10);
+
+    let out = jem(&["data", "list", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sets = v["datasets"].as_array().unwrap();
+    assert!(
+        sets.iter()
+            .any(|s| s["name"] == "fashion-mnist-quick" && s["state"] == "embedded")
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let out = jem(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("jem") && script.contains("checkpoint"),
+            "{shell}"
+        );
+    }
+
+    let out = jem(&["data", "lst"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("similar subcommand exists: 'list'"));
+
+    let out = jem(&["eval", "ood", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "[env: JEM_DATA_DIR",
+        "[env: JEM_CACHE_DIR",
+        "--json",
+        "-q, --quiet",
+    ] {
+        assert!(help.contains(needle), "`{needle}` not in eval ood --help");
+    }
+}

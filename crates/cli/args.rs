@@ -18,13 +18,24 @@ pub fn flag(name: &'static str, help: &'static str) -> Arg {
         .help(help)
 }
 
-/// The `--data-dir` option.
+/// The `--data-dir` option (also `$JEM_DATA_DIR`).
 pub fn data_dir() -> Arg {
     opt(
         "data-dir",
         "DIR",
-        "Data folder (default: $JEM_DATA_DIR, else the per-user cache folder)",
+        "Data folder (default: the per-user data folder)",
     )
+    .env("JEM_DATA_DIR")
+}
+
+/// The `--cache-dir` option (also `$JEM_CACHE_DIR`).
+pub fn cache_dir() -> Arg {
+    opt(
+        "cache-dir",
+        "DIR",
+        "Cache folder of class statistics and FID statistics (default: the per-user cache folder)",
+    )
+    .env("JEM_CACHE_DIR")
 }
 
 /// A string argument.

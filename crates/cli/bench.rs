@@ -21,11 +21,14 @@ fn size_args(cmd: Command, depth: &'static str, width: &'static str) -> Command 
     cmd.arg(opt("depth", "D", "WRN depth, 6n + 4").default_value(depth))
         .arg(opt("width", "K", "WRN widen factor").default_value(width))
         .arg(opt("classes", "N", "Classes").default_value("10"))
-        .arg(opt(
-            "batch",
-            "N",
-            "Shorthand for --batch-px N --batch-lab N",
-        ))
+        .arg(
+            opt(
+                "batch-size",
+                "N",
+                "Shorthand for --batch-px N --batch-lab N",
+            )
+            .alias("batch"),
+        )
         .arg(opt(
             "batch-px",
             "N",
@@ -101,7 +104,7 @@ pub fn command() -> Command {
 /// The sizes of the shared options.
 fn sizes(m: &ArgMatches) -> Result<BenchConfig> {
     let d = BenchConfig::default();
-    let batch: Option<usize> = parsed(m, "batch")?;
+    let batch: Option<usize> = parsed(m, "batch-size")?;
     Ok(BenchConfig {
         depth: parsed(m, "depth")?.unwrap_or(d.depth),
         width: parsed(m, "width")?.unwrap_or(d.width),
@@ -135,7 +138,8 @@ fn write_json(file: &Path, value: &serde_json::Value) -> Result<()> {
             .with_context(|| format!("--json {}: creating {}", file.display(), dir.display()))?;
     }
     let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(file, text + "\n").with_context(|| format!("--json {}", file.display()))
+    jem_data::fsutil::write_atomic(file, (text + "\n").as_bytes())
+        .with_context(|| format!("--json {}", file.display()))
 }
 
 pub fn run(m: &ArgMatches) -> Result<()> {

@@ -10,7 +10,7 @@ use jem_data::cifar::Cifar100Labels;
 use jem_data::download::{Checksum, FetchOptions, RemoteFile, fetch_file};
 use jem_data::info::dataset_info;
 
-use crate::args::{data_dir, flag, is_set, opt, parsed, path, string};
+use crate::args::{cache_dir, data_dir, flag, is_set, opt, parsed, path, string};
 use jem_data::{
     ClassGaussians, DatasetName, LoadOptions, Transform, resolve_cache_dir, resolve_data_dir,
 };
@@ -79,12 +79,16 @@ pub fn command() -> Command {
                 .arg(opt("split", "SPLIT", "Split to fit").default_value("train"))
                 .arg(opt("pad-to", "SIZE", "Zero-pad images to this square size first (e.g. 32 for 28x28 digits)"))
                 .arg(flag("gray-to-rgb", "Repeat grayscale images into three channels first"))
-                .arg(opt("cache-dir", "DIR", "Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder)")),
+                .arg(cache_dir()),
         ))
         .subcommand(
             Command::new("list")
                 .about("The known data sets and whether they are present in the data folder")
-                .arg(data_dir()),
+                .arg(data_dir())
+                .arg(flag(
+                    "json",
+                    "Print one JSON object ({data_dir, datasets: [{name, state, splits}]})",
+                )),
         )
 }
 
@@ -220,15 +224,33 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         }
         "list" => {
             let data_dir = folder();
-            println!("data folder: {}", data_dir.display());
-            for name in DatasetName::ALL {
-                let state = if name.is_embedded() {
+            let state = |name: DatasetName| {
+                if name.is_embedded() {
                     "embedded"
                 } else if name.is_present(&data_dir) {
                     "present"
                 } else {
                     "not present"
-                };
+                }
+            };
+            if m.get_flag("json") {
+                let sets: Vec<_> = DatasetName::ALL
+                    .iter()
+                    .map(|&n| {
+                        serde_json::json!({
+                            "name": n.as_str(),
+                            "state": state(n),
+                            "splits": n.splits(),
+                        })
+                    })
+                    .collect();
+                let v = serde_json::json!({ "data_dir": data_dir, "datasets": sets });
+                println!("{v}");
+                return Ok(());
+            }
+            println!("data folder: {}", data_dir.display());
+            for name in DatasetName::ALL {
+                let state = state(name);
                 println!(
                     "  {:<20} {:<12} splits: {}",
                     name.as_str(),

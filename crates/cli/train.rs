@@ -7,7 +7,7 @@ use candle_core::Device;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use jem_train::{TrainConfig, TrainOptions, Trainer};
 
-use crate::args::{data_dir, flag, opt, path, string};
+use crate::args::{cache_dir, data_dir, flag, opt, path, string};
 
 pub fn command() -> Command {
     Command::new("train")
@@ -35,12 +35,8 @@ pub fn command() -> Command {
             "cpu (default) or cuda:N (needs the `cuda` feature)",
         ))
         .arg(data_dir())
-        .arg(opt(
-            "cache-dir",
-            "DIR",
-            "Cache of data statistics (default: $JEM_CACHE_DIR, else the per-user cache)",
-        ))
-        .arg(flag("quiet", "No progress output"))
+        .arg(cache_dir())
+        .arg(flag("quiet", "No progress output").short('q'))
         .arg(flag("print-config", "Print the resolved config and exit"))
 }
 

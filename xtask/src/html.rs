@@ -1,93 +1,43 @@
 //! The report's Markdown as one self-contained HTML page (figures inlined as base64 PNGs).
 
-use std::fmt::Write as _;
 use std::path::Path;
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// The Markdown this module writes (headings, lists, tables, images, code blocks) as a
-/// self-contained HTML page with the images inlined.
+/// The report's Markdown (CommonMark with tables, footnotes and strikethrough, rendered by
+/// pulldown-cmark) as a self-contained HTML page: images with a relative path are read from
+/// `out` and inlined as base64 PNGs, a missing one becomes a note.
 pub fn to_html(md: &str, out: &Path) -> String {
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>sadajem reproduction</title>\
-         <style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:\
-         collapse}td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}pre{background:\
-         #f4f4f4;padding:8px;overflow:auto}</style></head><body>\n",
+         <style>body{font-family:sans-serif;max-width:1000px;margin:auto;line-height:1.4}\
+         table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px}\
+         th{background:#f0f0f0}img{max-width:100%}pre{background:#f4f4f4;padding:8px;\
+         overflow:auto}code{background:#f4f4f4}.footnote-definition{font-size:90%}</style>\
+         </head><body>\n",
     );
-    let mut in_code = false;
-    let mut table: Vec<Vec<String>> = Vec::new();
-    let flush = |table: &mut Vec<Vec<String>>, h: &mut String| {
-        if table.is_empty() {
-            return;
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH;
+    let events = Parser::new_ext(md, options).map(|e| match e {
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !dest_url.contains("://") && !dest_url.starts_with("data:") => {
+            let dest_url = match std::fs::read(out.join(dest_url.as_ref())) {
+                Ok(bytes) => CowStr::from(format!("data:image/png;base64,{}", base64(&bytes))),
+                Err(_) => CowStr::from(format!("missing-figure:{dest_url}")),
+            };
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            })
         }
-        h.push_str("<table>");
-        for (i, row) in table.iter().enumerate() {
-            let tag = if i == 0 { "th" } else { "td" };
-            h.push_str("<tr>");
-            for c in row {
-                let _ = write!(h, "<{tag}>{}</{tag}>", escape(c));
-            }
-            h.push_str("</tr>");
-        }
-        h.push_str("</table>\n");
-        table.clear();
-    };
-    for line in md.lines() {
-        if line.starts_with("```") {
-            h.push_str(if in_code { "</pre>\n" } else { "<pre>" });
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            h.push_str(&escape(line));
-            h.push('\n');
-            continue;
-        }
-        if line.starts_with('|') {
-            if !line.starts_with("|---") {
-                let cells = line
-                    .trim_matches('|')
-                    .split(" | ")
-                    .map(|c| c.trim().replace("\\|", "|"))
-                    .collect();
-                table.push(cells);
-            }
-            continue;
-        }
-        flush(&mut table, &mut h);
-        if let Some(t) = line.strip_prefix("### ") {
-            let _ = writeln!(h, "<h3>{}</h3>", escape(t));
-        } else if let Some(t) = line.strip_prefix("## ") {
-            let _ = writeln!(h, "<h2>{}</h2>", escape(t));
-        } else if let Some(t) = line.strip_prefix("# ") {
-            let _ = writeln!(h, "<h1>{}</h1>", escape(t));
-        } else if let Some(t) = line.strip_prefix("- ") {
-            let _ = writeln!(h, "<li>{}</li>", escape(t));
-        } else if let Some(rest) = line.strip_prefix("![") {
-            let (alt, rest) = rest.split_once("](").unwrap_or(("", ""));
-            let src = rest.trim_end_matches(')');
-            match std::fs::read(out.join(src)) {
-                Ok(bytes) => {
-                    let _ = writeln!(
-                        h,
-                        "<p><img alt=\"{}\" src=\"data:image/png;base64,{}\"></p>",
-                        escape(alt),
-                        base64(&bytes)
-                    );
-                }
-                Err(_) => {
-                    let _ = writeln!(h, "<p>(missing figure {})</p>", escape(src));
-                }
-            }
-        } else if !line.trim().is_empty() {
-            let _ = writeln!(h, "<p>{}</p>", escape(line));
-        }
-    }
-    flush(&mut table, &mut h);
+        e => e,
+    });
+    pulldown_cmark::html::push_html(&mut h, events);
     h.push_str("</body></html>\n");
     h
 }
@@ -128,12 +78,25 @@ mod tests {
     }
 
     #[test]
-    fn html_has_tables_headings_and_escapes() {
-        let md = "# T\n\n| a | b \\| c |\n|---|---|\n| 1 | <2> |\n\n```toml\nx = 1\n```\n";
+    fn html_has_tables_headings_lists_emphasis_and_footnotes() {
+        let md = "# T\n\n| a | b \\| c |\n|---|---|\n| 1 | `<2>` |\n\n```toml\nx = 1\n```\n\n\
+                  - **bold** item\n- second[^1]\n\n[^1]: the note\n\n![fig](missing.png)\n";
         let h = to_html(md, Path::new("."));
+        assert!(h.contains("<h1>T</h1>"), "{h}");
         assert!(
-            h.contains("<h1>T</h1>") && h.contains("<th>b | c</th>") && h.contains("&lt;2&gt;")
+            h.contains("<th>b | c</th>") && h.contains("<code>&lt;2&gt;</code>"),
+            "{h}"
         );
-        assert!(h.contains("<pre>x = 1\n</pre>"));
+        assert!(h.contains("x = 1\n</code></pre>"), "{h}");
+        assert!(
+            h.contains("<ul>") && h.contains("<li><strong>bold</strong> item</li>"),
+            "{h}"
+        );
+        assert!(!h.contains("**"), "no literal emphasis markers: {h}");
+        assert!(
+            h.contains("footnote-definition") && h.contains("the note"),
+            "{h}"
+        );
+        assert!(h.contains("missing-figure:missing.png"), "{h}");
     }
 }

@@ -14,6 +14,10 @@
 //!
 //! Everything random is seeded through [`rng`], independent of candle's CPU generator.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod celeba;
 pub mod cifar;
 pub mod datasets;

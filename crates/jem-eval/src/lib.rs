@@ -11,6 +11,10 @@
 //! Every task returns a serializable result; the `jem eval` command writes it as JSON next
 //! to its PNG figures.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod attack;
 pub mod classify;
 pub mod energy;

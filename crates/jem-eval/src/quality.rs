@@ -27,12 +27,14 @@ use crate::generate::ChainInit;
 use crate::output::write_json;
 use crate::{EvalError, EvalSession, Result};
 
-/// The Inception weight file: `explicit`, else `<data_dir>/inception/<pytorch-fid's name>`;
-/// an error that says how to get it when it is missing.
+/// The Inception weight file: `explicit`, else `<data_dir>/inception/<pytorch-fid's name>`,
+/// else pytorch-fid's own download in torch hub's cache; an error that says how to get it
+/// when it is missing.
 pub fn inception_weights(explicit: Option<&Path>, data_dir: &Path) -> Result<PathBuf> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
-        None => data_dir.join("inception").join(FID_WEIGHTS_FILE),
+        None => jem_metrics::inception::find_fid_weights(data_dir)
+            .unwrap_or_else(|| data_dir.join("inception").join(FID_WEIGHTS_FILE)),
     };
     if !path.exists() {
         return Err(EvalError::Invalid(format!(

@@ -24,6 +24,10 @@
 //! target's folder, flushed to disk, renamed over the target, and the folder flushed, so a
 //! crash or a full disk leaves either the old file or the new one, never half of one.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod bounded;
 
 pub mod atomic;

@@ -34,6 +34,10 @@
 
 #![warn(missing_docs)]
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod alloc;
 pub mod batch_norm;
 pub mod conv;

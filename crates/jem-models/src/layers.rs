@@ -43,6 +43,67 @@ impl Params {
     }
 }
 
+/// How a forward pass runs: BatchNorm's mode and whether the parameters are tracked. One
+/// value for every [`Layer`], so a network passes it down unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// BatchNorm's mode (layers without BatchNorm ignore it).
+    pub mode: BnMode,
+    /// Whether gradients reach the parameters.
+    pub params: Params,
+}
+
+impl Pass {
+    /// Training: batch statistics, running statistics updated, parameters tracked.
+    pub const TRAIN: Pass = Pass {
+        mode: BnMode::Train,
+        params: Params::Tracked,
+    };
+    /// Evaluation: running statistics, parameters tracked (for input or weight gradients).
+    pub const EVAL: Pass = Pass {
+        mode: BnMode::Eval,
+        params: Params::Tracked,
+    };
+}
+
+/// A layer of the network: one forward method, told how to run by a [`Pass`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use jem_models::layers::{Conv2d, Conv2dConfig, Layer, Pass};
+/// use jem_models::ParamStore;
+/// let mut store = ParamStore::new(&Device::Cpu);
+/// let mut rng = jem_rng::rng_for(&[0]);
+/// let cfg = Conv2dConfig { padding: 1, ..Conv2dConfig::default() };
+/// let conv = Conv2d::new(&mut store, "conv", 3, 8, 3, cfg, &mut rng)?;
+/// let x = Tensor::zeros((1, 3, 8, 8), candle_core::DType::F32, &Device::Cpu)?;
+/// assert_eq!(conv.forward_pass(&x, Pass::TRAIN)?.dims(), [1, 8, 8, 8]);
+/// # Ok::<(), jem_models::ModelError>(())
+/// ```
+pub trait Layer {
+    /// Applies the layer to `x`.
+    fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor>;
+}
+
+/// The options of a [`Conv2d`] besides its channels and kernel size, as candle-nn's
+/// `Conv2dConfig`: stride 1, no padding by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: 0,
+        }
+    }
+}
+
 /// 2-D convolution with bias (`nn.Conv2d(..., bias=True)`), square kernel.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
@@ -57,18 +118,24 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// A convolution registered in `store` under `name.weight` / `name.bias`.
-    #[allow(clippy::too_many_arguments)]
+    /// A `k x k` convolution from `c_in` to `c_out` channels registered in `store` under
+    /// `name.weight` / `name.bias`, initialized as PyTorch's default from `rng`.
     pub fn new(
         store: &mut ParamStore,
         name: &str,
         c_in: usize,
         c_out: usize,
         k: usize,
-        stride: usize,
-        padding: usize,
+        config: Conv2dConfig,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
+        let Conv2dConfig { stride, padding } = config;
+        if c_in == 0 || c_out == 0 || k == 0 || stride == 0 {
+            return Err(crate::ModelError::Invalid(format!(
+                "convolution `{name}`: channels {c_in} -> {c_out}, kernel {k} and stride {stride} \
+                 must all be at least 1"
+            )));
+        }
         let dev = store.device().clone();
         let fan_in = c_in * k * k;
         let weight = store.add_param(
@@ -106,6 +173,37 @@ impl Conv2d {
     /// Output channels.
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.forward_with(x, pass.params)
+    }
+}
+
+impl Layer for Linear {
+    fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.forward_with(x, pass.params)
+    }
+}
+
+/// The options of a [`BatchNorm2d`], PyTorch's defaults (`eps` 1e-5, `momentum` 0.1; the
+/// reference's networks pass 0.9).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance.
+    pub eps: f64,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+        }
     }
 }
 
@@ -179,9 +277,15 @@ impl BatchNorm2d {
         store: &mut ParamStore,
         name: &str,
         c: usize,
-        eps: f64,
-        momentum: f64,
+        config: BatchNormConfig,
     ) -> Result<Self> {
+        let BatchNormConfig { eps, momentum } = config;
+        if c == 0 || !(eps > 0.0 && eps.is_finite()) || !(0.0..=1.0).contains(&momentum) {
+            return Err(crate::ModelError::Invalid(format!(
+                "BatchNorm `{name}`: {c} channels, eps {eps}, momentum {momentum}: need at least \
+                 one channel, eps > 0 and a momentum in [0, 1]"
+            )));
+        }
         let dev = store.device().clone();
         Ok(Self {
             weight: store.add_param(
@@ -303,6 +407,13 @@ impl BatchNorm2d {
         self.running_mean.set(&rm)?;
         self.running_var.set(&rv)?;
         Ok(())
+    }
+}
+
+impl Layer for BatchNorm2d {
+    /// Normalization alone (no fused activation).
+    fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.forward_with(x, pass.mode, None, pass.params)
     }
 }
 

@@ -20,6 +20,10 @@
 //! # Ok::<(), jem_models::ModelError>(())
 //! ```
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod error;
 pub mod init;
 pub mod interop;

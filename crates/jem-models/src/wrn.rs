@@ -12,7 +12,9 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::layers::{BatchNorm2d, BnMode, Conv2d, Linear, Params, leaky_relu};
+use crate::layers::{
+    BatchNorm2d, BatchNormConfig, BnMode, Conv2d, Conv2dConfig, Linear, Params, leaky_relu,
+};
 use crate::params::ParamStore;
 
 /// Normalization layers.
@@ -171,14 +173,17 @@ impl WideResNet {
         let mut rng = jem_rng::rng_for(&[seed, 0x1417]);
         let n = config.blocks_per_stage()?;
         let [w0, w1, w2, w3] = config.stage_widths();
+        let same = Conv2dConfig {
+            padding: 1,
+            ..Conv2dConfig::default()
+        };
         let conv1 = Conv2d::new(
             &mut store,
             "f.conv1",
             config.in_channels,
             w0,
             3,
-            1,
-            1,
+            same,
             &mut rng,
         )?;
         let bn = |store: &mut ParamStore, name: &str, c: usize| -> Result<Option<BatchNorm2d>> {
@@ -187,8 +192,10 @@ impl WideResNet {
                     store,
                     name,
                     c,
-                    config.bn_eps,
-                    config.bn_momentum,
+                    BatchNormConfig {
+                        eps: config.bn_eps,
+                        momentum: config.bn_momentum,
+                    },
                 )?)),
                 Norm::None => Ok(None),
             }
@@ -207,8 +214,7 @@ impl WideResNet {
                         c_in,
                         planes,
                         3,
-                        1,
-                        1,
+                        same,
                         &mut rng,
                     )?,
                     bn2: bn(&mut store, &format!("{p}.bn2"), planes)?,
@@ -218,8 +224,7 @@ impl WideResNet {
                         planes,
                         planes,
                         3,
-                        st,
-                        1,
+                        Conv2dConfig { stride: st, ..same },
                         &mut rng,
                     )?,
                     shortcut: if st != 1 || c_in != planes {
@@ -229,8 +234,10 @@ impl WideResNet {
                             c_in,
                             planes,
                             1,
-                            st,
-                            0,
+                            Conv2dConfig {
+                                stride: st,
+                                padding: 0,
+                            },
                             &mut rng,
                         )?)
                     } else {

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use jem_models::ParamStore;
-use jem_models::layers::{BatchNorm2d, BnMode, leaky_relu};
+use jem_models::layers::{BatchNorm2d, BatchNormConfig, BnMode, leaky_relu};
 
 fn values(n: usize, seed: f64) -> Vec<f32> {
     (0..n)
@@ -65,7 +65,16 @@ fn fused_kernel_matches_the_composed_operations() {
             let id = format!("{n}x{c}x{h}x{w} {mode:?} {slope:?}");
             let dev = Device::Cpu;
             let mut store = ParamStore::new(&dev);
-            let bn = BatchNorm2d::new(&mut store, "bn", c, 1e-5, 0.9).unwrap();
+            let bn = BatchNorm2d::new(
+                &mut store,
+                "bn",
+                c,
+                BatchNormConfig {
+                    eps: 1e-5,
+                    momentum: 0.9,
+                },
+            )
+            .unwrap();
             let set =
                 |v: &Var, vals: Vec<f32>| v.set(&Tensor::from_vec(vals, c, &dev).unwrap()).unwrap();
             set(&bn.weight, values(c, 1.0));

@@ -1,7 +1,7 @@
 //! BatchNorm semantics, initialization, parameter files, model shapes.
 
 use candle_core::{DType, Device, Tensor};
-use jem_models::layers::BatchNorm2d;
+use jem_models::layers::{BatchNorm2d, BatchNormConfig};
 use jem_models::{BnMode, Norm, ParamStore, WideResNet, WrnConfig, jem};
 
 fn x() -> Tensor {
@@ -19,7 +19,16 @@ fn x() -> Tensor {
 #[test]
 fn batchnorm_train_eval_and_frozen() {
     let mut store = ParamStore::new(&Device::Cpu);
-    let bn = BatchNorm2d::new(&mut store, "bn", 2, 1e-5, 0.9).unwrap();
+    let bn = BatchNorm2d::new(
+        &mut store,
+        "bn",
+        2,
+        BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.9,
+        },
+    )
+    .unwrap();
     let y = bn.forward(&x(), BnMode::Train).unwrap();
     // channel 0 values 1..8: mean 4.5, biased var 5.25, unbiased 6
     let y0: Vec<f32> = y

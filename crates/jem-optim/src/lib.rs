@@ -27,6 +27,10 @@
 //! # Ok::<(), jem_optim::OptimError>(())
 //! ```
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod adam;
 mod sam;
 mod schedule;

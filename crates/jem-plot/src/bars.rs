@@ -24,8 +24,11 @@ pub struct ReliabilityBin {
 }
 
 /// A reliability diagram as in Guo et al. and the SADA-JEM paper's Figure 4: one bar per
-/// non-empty bin at its accuracy, the gap to the bin's mean confidence shaded, and the
-/// diagonal of perfect calibration; the title carries the ECE.
+/// non-empty bin, outlined up to its accuracy, the gap between accuracy and the bin's mean
+/// confidence shaded, and the diagonal of perfect calibration; the title carries the ECE.
+/// The blue fill stops where the gap begins, so that the gap has the legend's colour
+/// whether it lies above the bar (over-confidence) or inside it (under-confidence); drawn
+/// over the blue, a translucent gap would show a third colour.
 pub fn save_reliability_diagram(path: &Path, title: &str, bins: &[ReliabilityBin]) -> Result<()> {
     let img = render_figure((640, 600), title, |root| {
         let mut chart = ChartBuilder::on(root)
@@ -48,11 +51,14 @@ pub fn save_reliability_diagram(path: &Path, title: &str, bins: &[ReliabilityBin
             bins.iter().filter(|b| b.count > 0 && b.hi > b.lo).collect();
         chart
             .draw_series(filled.iter().map(|b| {
-                Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], blue.mix(0.85).filled())
+                let top = b.accuracy.min(b.confidence);
+                Rectangle::new([(b.lo, 0.0), (b.hi, top)], blue.mix(0.85).filled())
             }))
             .map_err(|e| draw_err(title, e))?
             .label("accuracy")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], blue.filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], blue.mix(0.85).filled())
+            });
         chart
             .draw_series(filled.iter().map(|b| {
                 let (lo, hi) = if b.accuracy < b.confidence {

@@ -8,7 +8,7 @@ use plotters::style::FontStyle;
 
 use crate::{PlotError, Result, write_png};
 
-static FONT: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
+static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
 pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();

@@ -2,8 +2,12 @@
 //! reliability diagrams ([`save_reliability_diagram`]) and histograms ([`save_histograms`]).
 //!
 //! Files are written atomically (a temporary file renamed into place), so a reader never
-//! sees half a PNG. Text uses an embedded DejaVu Sans Mono, so charts render the same on a
+//! sees half a PNG. Text uses an embedded DejaVu Sans, so charts render the same on a
 //! machine without fonts.
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 mod bars;
 mod chart;

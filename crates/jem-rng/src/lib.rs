@@ -5,6 +5,10 @@
 //! [`derive_seed`] from the run seed and the position (epoch, batch, ...), so results do not
 //! depend on thread count or timing, and a resumed run draws exactly what it would have drawn.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 use rand::{Rng, SeedableRng};
 pub use rand_chacha::ChaCha8Rng;
 

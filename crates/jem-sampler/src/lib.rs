@@ -14,6 +14,10 @@
 //!
 //! All randomness comes from the caller's seeded generator, never from candle's.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod buffer;
 pub mod init;
 pub mod sgld;

@@ -11,6 +11,10 @@
 //! data batches are pure functions of their position, so a run resumed from a checkpoint
 //! continues bit for bit as if it had not stopped.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod bench;
 pub mod checkpoint;
 mod complete;

@@ -33,6 +33,7 @@
 //! ```
 
 mod blocks;
+mod cache;
 mod extract;
 mod fid_helper;
 #[cfg(feature = "images")]
@@ -46,6 +47,7 @@ pub mod synthetic;
 mod torchscript;
 mod weights;
 
+pub use cache::{find_fid_weights, pytorch_fid_cached_weights};
 pub use extract::InceptionFeatures;
 pub use network::{FidInception, InceptionOutput};
 pub use resize::resize_bilinear;
