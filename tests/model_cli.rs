@@ -97,3 +97,91 @@ fn json_output_completions_suggestions_and_env_bindings() {
         assert!(help.contains(needle), "`{needle}` not in eval ood --help");
     }
 }
+
+/// A checkpoint saved by the reference's own code under torch (`torch.save({"model_state_dict":
+/// ..., "replay_buffer": ...})`, `crates/jem-models/tests/golden/make_golden.py`) imports
+/// into a checkpoint that `jem eval` reads, and `jem eval` reads the `.pt` itself.
+#[test]
+fn reference_pt_checkpoints_import_and_evaluate() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let pt = format!("{root}/crates/jem-models/tests/golden/reference_ckpt.pt");
+    // the golden network is a 3-channel WRN-10-1: the quick preset with RGB-expanded images
+    let preset = format!("{root}/configs/fashion-mnist-quick/sadajem.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ref.safetensors");
+    let out_s = out.to_str().unwrap();
+    let rgb = "data.gray_to_rgb=true";
+    let o = jem(&[
+        "model",
+        "import",
+        "--checkpoint",
+        &pt,
+        "--config",
+        &preset,
+        "--set",
+        rgb,
+        "--out",
+        out_s,
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("48 model tensors and replay buffer [4, 3, 32, 32]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ignored: energy_output.bias, energy_output.weight"),
+        "{text}"
+    );
+
+    let o = jem(&["eval", "accuracy", "--checkpoint", out_s, "--json", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n"], 2000);
+
+    let eval_dir = dir.path().join("eval");
+    let o = jem(&[
+        "eval",
+        "accuracy",
+        "--checkpoint",
+        &pt,
+        "--config",
+        &preset,
+        "--set",
+        rgb,
+        "--out",
+        eval_dir.to_str().unwrap(),
+        "--json",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(w["accuracy"], v["accuracy"], "the same model either way");
+
+    // a preset of another network, or none, is a clear error
+    let o = jem(&[
+        "model",
+        "import",
+        "--checkpoint",
+        &pt,
+        "--config",
+        &preset,
+        "--set",
+        rgb,
+        "--set",
+        "model.width=2",
+        "--out",
+        out_s,
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("has shape") && e.contains("WRN-10-2"),
+        "{e}"
+    );
+    let o = jem(&["eval", "accuracy", "--checkpoint", &pt]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("give --config PRESET"),
+        "{e}"
+    );
+}

@@ -23,9 +23,23 @@ fn common(cmd: Command) -> Command {
         opt(
             "checkpoint",
             "FILE",
-            "A checkpoint of `jem train` (RUN_DIR/last.safetensors or best.safetensors)",
+            "A checkpoint of `jem train` (RUN_DIR/last.safetensors or best.safetensors, or a \
+             model-only one), or the authors' PyTorch .pt (with --config)",
         )
         .required(true),
+    )
+    .arg(opt(
+        "config",
+        "TOML",
+        "For a .pt checkpoint: the preset it was trained with (data set, settings); it is \
+         imported as `jem model import` does, into <out>/imported-<name>.safetensors",
+    ))
+    .arg(
+        Arg::new("set")
+            .long("set")
+            .value_name("KEY=VALUE")
+            .action(clap::ArgAction::Append)
+            .help("For a .pt checkpoint: override a preset value (repeatable)"),
     )
     .arg(opt(
         "out",
@@ -385,6 +399,30 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             Some(quality_options(m, task)?),
         ),
         _ => (None, None),
+    };
+    let checkpoint = match checkpoint.extension().and_then(|e| e.to_str()) {
+        Some("pt" | "pth") => {
+            let config = path(m, "config").with_context(|| {
+                format!(
+                    "{} is a PyTorch checkpoint: give --config PRESET (it holds no data set or \
+                     settings)",
+                    checkpoint.display()
+                )
+            })?;
+            let sets: Vec<String> = m
+                .get_many::<String>("set")
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let imported = crate::model::import_pt(&checkpoint, &config, &sets)?;
+            let stem = checkpoint.file_stem().unwrap_or_default().to_string_lossy();
+            let file = out.join(format!("imported-{stem}.safetensors"));
+            imported.checkpoint.save(&file)?;
+            note!("imported {} as {}", checkpoint.display(), file.display());
+            file
+        }
+        _ => checkpoint,
     };
     note!("loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)

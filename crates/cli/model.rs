@@ -1,11 +1,13 @@
 //! `jem model ...`: inspect architectures, export a checkpoint's model.
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgMatches, Command};
+use std::path::Path;
+
+use clap::{Arg, ArgMatches, Command};
 use jem_models::summary::summarize;
 use jem_models::{Norm, WrnConfig};
 
-use jem_train::Checkpoint;
+use jem_train::{Checkpoint, TrainConfig};
 
 use crate::args::{flag, opt, parsed, path, string};
 
@@ -59,6 +61,73 @@ pub fn command() -> Command {
                 .arg(opt("checkpoint", "FILE", "A checkpoint of `jem train`").required(true))
                 .arg(opt("out", "FILE", "The model-only checkpoint to write").required(true)),
         )
+        .subcommand(
+            Command::new("import")
+                .about(
+                    "Converts a checkpoint of the authors' PyTorch code (`torch.save` of \
+                     {model_state_dict, replay_buffer}) into a model-only checkpoint that every \
+                     `jem eval` task reads; the preset gives the data set and settings and must \
+                     describe the same network",
+                )
+                .arg(opt("checkpoint", "PT", "The reference's .pt file").required(true))
+                .arg(
+                    opt(
+                        "config",
+                        "TOML",
+                        "The preset the model was trained with, e.g. configs/cifar10/sadajem.toml",
+                    )
+                    .required(true),
+                )
+                .arg(
+                    Arg::new("set")
+                        .long("set")
+                        .value_name("KEY=VALUE")
+                        .action(clap::ArgAction::Append)
+                        .help("Override a preset value (repeatable), e.g. model.width=2"),
+                )
+                .arg(opt("out", "FILE", "The checkpoint to write (.safetensors)").required(true)),
+        )
+}
+
+/// Converts the reference's `.pt` with the preset `config` (and `--set` overrides).
+pub fn import_pt(pt: &Path, config: &Path, sets: &[String]) -> Result<jem_train::import::Imported> {
+    let cfg = TrainConfig::load(config, sets)
+        .with_context(|| format!("loading the preset {}", config.display()))?;
+    jem_train::import::import_torch_checkpoint(pt, &cfg)
+        .with_context(|| format!("importing {}", pt.display()))
+}
+
+/// `jem model import --checkpoint X.pt --config TOML --out FILE`.
+fn import(m: &ArgMatches) -> Result<()> {
+    let pt = path(m, "checkpoint").unwrap_or_default();
+    let config = path(m, "config").unwrap_or_default();
+    let out = path(m, "out").unwrap_or_default();
+    let sets: Vec<String> = m
+        .get_many::<String>("set")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let imported = import_pt(&pt, &config, &sets)?;
+    imported.checkpoint.save(&out)?;
+    let buffer = imported
+        .checkpoint
+        .replay_buffer
+        .as_ref()
+        .map(|b| format!("replay buffer {:?}", b.dims()))
+        .unwrap_or_else(|| "no replay buffer".into());
+    println!(
+        "{}: {} model tensors and {buffer} from {}; ignored: {}",
+        out.display(),
+        imported.checkpoint.model.len(),
+        pt.display(),
+        if imported.ignored.is_empty() {
+            "nothing".to_string()
+        } else {
+            imported.ignored.join(", ")
+        }
+    );
+    Ok(())
 }
 
 /// Parses `wrn-D-W` into a reference configuration.
@@ -136,6 +205,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             Ok(())
         }
         "export" => export(m),
+        "import" => import(m),
         other => unreachable!("unknown subcommand {other}"),
     }
 }

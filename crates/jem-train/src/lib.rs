@@ -22,6 +22,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 mod figures;
+pub mod import;
 pub mod interrupt;
 pub mod lock;
 mod log;
