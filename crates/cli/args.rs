@@ -62,3 +62,20 @@ where
         .map(|s| s.parse::<T>().with_context(|| format!("--{name} `{s}`")))
         .transpose()
 }
+
+/// The `--tf32` switch of the commands that run on a device.
+pub fn tf32() -> Arg {
+    flag(
+        "tf32",
+        "On CUDA, let cuBLAS run f32 matrix products in TF32 (10-bit mantissa; faster on \
+         Ampere and later). Unverified for training: `jem bench parity --tf32` shows the \
+         gradients' deviation; no effect on the CPU",
+    )
+}
+
+/// Applies `--tf32` (candle's process-wide cuBLAS setting).
+pub fn apply_tf32(m: &ArgMatches) {
+    if m.get_flag("tf32") {
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    }
+}

