@@ -79,3 +79,21 @@ pub fn apply_tf32(m: &ArgMatches) {
         candle_core::cuda::set_gemm_reduced_precision_f32(true);
     }
 }
+
+/// The repeatable `--set KEY=VALUE` option (preset overrides).
+pub fn set_arg(help: &'static str) -> Arg {
+    Arg::new("set")
+        .long("set")
+        .value_name("KEY=VALUE")
+        .action(ArgAction::Append)
+        .help(help)
+}
+
+/// The values of `--set`, in order.
+pub fn sets(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("set")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}

@@ -15,7 +15,9 @@ use jem_eval::ood::{OodOptions, default_ood_sets};
 use jem_eval::quality::{DEFAULT_CHAIN_STEPS, DEFAULT_CHAINS, QualityOptions, SampleSource};
 use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
-use crate::args::{apply_tf32, cache_dir, data_dir, flag, opt, parsed, path, string, tf32};
+use crate::args::{
+    apply_tf32, cache_dir, data_dir, flag, opt, parsed, path, set_arg, sets, string, tf32,
+};
 use crate::train::parse_device;
 
 fn common(cmd: Command) -> Command {
@@ -34,13 +36,9 @@ fn common(cmd: Command) -> Command {
         "For a .pt checkpoint: the preset it was trained with (data set, settings); it is \
          imported as `jem model import` does, into <out>/imported-<name>.safetensors",
     ))
-    .arg(
-        Arg::new("set")
-            .long("set")
-            .value_name("KEY=VALUE")
-            .action(clap::ArgAction::Append)
-            .help("For a .pt checkpoint: override a preset value (repeatable)"),
-    )
+    .arg(set_arg(
+        "For a .pt checkpoint: override a preset value (repeatable)",
+    ))
     .arg(opt(
         "out",
         "DIR",
@@ -411,12 +409,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     checkpoint.display()
                 )
             })?;
-            let sets: Vec<String> = m
-                .get_many::<String>("set")
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
+            let sets = sets(m);
             let imported = crate::model::import_pt(&checkpoint, &config, &sets)?;
             let stem = checkpoint.file_stem().unwrap_or_default().to_string_lossy();
             let file = out.join(format!("imported-{stem}.safetensors"));

@@ -3,13 +3,13 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-use clap::{Arg, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use jem_models::summary::summarize;
 use jem_models::{Norm, WrnConfig};
 
 use jem_train::{Checkpoint, TrainConfig};
 
-use crate::args::{flag, opt, parsed, path, string};
+use crate::args::{flag, opt, parsed, path, set_arg, sets, string};
 
 /// The `jem model` command tree.
 pub fn command() -> Command {
@@ -78,13 +78,9 @@ pub fn command() -> Command {
                     )
                     .required(true),
                 )
-                .arg(
-                    Arg::new("set")
-                        .long("set")
-                        .value_name("KEY=VALUE")
-                        .action(clap::ArgAction::Append)
-                        .help("Override a preset value (repeatable), e.g. model.width=2"),
-                )
+                .arg(set_arg(
+                    "Override a preset value (repeatable), e.g. model.width=2",
+                ))
                 .arg(opt("out", "FILE", "The checkpoint to write (.safetensors)").required(true)),
         )
 }
@@ -102,12 +98,7 @@ fn import(m: &ArgMatches) -> Result<()> {
     let pt = path(m, "checkpoint").unwrap_or_default();
     let config = path(m, "config").unwrap_or_default();
     let out = path(m, "out").unwrap_or_default();
-    let sets: Vec<String> = m
-        .get_many::<String>("set")
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+    let sets = sets(m);
     let imported = import_pt(&pt, &config, &sets)?;
     imported.checkpoint.save(&out)?;
     let buffer = imported

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use jem_train::{TrainConfig, TrainOptions, Trainer};
 
-use crate::args::{apply_tf32, cache_dir, data_dir, flag, opt, path, string, tf32};
+use crate::args::{apply_tf32, cache_dir, data_dir, flag, opt, path, set_arg, sets, string, tf32};
 
 pub fn command() -> Command {
     Command::new("train")
@@ -20,13 +20,9 @@ pub fn command() -> Command {
              run had not stopped.",
         )
         .arg(opt("config", "FILE", "Experiment preset (TOML)").conflicts_with("resume"))
-        .arg(
-            Arg::new("set")
-                .long("set")
-                .value_name("KEY=VALUE")
-                .action(ArgAction::Append)
-                .help("Override a config key, e.g. --set sampler.steps=10 (repeatable)"),
-        )
+        .arg(set_arg(
+            "Override a config key, e.g. --set sampler.steps=10 (repeatable)",
+        ))
         .arg(opt("resume", "RUN_DIR", "Continue the run in RUN_DIR"))
         .arg(opt("out", "RUN_DIR", "Run folder of a new run"))
         .arg(opt(
@@ -92,10 +88,7 @@ fn default_run_dir(name: &str) -> PathBuf {
 }
 
 pub fn run(m: &ArgMatches) -> Result<()> {
-    let sets: Vec<String> = m
-        .get_many::<String>("set")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
+    let sets = sets(m);
     let device = parse_device(&string(m, "device").unwrap_or_else(|| "cpu".into()))?;
     apply_tf32(m);
     let data_dir = jem_data::resolve_data_dir(path(m, "data-dir").as_deref());

@@ -432,15 +432,10 @@ pub(crate) fn run_stages(
             continue;
         }
         eprintln!("==> {}", s.name);
-        let t0 = Instant::now();
-        let status = Command::new(jem)
-            .args(&s.args)
-            .status()
-            .with_context(|| format!("running {}", jem.display()))?;
-        let secs = t0.elapsed().as_secs_f64();
-        timings.record(&s.name, secs, status.success());
+        let (secs, ok) = run_stage(jem, &s.args)?;
+        timings.record(&s.name, secs, ok);
         timings.save(out)?;
-        if !status.success() {
+        if !ok {
             eprintln!(
                 "==> {} failed after {}; continuing with the other stages",
                 s.name,
@@ -450,6 +445,16 @@ pub(crate) fn run_stages(
         }
     }
     Ok(failed)
+}
+
+/// Runs one stage's `jem` command: its seconds and whether it succeeded.
+pub(crate) fn run_stage(jem: &Path, args: &[String]) -> Result<(f64, bool)> {
+    let t0 = Instant::now();
+    let status = Command::new(jem)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", jem.display()))?;
+    Ok((t0.elapsed().as_secs_f64(), status.success()))
 }
 
 /// Every row of the paper's tables for `target` and the preset of this plan that reproduces

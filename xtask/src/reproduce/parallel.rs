@@ -7,13 +7,11 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{Stage, human, selected};
+use super::{Stage, human, run_stage, selected};
 use crate::report;
 
 /// The plan's stages in chains: one per model in plan order, then the `all/` stages.
@@ -64,18 +62,13 @@ pub(crate) fn run_stages_on(
             return Ok(());
         }
         eprintln!("==> [{worker}: {device}] {}", s.name);
-        let t0 = Instant::now();
-        let status = Command::new(jem)
-            .args(on_device(&s.args, device))
-            .status()
-            .with_context(|| format!("running {}", jem.display()))?;
-        let secs = t0.elapsed().as_secs_f64();
+        let (secs, ok) = run_stage(jem, &on_device(&s.args, device))?;
         {
             let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
-            t.record(&s.name, secs, status.success());
+            t.record(&s.name, secs, ok);
             t.save(out)?;
         }
-        if !status.success() {
+        if !ok {
             eprintln!(
                 "==> {} failed after {} on {device}; continuing with the other stages",
                 s.name,
