@@ -57,6 +57,7 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
 
     let out = jem(&["eval", "accuracy", "--checkpoint", ck_s], tmp.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    plain_progress(&stderr(&out), "classify test: 2000/2000 images", "images");
     let acc = json(&eval_dir.join("accuracy.json"));
     assert_eq!(acc["n"], 2000);
     let per_class = acc["per_class"].as_array().unwrap();
@@ -70,8 +71,12 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
     // balanced test split: the mean of the per-class accuracies is the accuracy
     assert!((mean - acc["accuracy"].as_f64().unwrap()).abs() < 1e-12);
 
-    let out = jem(&["eval", "calibration", "--checkpoint", ck_s], tmp.path());
+    let out = jem(
+        &["eval", "calibration", "-q", "--checkpoint", ck_s],
+        tmp.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "--quiet writes nothing on stderr");
     let cal = json(&eval_dir.join("calibration.json"));
     assert_eq!(cal["reference"]["bins"].as_array().unwrap().len(), 20);
     assert_eq!(cal["torchmetrics"]["bins"].as_array().unwrap().len(), 16);
@@ -141,6 +146,7 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         tmp.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    plain_progress(&stderr(&out), "pgd ", "batches");
     let rob = json(&eval_dir.join("robustness.json"));
     let rows = rob.as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -208,6 +214,7 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         tmp.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    plain_progress(&stderr(&out), "landscape 2-D: 25/25 points", "points");
     let land = json(&eval_dir.join("landscape.json"));
     let c = &land["checkpoints"][0];
     assert_eq!(c["one_d"]["energies"].as_array().unwrap().len(), 5);
@@ -237,6 +244,7 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         tmp.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    plain_progress(&stderr(&out), "generate unconditional: 3/3 steps", "steps");
     for png in ["buffer.png", "chains.png", "conditional.png"] {
         let img = image::open(eval_dir.join(png)).unwrap();
         assert!(img.width() >= 32 && img.height() >= 32, "{png}");
@@ -404,4 +412,16 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         tmp.path(),
     );
     assert!(!out.status.success() && stderr(&out).contains("imagenet"));
+}
+
+/// Progress on a stderr that is not a terminal: plain lines with the count and the rate, no
+/// carriage returns, no bar.
+fn plain_progress(err: &str, expected: &str, unit: &str) {
+    assert!(!err.contains('\r'), "a carriage return in a log: {err:?}");
+    assert!(err.contains(expected), "no `{expected}` line in {err}");
+    assert!(
+        err.contains(&format!(" {unit}/s")) || err.contains(" s/"),
+        "no rate in {err}"
+    );
+    assert!(!err.contains("[="), "a bar in a log: {err}");
 }

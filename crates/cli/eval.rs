@@ -352,12 +352,14 @@ fn sessions(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| p.display().to_string())
     };
+    let first_progress = first.progress;
     let mut out = vec![(label(&first.checkpoint), first)];
     if let Some(more) = m.get_many::<String>("compare") {
         for c in more {
             let p = PathBuf::from(c);
             let s = EvalSession::open(&p, data_dir, cache_dir, &out[0].1.device)
-                .with_context(|| format!("opening --compare {}", p.display()))?;
+                .with_context(|| format!("opening --compare {}", p.display()))?
+                .with_progress(first_progress);
             out.push((label(&p), s));
         }
     }
@@ -421,7 +423,8 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     };
     note!("loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)
-        .with_context(|| format!("opening {}", checkpoint.display()))?;
+        .with_context(|| format!("opening {}", checkpoint.display()))?
+        .with_progress(!quiet);
     let value = match task {
         "accuracy" => {
             note!("classifying {} test images", s.data.test.len());

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[cfg(feature = "download")]
-use indicatif::{ProgressBar, ProgressStyle};
+use jem_io::progress::{BYTES, Progress, ProgressMode};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -218,7 +218,19 @@ fn download_to(url: &str, part: &Path, opts: &FetchOptions) -> Result<()> {
         .open(part)
         .at(part)?;
     let total = length.map(|l| l + start);
-    let bar = progress_bar(opts.progress, total, url, start);
+    let name = url.rsplit('/').next().unwrap_or(url);
+    let label = if start > 0 {
+        format!("{name} (resumed)")
+    } else {
+        name.to_string()
+    };
+    let bar = Progress::new(
+        &label,
+        total.unwrap_or(0),
+        BYTES,
+        ProgressMode::shown(opts.progress),
+    )
+    .with_start(start);
     let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -232,38 +244,8 @@ fn download_to(url: &str, part: &Path, opts: &FetchOptions) -> Result<()> {
         bar.inc(n as u64);
     }
     out.sync_all().at(part)?;
-    bar.finish_and_clear();
-    if opts.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("downloaded {url}");
-    }
+    bar.finish();
     Ok(())
-}
-
-#[cfg(feature = "download")]
-fn progress_bar(show: bool, total: Option<u64>, url: &str, start: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!(
-            "downloading {url}{}",
-            if start > 0 { " (resuming)" } else { "" }
-        );
-        return ProgressBar::hidden();
-    }
-    let bar = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::no_length(),
-    };
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-    bar.set_position(start);
-    bar
 }
 
 #[cfg(feature = "download")]

@@ -2,11 +2,11 @@
 //! attacks — 1,000 test images shuffled with seed 123, in batches of 10 — for one or more
 //! checkpoints and norms, with the robustness-curve figure of the paper's Figure 5.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Tensor;
+use jem_io::progress::{Progress, ProgressMode};
 use serde::{Deserialize, Serialize};
 
 use crate::output::write_json;
@@ -88,6 +88,12 @@ pub fn robustness(
                 norm,
                 ..opts.attack
             };
+            let bar = Progress::new(
+                &format!("pgd {label} {norm}"),
+                total as u64,
+                "batches",
+                ProgressMode::shown(progress),
+            );
             let result = robust_accuracy_with_progress(
                 &s.model,
                 batches.iter().cloned(),
@@ -95,15 +101,11 @@ pub fn robustness(
                 &opts.eps,
                 opts.seed,
                 |done, images| {
-                    if progress {
-                        eprint!("\r{label} {norm}: batch {done}/{total} ({images} images)");
-                        let _ = std::io::stderr().flush();
-                    }
+                    bar.set_message(format!("{images} images"));
+                    bar.set_position(done as u64);
                 },
             )?;
-            if progress {
-                eprintln!();
-            }
+            bar.finish();
             rows.push(RobustnessRow {
                 label: label.clone(),
                 checkpoint: s.checkpoint.display().to_string(),

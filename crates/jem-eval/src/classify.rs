@@ -6,7 +6,7 @@ use std::path::Path;
 use jem_metrics::calibration::{Calibration, EceConvention, calibration};
 use jem_metrics::confidences_and_hits;
 use jem_plot::{ReliabilityBin, save_reliability_diagram};
-use jem_train::eval::{Predictions, predict};
+use jem_train::eval::{Predictions, predict_with};
 use serde::{Deserialize, Serialize};
 
 use crate::output::{plot_err, write_json};
@@ -55,12 +55,14 @@ pub struct CalibrationResult {
 
 /// Model predictions on the test split (eval-mode BatchNorm).
 pub fn test_predictions(s: &EvalSession, batch: usize) -> Result<Predictions> {
-    Ok(predict(
+    let progress = s.progress("classify test", s.data.test.len() as u64, "images");
+    Ok(predict_with(
         &s.model,
         &s.data,
         s.data.test.clone(),
         batch,
         &s.device,
+        &progress,
     )?)
 }
 

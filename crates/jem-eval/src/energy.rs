@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::landscape::{
-    Direction, DirectionOptions, Landscape1d, Landscape2d, landscape_1d, landscape_2d, linspace,
-    save_landscape_1d, save_landscape_2d,
+    Direction, DirectionOptions, Landscape1d, Landscape2d, ScanOptions, landscape_1d_with,
+    landscape_2d_with, linspace, save_landscape_1d, save_landscape_2d,
 };
 use crate::output::write_json;
 use crate::{EvalError, EvalSession, Result};
@@ -95,14 +95,20 @@ pub fn landscapes(
         let batch = test_batch(s, opts.samples)?;
         let d1 =
             Direction::filter_normalized(&s.model.store, opts.seed, DirectionOptions::default())?;
-        let one_d = landscape_1d(&s.model, &batch, &d1, &alphas)?;
+        let scan = ScanOptions {
+            progress: s.progress,
+            ..ScanOptions::default()
+        };
+        let one_d = landscape_1d_with(&s.model, &batch, &d1, &alphas, &scan)?;
         let two_d = if opts.two_d && i == 0 {
             let d2 = Direction::filter_normalized(
                 &s.model.store,
                 opts.seed + 1,
                 DirectionOptions::default(),
             )?;
-            Some(landscape_2d(&s.model, &batch, &d1, &d2, &alphas, &alphas)?)
+            Some(landscape_2d_with(
+                &s.model, &batch, &d1, &d2, &alphas, &alphas, &scan,
+            )?)
         } else {
             None
         };

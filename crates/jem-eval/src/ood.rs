@@ -208,6 +208,22 @@ pub fn score(s: &EvalSession, set: Arc<ImageSet>, opts: &OodOptions) -> Result<S
 
 /// Scores every image (or mixed pair) of `set`.
 pub fn score_set(s: &EvalSession, set: OodImages, opts: &OodOptions) -> Result<Scores> {
+    score_set_named(s, "", set, opts)
+}
+
+/// [`score_set`], its progress labelled with the set's `name`.
+fn score_set_named(
+    s: &EvalSession,
+    name: &str,
+    set: OodImages,
+    opts: &OodOptions,
+) -> Result<Scores> {
+    let label = if name.is_empty() {
+        "ood scores".to_string()
+    } else {
+        format!("ood scores {name}")
+    };
+    let progress = s.progress(&label, set.len() as u64, "images");
     let loader = |images: ImageSet| {
         s.data
             .eval_loader(Arc::new(images), opts.batch, &s.device)
@@ -256,7 +272,9 @@ pub fn score_set(s: &EvalSession, set: OodImages, opts: &OodOptions) -> Result<S
             let norm = g.sqr()?.flatten_from(1)?.sum(1)?.sqrt()?;
             out.pxgrad.extend(to_vec(&norm)?.into_iter().map(|v| -v));
         }
+        progress.inc(b.labels.dim(0)? as u64);
     }
+    progress.finish();
     Ok(out)
 }
 
@@ -272,8 +290,11 @@ pub fn ood(
     if sets.is_empty() {
         return Err(EvalError::Invalid("no OOD set given".into()));
     }
-    let test = s.data.test.clone();
-    let inn = score(s, test, opts)?;
+    let test = OodImages {
+        first: Arc::unwrap_or_clone(s.data.test.clone()),
+        second: None,
+    };
+    let inn = score_set_named(s, "test", test, opts)?;
     crate::output::ensure_dir(out)?;
     let mut rows = Vec::new();
     for name in sets {
@@ -281,7 +302,7 @@ pub fn ood(
         if let Some(max) = opts.max_images {
             set = set.truncate(max);
         }
-        let o = score_set(s, set, opts)?;
+        let o = score_set_named(s, name, set, opts)?;
         let report = |a: &[f64], b: &[f64]| ood_report(a, b).map_err(EvalError::Metric);
         rows.push(OodSetResult {
             name: name.clone(),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use jem_io::progress::{Progress, ProgressMode};
 use jem_models::WideResNet;
 use jem_train::data::RunData;
 use jem_train::{Checkpoint, TrainConfig, build_model};
@@ -27,6 +28,9 @@ pub struct EvalSession {
     pub device: Device,
     /// Completed training iterations of the checkpoint.
     pub iteration: u64,
+    /// Show the progress of long tasks on stderr ([`jem_io::progress`]: a bar on a
+    /// terminal, plain lines otherwise). Off after [`open`](Self::open).
+    pub progress: bool,
 }
 
 impl EvalSession {
@@ -56,6 +60,19 @@ impl EvalSession {
             replay_buffer: ck.replay_buffer,
             device: device.clone(),
             iteration: ck.progress.iteration,
+            progress: false,
         })
+    }
+
+    /// The session with progress shown (or not).
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    /// A progress counter for a task of this session: shown when [`progress`](Self::progress)
+    /// is on.
+    pub fn progress(&self, label: &str, total: u64, unit: &str) -> Progress {
+        Progress::new(label, total, unit, ProgressMode::shown(self.progress))
     }
 }

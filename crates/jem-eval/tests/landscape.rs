@@ -70,8 +70,17 @@ fn the_origin_gives_the_models_own_mean_energy() {
     let along_d2 = landscape_1d(&m, &x, &d2, &[0.5]).unwrap();
     assert!((two.energies[1][1] - along_d2.energies[0]).abs() <= 1e-6);
     // chunks of 4 and 2 images give the same mean
-    let chunked =
-        landscape_1d_with(&m, &x, &d1, &[-0.5, 0.0], &ScanOptions { chunk_size: 4 }).unwrap();
+    let chunked = landscape_1d_with(
+        &m,
+        &x,
+        &d1,
+        &[-0.5, 0.0],
+        &ScanOptions {
+            chunk_size: 4,
+            ..ScanOptions::default()
+        },
+    )
+    .unwrap();
     assert!((chunked.energies[0] - one.energies[0]).abs() <= 1e-5);
     assert!((mean_energy(&m, &x, 2).unwrap() - own).abs() <= 1e-5);
 }
@@ -284,7 +293,10 @@ fn bad_arguments_are_named() {
         &x,
         &d,
         &[0.0],
-        &ScanOptions { chunk_size: 0 },
+        &ScanOptions {
+            chunk_size: 0,
+            ..ScanOptions::default()
+        },
     ));
     assert!(e.contains("chunk_size"), "{e}");
     let flat = x.flatten_from(1).unwrap();

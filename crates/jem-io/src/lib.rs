@@ -31,6 +31,8 @@ pub struct ReadmeDoctests;
 mod bounded;
 
 pub mod atomic;
+#[cfg(feature = "progress")]
+pub mod progress;
 
 pub use atomic::{AtomicWriteError, temp_path, write_atomic, write_atomic_with};
 pub use bounded::{

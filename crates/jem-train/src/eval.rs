@@ -1,6 +1,7 @@
 //! Evaluation during training: accuracy, calibration and OOD detection with eval-mode
 //! BatchNorm on whole data sets.
 
+use jem_io::progress::Progress;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
@@ -42,6 +43,18 @@ pub fn predict(
     batch: usize,
     device: &Device,
 ) -> Result<Predictions> {
+    predict_with(model, data, set, batch, device, &Progress::hidden())
+}
+
+/// [`predict`], counting the images done on `progress`.
+pub fn predict_with(
+    model: &WideResNet,
+    data: &RunData,
+    set: Arc<ImageSet>,
+    batch: usize,
+    device: &Device,
+    progress: &Progress,
+) -> Result<Predictions> {
     let loader = data.eval_loader(set, batch, device)?;
     let (mut probs, mut log_px, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     let mut classes = 0;
@@ -54,7 +67,9 @@ pub fn predict(
         probs.extend(p.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
         log_px.extend(lse.to_dtype(DType::F64)?.to_vec1::<f64>()?);
         labels.extend(b.labels.to_vec1::<u32>()?);
+        progress.inc(b.labels.dim(0)? as u64);
     }
+    progress.finish();
     Ok(Predictions {
         probs,
         log_px,

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use jem_io::progress::{Progress, ProgressMode};
 use serde::Serialize;
 
 use crate::{Result, TrainError};
@@ -99,56 +99,49 @@ impl JsonLines {
     }
 }
 
-/// Progress display: a bar with ETA on a terminal, plain lines otherwise.
+/// Progress display: the workspace's bar ([`jem_io::progress`]) with rate and ETA on a
+/// terminal; otherwise training's own log lines (loss, energies, learning rate), which say
+/// more than a plain progress line would.
 pub struct Reporter {
-    bar: Option<ProgressBar>,
+    bar: Progress,
 }
 
 impl Reporter {
     /// A reporter for `total` iterations starting at `done`.
     pub fn new(total: u64, done: u64, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_position(done);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, ETA {eta}) {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.reset_eta();
-            bar
-        });
-        Self { bar }
+        let mode = if !quiet && std::io::stderr().is_terminal() {
+            ProgressMode::Auto
+        } else {
+            ProgressMode::Hidden
+        };
+        Self {
+            bar: Progress::new("train", total, "it", mode).with_start(done),
+        }
     }
 
     /// Moves to `iteration` with a status message (`log` = also a plain line when there is
     /// no bar).
     pub fn update(&self, iteration: u64, msg: &str, log: bool) {
-        match &self.bar {
-            Some(b) => {
-                b.set_position(iteration);
-                b.set_message(msg.to_string());
-            }
-            None if log => eprintln!("{msg}"),
-            None => {}
+        if self.bar.is_bar() {
+            self.bar.set_position(iteration);
+            self.bar.set_message(msg);
+        } else if log {
+            eprintln!("{msg}");
         }
     }
 
     /// Prints a line above the bar (or plainly).
     pub fn println(&self, msg: &str) {
-        match &self.bar {
-            Some(b) => b.println(msg),
-            None => eprintln!("{msg}"),
+        if self.bar.is_bar() {
+            self.bar.println(msg);
+        } else {
+            eprintln!("{msg}");
         }
     }
 
     /// Removes the bar.
     pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
+        self.bar.finish();
     }
 }
 

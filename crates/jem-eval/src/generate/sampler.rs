@@ -1,11 +1,11 @@
 //! The chains: the reference's eval-time step, unconditional and class-conditional.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor};
 use jem_data::ClassGaussians;
 use jem_data::rng::ChaCha8Rng;
+use jem_io::progress::{Progress, ProgressMode};
 use jem_models::BnMode;
 use jem_models::jem::{Classifier, class_logit, input_gradient, log_density};
 use rand::Rng;
@@ -155,6 +155,13 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
         let mut finals = Vec::new();
         let mut snaps: Vec<(usize, Vec<Tensor>)> =
             wanted.iter().map(|&s| (s, Vec::new())).collect();
+        let batches = n.div_ceil(opts.batch.max(1));
+        let progress = Progress::new(
+            &format!("generate {what}"),
+            (batches * steps) as u64,
+            "steps",
+            ProgressMode::shown(opts.progress),
+        );
         let mut start = 0;
         while start < n {
             let len = opts.batch.min(n - start);
@@ -167,7 +174,6 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
                 )?),
                 None => None,
             };
-            let t0 = Instant::now();
             for step in 0..=steps {
                 if let Some(slot) = snaps.iter_mut().find(|(s, _)| *s == step) {
                     slot.1.push(x.to_device(&Device::Cpu)?);
@@ -184,26 +190,26 @@ impl<M: Classifier + ?Sized> Sampler<'_, M> {
                 };
                 x = sgld_step(&x, &g, opts, rng)?;
                 if opts.progress && ((step + 1) % opts.progress_every == 0 || step + 1 == steps) {
+                    // reading the score back waits for the device: only every few steps
                     let mean = score.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
                     let name = if y.is_some() { "f(x)[y]" } else { "log p(x)" };
-                    eprintln!(
-                        "generate {what}: chains {}..{} of {n}, step {}/{steps} done, mean {name} \
-                         {mean:.4} before it ({} BN), {:.1}s",
-                        start,
+                    let bn = if mode == BnMode::Eval {
+                        "running-stats"
+                    } else {
+                        "batch-stats"
+                    };
+                    progress.set_message(format!(
+                        "chains {start}..{} of {n}, mean {name} {mean:.4} at step {} ({bn} BN)",
                         start + len,
                         step + 1,
-                        if mode == BnMode::Eval {
-                            "running-stats"
-                        } else {
-                            "batch-stats"
-                        },
-                        t0.elapsed().as_secs_f64()
-                    );
+                    ));
                 }
+                progress.inc(1);
             }
             finals.push(x.to_device(&Device::Cpu)?);
             start += len;
         }
+        progress.finish();
         let cat = |v: &[Tensor]| -> Result<Tensor> {
             if v.is_empty() {
                 let [c, h, w] = self.shape;

@@ -1,6 +1,7 @@
 //! The scans: mean energy of a fixed batch at `theta + alpha d1 (+ beta d2)`.
 
 use candle_core::{DType, Tensor, Var};
+use jem_io::progress::{Progress, ProgressMode};
 use jem_models::{BnMode, Params, WideResNet};
 use serde::{Deserialize, Serialize};
 
@@ -12,11 +13,28 @@ use crate::{EvalError, Result};
 pub struct ScanOptions {
     /// Images per forward pass (bounds memory; the mean is over the whole batch). Default 256.
     pub chunk_size: usize,
+    /// Show the scan's progress on stderr ([`jem_io::progress`]). Default off.
+    #[serde(skip)]
+    pub progress: bool,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { chunk_size: 256 }
+        Self {
+            chunk_size: 256,
+            progress: false,
+        }
+    }
+}
+
+impl ScanOptions {
+    fn progress_of(&self, label: &str, points: usize) -> Progress {
+        Progress::new(
+            label,
+            points as u64,
+            "points",
+            ProgressMode::shown(self.progress),
+        )
     }
 }
 
@@ -189,10 +207,13 @@ pub fn landscape_1d_with(
     direction.check(&model.store, "direction")?;
     let guard = Restore::new(model, &[direction])?;
     let mut energies = Vec::with_capacity(alphas.len());
+    let progress = options.progress_of("landscape 1-D", alphas.len());
     for &a in alphas {
         guard.set(&[(a, direction)])?;
         energies.push(mean_energy(model, batch, options.chunk_size)?);
+        progress.inc(1);
     }
+    progress.finish();
     guard.restore()?;
     Ok(Landscape1d {
         alphas: alphas.to_vec(),
@@ -233,14 +254,17 @@ pub fn landscape_2d_with(
     d2.check(&model.store, "d2")?;
     let guard = Restore::new(model, &[d1, d2])?;
     let mut energies = Vec::with_capacity(alphas.len());
+    let progress = options.progress_of("landscape 2-D", alphas.len() * betas.len());
     for &a in alphas {
         let mut row = Vec::with_capacity(betas.len());
         for &b in betas {
             guard.set(&[(a, d1), (b, d2)])?;
             row.push(mean_energy(model, batch, options.chunk_size)?);
+            progress.inc(1);
         }
         energies.push(row);
     }
+    progress.finish();
     guard.restore()?;
     Ok(Landscape2d {
         alphas: alphas.to_vec(),

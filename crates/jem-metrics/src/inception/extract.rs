@@ -1,10 +1,9 @@
 //! Batched feature extraction into plain `f64` arrays.
 
 use std::fmt::Display;
-use std::io::Write;
-use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use jem_io::progress::{Progress, ProgressMode};
 
 use super::network::{FidInception, InceptionOutput};
 use super::{NUM_LOGITS, POOL_DIM};
@@ -48,30 +47,6 @@ impl InceptionFeatures {
     }
 }
 
-/// Progress on stderr: one line rewritten in place.
-struct Progress {
-    on: bool,
-    start: Instant,
-}
-
-impl Progress {
-    fn update(&self, done: usize, total: Option<usize>) {
-        if !self.on {
-            return;
-        }
-        let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let total = total.map(|t| format!("/{t}")).unwrap_or_default();
-        eprint!("\rinception: {done}{total} images ({rate:.1} images/s)");
-        let _ = std::io::stderr().flush();
-    }
-
-    fn finish(&self) {
-        if self.on {
-            eprintln!();
-        }
-    }
-}
-
 impl FidInception {
     /// Runs `images` (`[N, C, H, W]` in `[0, 1]`, as [`forward`](Self::forward)) through the
     /// network `batch_size` images at a time, collecting the outputs on the host. With
@@ -89,10 +64,12 @@ impl FidInception {
             .dims4()
             .map_err(|e| MetricError::Invalid(format!("images must be [N, C, H, W]: {e}")))?
             .0;
-        let p = Progress {
-            on: progress,
-            start: Instant::now(),
-        };
+        let p = Progress::new(
+            "inception",
+            n as u64,
+            "images",
+            ProgressMode::shown(progress),
+        );
         let mut out = InceptionFeatures::default();
         for start in (0..n).step_by(batch_size) {
             let len = batch_size.min(n - start);
@@ -100,7 +77,7 @@ impl FidInception {
                 .narrow(0, start, len)
                 .map_err(|e| MetricError::Invalid(format!("images {start}..: {e}")))?;
             self.extract_into(&mut out, &batch)?;
-            p.update(out.count, Some(n));
+            p.set_position(out.count as u64);
         }
         p.finish();
         Ok(out)
@@ -113,15 +90,12 @@ impl FidInception {
         I: IntoIterator<Item = std::result::Result<Tensor, E>>,
         E: Display,
     {
-        let p = Progress {
-            on: progress,
-            start: Instant::now(),
-        };
+        let p = Progress::new("inception", 0, "images", ProgressMode::shown(progress));
         let mut out = InceptionFeatures::default();
         for (i, batch) in batches.into_iter().enumerate() {
             let batch = batch.map_err(|e| MetricError::Invalid(format!("batch {i}: {e}")))?;
             self.extract_into(&mut out, &batch)?;
-            p.update(out.count, None);
+            p.set_position(out.count as u64);
         }
         p.finish();
         Ok(out)
