@@ -78,39 +78,44 @@ fn cargo_in_toolkit(cudnn: bool, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask check-cuda`: compiles `jem` with CUDA (the toolkit, no GPU needed).
+#[derive(clap::Args, Debug)]
+pub struct CheckCudaArgs {
+    /// With cuDNN (`--features cudnn`).
+    #[arg(long)]
+    pub cudnn: bool,
+    /// `cargo build` instead of `cargo check` (links against the CUDA libraries).
+    #[arg(long)]
+    pub build: bool,
+    /// Cargo's target folder for the CUDA build (keeps the CPU build's).
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+}
+
+/// `cargo xtask gpu-check`: builds the CUDA `jem` and packs the GPU check (`run.sh`, the
+/// binary, the data it needs) into one folder to copy to a GPU machine.
+#[derive(clap::Args, Debug)]
+pub struct GpuCheckArgs {
+    /// With cuDNN (`--features cudnn`).
+    #[arg(long)]
+    pub cudnn: bool,
+    /// Cargo's target folder for the CUDA build.
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+    /// The folder to pack [default: gpu-check].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// A CUDA `jem` built elsewhere (skips the build).
+    #[arg(long, value_name = "PATH")]
+    pub jem: Option<PathBuf>,
+}
+
 struct Opts {
     cudnn: bool,
     build: bool,
     target_dir: Option<PathBuf>,
     out: Option<PathBuf>,
     jem: Option<PathBuf>,
-}
-
-fn parse(args: &[String], usage: &str) -> Result<Opts> {
-    let mut o = Opts {
-        cudnn: false,
-        build: false,
-        target_dir: None,
-        out: None,
-        jem: None,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| -> Result<PathBuf> {
-            it.next()
-                .map(PathBuf::from)
-                .with_context(|| format!("{name} needs a value; usage: {usage}"))
-        };
-        match a.as_str() {
-            "--cudnn" => o.cudnn = true,
-            "--build" => o.build = true,
-            "--target-dir" => o.target_dir = Some(value("--target-dir")?),
-            "--out" => o.out = Some(value("--out")?),
-            "--jem" => o.jem = Some(value("--jem")?),
-            other => bail!("unknown argument `{other}`; usage: {usage}"),
-        }
-    }
-    Ok(o)
 }
 
 fn features(cudnn: bool) -> String {
@@ -125,14 +130,14 @@ fn target_args(o: &Opts) -> Vec<String> {
 }
 
 /// `cargo xtask check-cuda [--cudnn] [--build] [--target-dir DIR]`.
-pub fn check_cuda(args: &[String]) -> Result<()> {
-    let o = parse(
-        args,
-        "cargo xtask check-cuda [--cudnn] [--build] [--target-dir DIR]",
-    )?;
-    if o.out.is_some() || o.jem.is_some() {
-        bail!("check-cuda takes --cudnn, --build and --target-dir only");
-    }
+pub fn check_cuda(args: CheckCudaArgs) -> Result<()> {
+    let o = Opts {
+        cudnn: args.cudnn,
+        build: args.build,
+        target_dir: args.target_dir,
+        out: None,
+        jem: None,
+    };
     // `--release` for the check too: candle-kernels' build script (nvcc, ~8 minutes on 2 cores)
     // runs once per profile, and the release build of `gpu-check` then reuses its output
     let mode = if o.build { "build" } else { "check" };
@@ -196,11 +201,14 @@ fn gzip(src: &Path, dst: &Path) -> Result<()> {
 }
 
 /// `cargo xtask gpu-check [--cudnn] [--target-dir DIR] [--out DIR] [--jem PATH]`.
-pub fn gpu_check(args: &[String]) -> Result<()> {
-    let o = parse(
-        args,
-        "cargo xtask gpu-check [--cudnn] [--target-dir DIR] [--out DIR] [--jem PATH]",
-    )?;
+pub fn gpu_check(args: GpuCheckArgs) -> Result<()> {
+    let o = Opts {
+        cudnn: args.cudnn,
+        build: true,
+        target_dir: args.target_dir,
+        out: args.out,
+        jem: args.jem,
+    };
     let start = std::time::Instant::now();
     let bin = match &o.jem {
         Some(p) => p.clone(),

@@ -30,29 +30,78 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Project automation for the sadajem workspace.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// The workspace's tests in one `cargo test`, then the lean builds (crates without
+    /// their default features); one summary line.
+    Test(TestArgs),
+    /// Rebuild the embedded quick data sets from the official-format files.
+    MakeQuickData(quick_data::QuickDataArgs),
+    /// Train and evaluate a reproduction's models, then write its report (resumable).
+    Reproduce(reproduce::Args),
+    /// Our CPU speed beside PyTorch's, alternating rounds, one ratio table.
+    Bench(bench::BenchArgs),
+    /// Every preset of the paper's rows against the row's settings; non-zero on a drift.
+    CheckPresets,
+    /// Compile `jem` with CUDA on a machine without a GPU.
+    CheckCuda(gpu::CheckCudaArgs),
+    /// Build the CUDA `jem` and pack the GPU check into one folder.
+    GpuCheck(gpu::GpuCheckArgs),
+    /// Run the parsers' fuzz targets (the `jem-fuzz` binary, in release).
+    Fuzz(FuzzArgs),
+}
+
+/// `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+struct TestArgs {
+    /// Test each member on its own (`cargo test -p <member>`), which proves that each
+    /// crate builds alone (slower: dependencies built once per feature set).
+    #[arg(long)]
+    each: bool,
+    /// Arguments passed on to every `cargo test` (e.g. `-- --nocapture`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CARGO_TEST_ARGS"
+    )]
+    cargo_args: Vec<String>,
+}
+
+/// `cargo xtask fuzz`.
+#[derive(clap::Args, Debug)]
+struct FuzzArgs {
+    /// Seconds per target.
+    #[arg(long, default_value_t = 60.0, value_name = "N")]
+    seconds: f64,
+    /// Seed of the input mutations.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    /// The targets to run (all without any).
+    #[arg(value_name = "TARGET")]
+    targets: Vec<String>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
-        Some("make-quick-data") => quick_data::run(&args[1..]),
-        Some("reproduce") => reproduce::run(&args[1..]),
-        Some("bench") => bench::run(&args[1..]),
-        Some("check-presets") => paper::check_presets_command(),
-        Some("check-cuda") => gpu::check_cuda(&args[1..]),
-        Some("gpu-check") => gpu::gpu_check(&args[1..]),
-        Some("fuzz") => fuzz(&args[1..]),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <test [cargo test args] | make-quick-data [--from DIR] | \
-                 reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] [--dry-run] \
-                 [--device D] [--out DIR] [--only STAGE,...] [--from STAGE] | check-presets | \
-                 check-cuda [--cudnn] [--build] | \
-                 gpu-check [--cudnn] [--out DIR] [--jem PATH] | bench [--rounds N] [--only a,b,c,d] | \
-                 fuzz [--seconds N] [--seed S] [TARGET...]>"
-            );
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Test(a) => test(a.each, &a.cargo_args),
+        Task::MakeQuickData(a) => quick_data::run(a),
+        Task::Reproduce(a) => reproduce::run(a),
+        Task::Bench(a) => bench::run(a),
+        Task::CheckPresets => paper::check_presets_command(),
+        Task::CheckCuda(a) => gpu::check_cuda(a),
+        Task::GpuCheck(a) => gpu::gpu_check(a),
+        Task::Fuzz(a) => fuzz(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +110,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parses `args` as the arguments of `task` (tests of each task's arguments).
+#[cfg(test)]
+pub(crate) fn parse_task<T: clap::FromArgMatches>(task: &str, args: &[String]) -> Result<T> {
+    let argv = ["cargo xtask", task].into_iter().map(String::from);
+    let m = <Cli as clap::CommandFactory>::command()
+        .try_get_matches_from(argv.chain(args.iter().cloned()))?;
+    let (_, sub) = m.subcommand().context("a task")?;
+    Ok(T::from_arg_matches(sub)?)
 }
 
 pub(crate) fn cargo() -> String {
@@ -152,7 +211,14 @@ fn cargo_test(args: &[&str], extra: &[String], total: &mut [u64; 3]) -> Result<b
 /// of compiling the dependencies once per distinct feature set (several times candle).
 /// `cargo xtask fuzz [--seconds N] [--seed S] [TARGET...]`: the `jem-fuzz` binary in release
 /// (every parser for N seconds each, 60 by default; findings under `target/fuzz-findings/`).
-fn fuzz(args: &[String]) -> Result<()> {
+fn fuzz(a: &FuzzArgs) -> Result<()> {
+    let mut args = vec![
+        "--seconds".to_string(),
+        a.seconds.to_string(),
+        "--seed".to_string(),
+        a.seed.to_string(),
+    ];
+    args.extend(a.targets.iter().cloned());
     let status = Command::new(cargo())
         .args([
             "run",
@@ -173,25 +239,23 @@ fn fuzz(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn test(extra: &[String]) -> Result<()> {
-    let each = extra.iter().any(|a| a == "--each");
-    let extra: Vec<String> = extra.iter().filter(|a| *a != "--each").cloned().collect();
+fn test(each: bool, extra: &[String]) -> Result<()> {
     let mut total = [0u64; 3];
     let mut failed_crates = Vec::new();
     if each {
         for member in members()? {
-            if !cargo_test(&["-p", &member], &extra, &mut total)? {
+            if !cargo_test(&["-p", &member], extra, &mut total)? {
                 failed_crates.push(member);
             }
         }
-    } else if !cargo_test(&["--workspace", "--no-fail-fast"], &extra, &mut total)? {
+    } else if !cargo_test(&["--workspace", "--no-fail-fast"], extra, &mut total)? {
         failed_crates.push("the workspace (see the failures above)".into());
     }
     // the crates' lean builds, as a user who turns the default features off gets them
     for (krate, args) in LEAN_BUILDS {
         let mut a = vec!["-p", krate, "--no-default-features"];
         a.extend_from_slice(args);
-        if !cargo_test(&a, &extra, &mut total)? {
+        if !cargo_test(&a, extra, &mut total)? {
             failed_crates.push(format!("{krate} without default features"));
         }
     }

@@ -3,18 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use jem_data::embedded::LAYOUT;
 use jem_data::idx;
 
 const SEED: u64 = 20231;
 
-pub fn run(args: &[String]) -> Result<()> {
-    let from = match args {
-        [] => PathBuf::from("../shared/data"),
-        [flag, dir] if flag == "--from" => PathBuf::from(dir),
-        _ => bail!("usage: cargo xtask make-quick-data [--from DIR]"),
-    };
+/// `cargo xtask make-quick-data`: rebuilds the embedded quick data sets
+/// (`crates/jem-data/embedded/`) from the official-format files.
+#[derive(clap::Args, Debug)]
+pub struct QuickDataArgs {
+    /// The folder with `fashion-mnist/` and `mnist/` in IDX format.
+    #[arg(long, default_value = "../shared/data", value_name = "DIR")]
+    pub from: PathBuf,
+}
+
+pub fn run(args: QuickDataArgs) -> Result<()> {
+    let from = args.from;
     let out_root = Path::new("crates/jem-data/embedded");
     for (name, split, per_class) in LAYOUT {
         let src_dir = from.join(name.trim_end_matches("-quick"));

@@ -38,25 +38,86 @@ pub struct Model {
     pub cfg: TrainConfig,
 }
 
-struct Args {
-    target: String,
-    ablations: bool,
-    dry_run: bool,
-    device: String,
-    out: PathBuf,
-    data_dir: Option<PathBuf>,
-    jem: Option<PathBuf>,
-    release: bool,
-    fid_chains: bool,
-    /// `--inception-weights`: the FID network's weights for the fid stages.
-    inception_weights: Option<PathBuf>,
-    /// `--models`: the models whose stages run (output folder names); `None`: all.
-    models: Option<Vec<String>>,
-    /// `--only`: the stages that run (`model/task` or a task for every model); `None`: all.
-    only: Option<Vec<String>>,
-    from: Option<String>,
-    /// `--devices`: run the models' stages side by side, one worker per device.
-    devices: Option<Vec<String>>,
+/// `cargo xtask reproduce`: the train -> eval stages of a reproduction and its report.
+/// Stages whose output exists are skipped, so running again resumes; a failed stage is named
+/// at the end and the exit status is non-zero.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The reproduction: `quick` (embedded data, minutes on a CPU), `fashion-mnist`,
+    /// `cifar10` or `cifar100` (the paper's presets).
+    #[arg(value_parser = ["quick", "fashion-mnist", "cifar10", "cifar100"])]
+    pub target: String,
+    /// Also the ablation steps between the main models (JEM++ + SAM, JEM++ without DA on
+    /// p(x), softmax + SAM, JEM).
+    #[arg(long)]
+    pub ablations: bool,
+    /// Print the stages and their commands without running them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the models run: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
+    /// Output folder [default: reproductions/<TARGET>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Data folder handed to every `jem` stage (else jem's default, `JEM_DATA_DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A `jem` binary to run instead of building one.
+    #[arg(long, value_name = "PATH")]
+    pub jem: Option<PathBuf>,
+    /// Build `jem` in release mode.
+    #[arg(long)]
+    pub release: bool,
+    /// Also the FID of fresh chains from the informative initialisation (slow).
+    #[arg(long)]
+    pub fid_chains: bool,
+    /// The FID network's weights for the fid stages (pytorch-fid's `.pth` or the TorchScript
+    /// `default_1.pt`).
+    #[arg(long, value_name = "FILE")]
+    pub inception_weights: Option<PathBuf>,
+    /// Run only these models' stages (their output folder names, comma-separated).
+    #[arg(long, value_name = "KEY,...", value_delimiter = ',', value_parser = trimmed)]
+    pub models: Option<Vec<String>>,
+    /// Run only these stages: `model/task` names, or a task for every model
+    /// (`train,export,accuracy,...`).
+    #[arg(long, value_name = "STAGE,...", value_delimiter = ',', value_parser = trimmed)]
+    pub only: Option<Vec<String>>,
+    /// Start the plan at this stage (`model/task`), skipping the ones before it.
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<String>,
+    /// Run the models side by side, one worker per device (`cuda:0,cuda:1` or `cpu,cpu`); a
+    /// model's stages keep their order and the overlays run last.
+    #[arg(long, value_name = "D1,D2,...", value_delimiter = ',', value_parser = trimmed,
+          conflicts_with = "device")]
+    pub devices: Option<Vec<String>>,
+}
+
+/// A list item without its surrounding spaces; an empty one is an error.
+fn trimmed(v: &str) -> std::result::Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err("an empty item in a comma-separated list".into())
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+impl Args {
+    /// Fills the defaults that depend on other arguments.
+    fn resolved(mut self) -> Self {
+        if let Some(d) = self.devices.as_ref().and_then(|d| d.first()) {
+            self.device = d.clone();
+        }
+        if self.out.is_none() {
+            self.out = Some(PathBuf::from("reproductions").join(&self.target));
+        }
+        self
+    }
+
+    fn out(&self) -> &Path {
+        self.out.as_deref().unwrap_or(Path::new("reproductions"))
+    }
 }
 
 /// Whether stage `name` (`model/task`) is among `--only`'s (all without it).
@@ -83,76 +144,10 @@ fn select_models<'a>(models: &'a [Model], names: Option<&[String]>) -> Result<Ve
     Ok(models.iter().filter(|m| names.contains(&m.key)).collect())
 }
 
+#[cfg(test)]
 fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        target: String::new(),
-        ablations: false,
-        dry_run: false,
-        device: "cpu".into(),
-        out: PathBuf::new(),
-        data_dir: None,
-        jem: None,
-        release: false,
-        fid_chains: false,
-        inception_weights: None,
-        models: None,
-        only: None,
-        from: None,
-        devices: None,
-    };
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value"))
-        };
-        match x.as_str() {
-            "--ablations" => a.ablations = true,
-            "--dry-run" => a.dry_run = true,
-            "--release" => a.release = true,
-            "--fid-chains" => a.fid_chains = true,
-            "--device" => a.device = value("--device")?,
-            "--out" => a.out = PathBuf::from(value("--out")?),
-            "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
-            "--jem" => a.jem = Some(PathBuf::from(value("--jem")?)),
-            "--models" => {
-                let list = value("--models")?;
-                a.models = Some(list.split(',').map(|k| k.trim().to_string()).collect())
-            }
-            "--only" => {
-                let list = value("--only")?;
-                a.only = Some(list.split(',').map(|k| k.trim().to_string()).collect())
-            }
-            "--from" => a.from = Some(value("--from")?),
-            "--devices" => {
-                let list = value("--devices")?;
-                let devices: Vec<String> = list.split(',').map(|d| d.trim().to_string()).collect();
-                if devices.iter().any(|d| d.is_empty()) {
-                    bail!("--devices `{list}`: a comma-separated list such as cuda:0,cuda:1");
-                }
-                a.device = devices[0].clone();
-                a.devices = Some(devices);
-            }
-            "--inception-weights" => {
-                a.inception_weights = Some(PathBuf::from(value("--inception-weights")?))
-            }
-            t if !t.starts_with('-') && a.target.is_empty() => a.target = t.to_string(),
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    if !["quick", "fashion-mnist", "cifar10", "cifar100"].contains(&a.target.as_str()) {
-        bail!(
-            "usage: cargo xtask reproduce <quick|fashion-mnist|cifar10|cifar100> [--ablations] \
-             [--dry-run] [--device cpu|cuda:N] [--out DIR] [--data-dir DIR] [--jem PATH] [--release] \
-             [--fid-chains] [--inception-weights FILE] [--models KEY,...] [--only STAGE,...] \
-             [--from STAGE] [--devices D1,D2,...]"
-        );
-    }
-    if a.out.as_os_str().is_empty() {
-        a.out = PathBuf::from("reproductions").join(&a.target);
-    }
-    Ok(a)
+    let a = crate::parse_task::<Args>("reproduce", args)?;
+    Ok(a.resolved())
 }
 
 pub(crate) fn root() -> PathBuf {
@@ -220,8 +215,9 @@ pub fn load_models(presets: &[String]) -> Result<Vec<Model>> {
 }
 
 /// `cargo xtask reproduce ...`.
-pub fn run(args: &[String]) -> Result<()> {
-    let a = parse(args)?;
+pub fn run(a: Args) -> Result<()> {
+    let a = a.resolved();
+    let out = a.out().to_path_buf();
     let root = root();
     let gpu = a.device.starts_with("cuda");
     let mut data_args = Vec::new();
@@ -236,14 +232,13 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let mut stages: Vec<Stage> = select_models(&models, a.models.as_deref())?
         .into_iter()
-        .flat_map(|m| model_stages(m, &a.target, &a.out, &data_args, gpu, fid))
+        .flat_map(|m| model_stages(m, &a.target, &out, &data_args, gpu, fid))
         .collect();
     // one robustness figure and one landscape figure with every model overlaid
     let cks: Vec<String> = models
         .iter()
         .map(|m| {
-            a.out
-                .join(&m.key)
+            out.join(&m.key)
                 .join("run/last.safetensors")
                 .display()
                 .to_string()
@@ -257,7 +252,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--checkpoint".into(),
             cks[0].clone(),
             "--out".into(),
-            a.out.join(task).display().to_string(),
+            out.join(task).display().to_string(),
         ];
         args.extend(extra.iter().map(|x| x.to_string()));
         if cks.len() > 1 {
@@ -267,7 +262,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Stage {
             name: format!("all/{task}"),
             args,
-            done_when: a.out.join(task).join(format!("{task}.json")),
+            done_when: out.join(task).join(format!("{task}.json")),
             estimate_s: estimate_s * models.len() as f64,
         }
     };
@@ -320,7 +315,7 @@ pub fn run(args: &[String]) -> Result<()> {
         a.target,
         models.len(),
         stages.len(),
-        a.out.display(),
+        out.display(),
         a.device,
         human(total)
     );
@@ -364,8 +359,8 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let mut timings = report::Timings::load(&a.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut timings = report::Timings::load(&out);
     let jem = match &a.jem {
         Some(p) => p.clone(),
         None => {
@@ -385,13 +380,13 @@ pub fn run(args: &[String]) -> Result<()> {
             &jem,
             a.only.as_deref(),
             &mut timings,
-            &a.out,
+            &out,
             devices,
         )?,
-        _ => run_stages(&stages, &jem, a.only.as_deref(), &mut timings, &a.out)?,
+        _ => run_stages(&stages, &jem, a.only.as_deref(), &mut timings, &out)?,
     };
     let order: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
-    let report = report::write(&a.out, &a.target, &models, &timings, &order, &a.device)?;
+    let report = report::write(&out, &a.target, &models, &timings, &order, &a.device)?;
     println!("report: {}", report.display());
     if !failed.is_empty() {
         bail!(

@@ -112,52 +112,72 @@ struct Args {
     inception_images: usize,
 }
 
-fn parse(args: &[String], root: &Path) -> Result<Args> {
-    let mut a = Args {
-        rounds: 3,
-        iters: 5,
-        python: "python3".into(),
-        script: root.join("../shared/bench/torch_baseline.py"),
-        jem: None,
-        before: None,
-        out: root.join("target/bench-cpu"),
-        only: None,
-        data_dir: root.join("../shared/data"),
-        job_iters: 20,
-        inception_images: 100,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--rounds" => a.rounds = value()?.parse().context("--rounds")?,
-            "--iters" => a.iters = value()?.parse().context("--iters")?,
-            "--python" => a.python = value()?,
-            "--torch-script" => a.script = value()?.into(),
-            "--jem" => a.jem = Some(value()?.into()),
-            "--before" => a.before = Some(value()?.into()),
-            "--out" => a.out = value()?.into(),
-            "--only" => a.only = Some(value()?.split(',').map(str::to_string).collect()),
-            "--data-dir" => a.data_dir = value()?.into(),
-            "--job-iters" => a.job_iters = value()?.parse().context("--job-iters")?,
-            "--inception-images" => {
-                a.inception_images = value()?.parse().context("--inception-images")?
-            }
-            other => bail!(
-                "unknown argument `{other}`; usage: cargo xtask bench [--rounds N] [--iters N] \
-                 [--python PY] [--torch-script FILE] [--jem PATH] [--before PATH] [--out DIR] \
-                 [--only a,b,c,d,e,f] [--data-dir DIR] [--job-iters N] [--inception-images N]"
-            ),
+/// `cargo xtask bench`: our CPU speed beside PyTorch's, measured in alternating rounds on the
+/// same machine; one table of ratios per round (`target/bench-cpu/bench-cpu.md`).
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Alternating rounds (ours, then PyTorch's) per measure.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub rounds: usize,
+    /// Timed iterations per run of the building-block measures (a)-(d).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub iters: usize,
+    /// The Python with torch (and pytorch-fid for (f)); without torch only ours is timed.
+    #[arg(long, default_value = "python3", value_name = "PY")]
+    pub python: String,
+    /// PyTorch's building blocks [default: ../shared/bench/torch_baseline.py].
+    #[arg(long, value_name = "FILE")]
+    pub torch_script: Option<PathBuf>,
+    /// The `jem` to time (else one is built in release).
+    #[arg(long, value_name = "PATH")]
+    pub jem: Option<PathBuf>,
+    /// An earlier `jem` (another commit's build) timed in the same rounds: a "before" column.
+    #[arg(long, value_name = "PATH")]
+    pub before: Option<PathBuf>,
+    /// Output folder [default: target/bench-cpu].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only these measures (a, b, c, d, d', e = the real job, f = Inception features).
+    #[arg(long, value_name = "a,b,...", value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Data folder of (e) and (f) [default: ../shared/data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Training iterations of each (e) run.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub job_iters: usize,
+    /// Images of each (f) run.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub inception_images: usize,
+}
+
+impl BenchArgs {
+    fn resolve(self, root: &Path) -> Result<Args> {
+        if self.rounds == 0 || self.iters == 0 || self.job_iters == 0 || self.inception_images == 0
+        {
+            bail!("--rounds, --iters, --job-iters and --inception-images must be at least 1");
         }
+        Ok(Args {
+            rounds: self.rounds,
+            iters: self.iters,
+            python: self.python,
+            script: self
+                .torch_script
+                .unwrap_or_else(|| root.join("../shared/bench/torch_baseline.py")),
+            jem: self.jem,
+            before: self.before,
+            out: self.out.unwrap_or_else(|| root.join("target/bench-cpu")),
+            only: self.only,
+            data_dir: self.data_dir.unwrap_or_else(|| root.join("../shared/data")),
+            job_iters: self.job_iters,
+            inception_images: self.inception_images,
+        })
     }
-    if a.rounds == 0 || a.iters == 0 || a.job_iters == 0 || a.inception_images == 0 {
-        bail!("--rounds, --iters, --job-iters and --inception-images must be at least 1");
-    }
-    Ok(a)
+}
+
+#[cfg(test)]
+fn parse(args: &[String], root: &Path) -> Result<Args> {
+    crate::parse_task::<BenchArgs>("bench", args)?.resolve(root)
 }
 
 /// The first value of `key=` among whitespace-separated `key=value` words.
@@ -206,9 +226,9 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 /// `cargo xtask bench ...`.
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
     let root = crate::reproduce::root();
-    let a = parse(args, &root)?;
+    let a = args.resolve(&root)?;
     let jem = match &a.jem {
         Some(p) => p.clone(),
         None => crate::reproduce::build_jem(&root, false, false)?,

@@ -167,7 +167,7 @@ fn arguments_are_checked() {
         "cuda:0".into(),
     ])
     .unwrap();
-    assert!(a.dry_run && a.device == "cuda:0" && a.out.ends_with("reproductions/quick"));
+    assert!(a.dry_run && a.device == "cuda:0" && a.out().ends_with("reproductions/quick"));
     let a = parse(&[
         "fashion-mnist".into(),
         "--models".into(),
