@@ -39,7 +39,7 @@ fn bench_on_the_cpu_writes_every_measure() {
     let json = dir.path().join("sub/bench.json");
     let mut args = vec!["bench", "--device", "cpu", "--iters", "1", "--warmup", "0"];
     args.extend(TINY);
-    args.extend(["--json", json.to_str().unwrap()]);
+    args.extend(["--out", json.to_str().unwrap()]);
     let text = ok(&jem(&args));
     for m in [
         "clf_step",
@@ -128,13 +128,20 @@ fn parity_of_the_cpu_with_itself_passes() {
     let json = dir.path().join("parity.json");
     let mut args = vec!["bench", "parity", "--device", "cpu", "--tol", "0"];
     args.extend(TINY);
-    args.extend(["--json", json.to_str().unwrap()]);
+    args.extend(["--out", json.to_str().unwrap()]);
     let text = ok(&jem(&args));
     assert!(text.contains("parity: PASS"), "{text}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["pass"], true);
     assert_eq!(v["reference"], "cpu");
+    // --json: the same object on stdout, the human lines on stderr
+    let mut args = vec!["bench", "parity", "--device", "cpu", "--tol", "0", "--json"];
+    args.extend(TINY);
+    let out = jem(&args);
+    let stdout: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(stdout["checks"], v["checks"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parity: PASS"));
     let checks: Vec<&str> = v["checks"]
         .as_array()
         .unwrap()
@@ -162,7 +169,7 @@ fn parity_of_the_portable_path_with_the_kernels_passes() {
     let json = dir.path().join("parity.json");
     let mut args = vec!["bench", "parity", "--device", "cpu", "--portable"];
     args.extend(TINY);
-    args.extend(["--json", json.to_str().unwrap()]);
+    args.extend(["--out", json.to_str().unwrap()]);
     let text = ok(&jem(&args));
     assert!(text.contains("cpu (portable) vs cpu"), "{text}");
     assert!(text.contains("parity: PASS"), "{text}");

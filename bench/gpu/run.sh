@@ -122,14 +122,14 @@ TORCH_DEVICE=$DEVICE
 # 1. parity with the CPU
 for prec in fp32 tf32; do
   flag=(); [ $prec = tf32 ] && flag=(--tf32)
-  step "parity-a-$prec" "$jem" bench parity --device "$DEVICE" --reference cpu "${PARITY_A[@]}" "${flag[@]}" --json "$WORK/parity-a-$prec.json"
-  step "parity-b-$prec" "$jem" bench parity --device "$DEVICE" --reference cpu "${PARITY_B[@]}" "${flag[@]}" --json "$WORK/parity-b-$prec.json"
+  step "parity-a-$prec" "$jem" bench parity --device "$DEVICE" --reference cpu "${PARITY_A[@]}" "${flag[@]}" --out "$WORK/parity-a-$prec.json"
+  step "parity-b-$prec" "$jem" bench parity --device "$DEVICE" --reference cpu "${PARITY_B[@]}" "${flag[@]}" --out "$WORK/parity-b-$prec.json"
 done
 # 2. ours, 3. torch: one process per measure, so that each peak memory is that measure's
 for m in clf_step sgld_step sadajem_iter; do
   for prec in fp32 tf32; do
     flag=(); [ $prec = tf32 ] && flag=(--tf32)
-    step "ours-$prec-$m" "$jem" bench --device "$DEVICE" --measure $m "${SIZES[@]}" "${TIMING[@]}" "${flag[@]}" --json "$WORK/ours-$prec-$m.json"
+    step "ours-$prec-$m" "$jem" bench --device "$DEVICE" --measure $m "${SIZES[@]}" "${TIMING[@]}" "${flag[@]}" --out "$WORK/ours-$prec-$m.json"
   done
   for prec in fp32 tf32 bf16; do
     step "torch-$prec-$m" "$PY" "$HERE/torch_bench.py" --device "$TORCH_DEVICE" --measure $m --precision $prec "${SIZES[@]}" "${TIMING[@]}" --json "$WORK/torch-$prec-$m.json"

@@ -1,8 +1,6 @@
 //! `jem bench ...`: speed of the training building blocks on a device, and parity of a
 //! device with the CPU (a thin layer over `jem_train::bench`).
 
-use std::path::Path;
-
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{ArgMatches, Command};
@@ -44,11 +42,11 @@ fn size_args(cmd: Command, depth: &'static str, width: &'static str) -> Command 
             "Let cuBLAS run f32 matrix products in TF32 (candle's \
              set_gemm_reduced_precision_f32; no effect on the CPU)",
         ))
-        .arg(opt(
+        .arg(flag(
             "json",
-            "FILE",
-            "Also write the results as JSON to FILE",
+            "Print the results as one JSON object on stdout (the human lines go to stderr)",
         ))
+        .arg(opt("out", "FILE", "Also write the results as JSON to FILE"))
 }
 
 /// The `jem bench` command tree.
@@ -132,14 +130,32 @@ fn set_tf32(m: &ArgMatches) -> bool {
     tf32
 }
 
-fn write_json(file: &Path, value: &serde_json::Value) -> Result<()> {
+/// The results: printed on stdout with `--json`, written to `--out FILE` when given.
+fn emit_json(m: &ArgMatches, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    if m.get_flag("json") {
+        println!("{text}");
+    }
+    let Some(file) = path(m, "out") else {
+        return Ok(());
+    };
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("--json {}: creating {}", file.display(), dir.display()))?;
+            .with_context(|| format!("--out {}: creating {}", file.display(), dir.display()))?;
     }
-    let text = serde_json::to_string_pretty(value)?;
-    jem_data::fsutil::write_atomic(file, (text + "\n").as_bytes())
-        .with_context(|| format!("--json {}", file.display()))
+    jem_data::fsutil::write_atomic(&file, (text + "\n").as_bytes())
+        .with_context(|| format!("--out {}", file.display()))
+}
+
+/// The human lines: stdout, or stderr when stdout carries `--json`.
+macro_rules! say {
+    ($m:expr, $($t:tt)*) => {
+        if $m.get_flag("json") {
+            eprintln!($($t)*);
+        } else {
+            println!($($t)*);
+        }
+    };
 }
 
 pub fn run(m: &ArgMatches) -> Result<()> {
@@ -171,7 +187,8 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             .iter()
             .map(|(name, ms)| format!(" {name}_ms={ms:.1}"))
             .collect();
-        println!(
+        say!(
+            m,
             "ours {tag} {} device={spec} precision={label} batch={} images_per_s={:.2} \
              median_ms={:.1} min_ms={:.1} max_ms={:.1} iters={} warmup={}{phases}",
             t.measure,
@@ -191,16 +208,17 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         .map(|t| bench::hours_per_run(t.median_ms, CIFAR_TRAIN, cfg.batch_lab, EPOCHS));
     let peak = peak_rss_mb();
     if let Some(mb) = peak {
-        println!("peak_rss_mb={mb:.0} (this process, all measures so far)");
+        say!(m, "peak_rss_mb={mb:.0} (this process, all measures so far)");
     }
     if let Some(h) = hours {
-        println!(
+        say!(
+            m,
             "estimate: {h:.1} hours per {EPOCHS}-epoch CIFAR-10 run ({} iterations per epoch), \
              evaluations not counted",
             CIFAR_TRAIN.div_ceil(cfg.batch_lab)
         );
     }
-    if let Some(file) = path(m, "json") {
+    {
         let value = json!({
             "tool": "sadajem",
             "version": env!("CARGO_PKG_VERSION"),
@@ -214,7 +232,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             "hours_per_200_epochs_cifar10": hours,
             "peak_rss_mb": peak,
         });
-        write_json(&file, &value)?;
+        emit_json(m, &value)?;
     }
     Ok(())
 }
@@ -249,7 +267,8 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
     let report: ParityReport = bench::parity(&cfg, &reference, &dev)
         .with_context(|| format!("jem bench parity --device {spec} --reference {ref_spec}"))?;
     let precision = if tf32 { "tf32" } else { "fp32" };
-    println!(
+    say!(
+        m,
         "parity wrn{}-{} batch_px={} batch_lab={} K={} {spec}{} vs {ref_spec} precision={precision} tol={tol:e}",
         cfg.sizes.depth,
         cfg.sizes.width,
@@ -259,7 +278,8 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
         if portable { " (portable)" } else { "" }
     );
     for c in &report.checks {
-        println!(
+        say!(
+            m,
             "  {:<22} max_abs={:<10.3e} max_rel={:<10.3e} rel_l2={:<10.3e} floor_l2={:<10.3e} outliers={}/{} worst={:<28} {}",
             c.check,
             c.max_abs,
@@ -272,14 +292,12 @@ fn run_parity(m: &ArgMatches) -> Result<()> {
             if c.pass { "PASS" } else { "FAIL" }
         );
     }
-    println!("parity: {}", if report.pass { "PASS" } else { "FAIL" });
-    if let Some(file) = path(m, "json") {
-        let mut value = serde_json::to_value(&report)?;
-        value["device"] = json!(spec);
-        value["reference"] = json!(ref_spec);
-        value["precision"] = json!(precision);
-        write_json(&file, &value)?;
-    }
+    say!(m, "parity: {}", if report.pass { "PASS" } else { "FAIL" });
+    let mut value = serde_json::to_value(&report)?;
+    value["device"] = json!(spec);
+    value["reference"] = json!(ref_spec);
+    value["precision"] = json!(precision);
+    emit_json(m, &value)?;
     if !report.pass {
         bail!("parity of {spec} with {ref_spec} FAILED (tolerance {tol:e})");
     }
