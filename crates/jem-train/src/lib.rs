@@ -1,7 +1,9 @@
 //! Training of joint energy-based models: SADA-JEM's Algorithm 1 and its family.
 //!
 //! - [`config`]: the experiment description (TOML presets in `configs/`, `--set` overrides);
-//! - [`step`]: one iteration on given batches, in the reference's order;
+//! - [`algorithm`]: one iteration of Algorithm 1 for any [`algorithm::TrainableClassifier`]:
+//!   the buffer's draw, the passes, the check, the update, the write-back;
+//! - [`step`]: the passes of an iteration on given batches, in the reference's order;
 //! - [`Trainer`]: the loop around it: data streams, replay buffer, learning-rate schedule,
 //!   logs, evaluations, checkpoints, resume and the divergence guard;
 //! - [`checkpoint`]: the checkpoint file;
@@ -15,6 +17,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod algorithm;
 pub mod bench;
 pub mod checkpoint;
 mod complete;

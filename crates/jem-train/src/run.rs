@@ -6,12 +6,37 @@ use std::time::Instant;
 use jem_data::rng::rng_for;
 use jem_data::{Batches, Position};
 
-use crate::config::SelectOn;
+use crate::algorithm::{BufferChains, IterationData, iteration};
+use crate::config::{GuardConfig, SelectOn};
 use crate::eval::{EvalRecord, evaluate};
 use crate::log::{Reporter, TrainRecord};
-use crate::step::{StepBatch, StepStats, finish, first_pass};
+use crate::step::StepStats;
 use crate::trainer::{RunSummary, Trainer};
 use crate::{Result, TrainError};
+
+/// Checks the first pass of an iteration; `Some(reason)` on divergence.
+fn diverged(g: &GuardConfig, s: &StepStats) -> Option<String> {
+    if !s.loss.is_finite() || !s.e_pos.is_finite() || !s.e_neg.is_finite() {
+        return Some(format!(
+            "non-finite loss {} (E+ {}, E- {})",
+            s.loss, s.e_pos, s.e_neg
+        ));
+    }
+    if s.loss.abs() > g.max_abs_loss {
+        return Some(format!(
+            "|loss| {} > guard.max_abs_loss {}",
+            s.loss, g.max_abs_loss
+        ));
+    }
+    let e = s.e_pos.abs().max(s.e_neg.abs());
+    if e > g.max_abs_energy {
+        return Some(format!(
+            "|energy| {e} > guard.max_abs_energy {}",
+            g.max_abs_energy
+        ));
+    }
+    None
+}
 
 /// Sums of logged scalars over a window of iterations.
 #[derive(Default)]
@@ -80,31 +105,6 @@ impl Trainer {
         self.cfg.run.max_iters.map_or(end, |m| m.min(end))
     }
 
-    /// Checks the first pass of an iteration; `Some(reason)` on divergence.
-    fn diverged(&self, s: &StepStats) -> Option<String> {
-        let g = &self.cfg.guard;
-        if !s.loss.is_finite() || !s.e_pos.is_finite() || !s.e_neg.is_finite() {
-            return Some(format!(
-                "non-finite loss {} (E+ {}, E- {})",
-                s.loss, s.e_pos, s.e_neg
-            ));
-        }
-        if s.loss.abs() > g.max_abs_loss {
-            return Some(format!(
-                "|loss| {} > guard.max_abs_loss {}",
-                s.loss, g.max_abs_loss
-            ));
-        }
-        let e = s.e_pos.abs().max(s.e_neg.abs());
-        if e > g.max_abs_energy {
-            return Some(format!(
-                "|energy| {e} > guard.max_abs_energy {}",
-                g.max_abs_energy
-            ));
-        }
-        None
-    }
-
     /// One iteration; `Ok(Some(reason))` when it diverged (nothing was updated then).
     fn iteration(
         &mut self,
@@ -120,43 +120,39 @@ impl Trainer {
         self.opt.base.set_lr(lr);
         let clf = next(&mut streams.clf, "classification")?;
         let mut rng = rng_for(&[self.cfg.seed, self.progress.guard.seed_offset, i, 3]);
-        let (x_pos, start) = match (&mut streams.px, &self.buffer) {
-            (Some(px), Some(buffer)) => {
-                let pos = next(px, "p(x)")?;
-                let n = self.cfg.data.px_batch_size;
-                let (idx, x0) = buffer.sample(n, self.data.gaussians.as_ref(), &mut rng)?;
-                (Some(pos.images), Some((idx, x0)))
-            }
-            _ => (None, None),
+        let x_pos = match (&mut streams.px, &self.buffer) {
+            (Some(px), Some(_)) => Some(next(px, "p(x)")?.images),
+            _ => None,
         };
-        let batch = StepBatch {
+        let data = IterationData {
             x_pos,
-            x_start: start.as_ref().map(|s| s.1.clone()),
             x_lab: clf.images,
             y_lab: clf.labels,
         };
         let sampler = self.sampler();
-        let first = first_pass(
+        let chains = self.buffer.as_mut().map(|buffer| BufferChains {
+            buffer,
+            gaussians: self.data.gaussians.as_ref(),
+            sampler: &sampler,
+            batch_size: self.cfg.data.px_batch_size,
+        });
+        let inject = self.cfg.guard.inject_nan_at.contains(&i) && injected.insert(i);
+        let guard = &self.cfg.guard;
+        let out = iteration(
             &self.model,
-            &batch,
-            Some(&sampler),
+            data,
+            chains,
             &mut rng,
             &self.cfg.loss,
+            &mut self.opt,
+            |stats| {
+                if inject {
+                    stats.loss = f64::NAN;
+                }
+                diverged(guard, stats)
+            },
         )?;
-        let mut stats = first.stats;
-        if self.cfg.guard.inject_nan_at.contains(&i) && injected.insert(i) {
-            stats.loss = f64::NAN;
-        }
-        if let Some(reason) = self.diverged(&stats) {
-            return Ok((Some(reason), stats, None));
-        }
-        finish(&self.model, &first, &batch, &self.cfg.loss, &mut self.opt)?;
-        if let (Some(buffer), Some((idx, _)), Some(x_neg)) =
-            (&mut self.buffer, &start, &first.x_neg)
-        {
-            buffer.store(idx, x_neg)?;
-        }
-        Ok((None, stats, first.x_neg))
+        Ok((out.diverged, out.stats, out.x_neg))
     }
 
     fn record_eval(&mut self, reporter: &Reporter) -> Result<EvalRecord> {

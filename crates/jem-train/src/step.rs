@@ -7,15 +7,19 @@
 //! with SAM / ASAM, the first step perturbs the weights, a second pass on the **same**
 //! `x+`, `x-` and labelled batch (running statistics frozen) gives the gradient that the
 //! base optimizer applies at the restored weights.
+//!
+//! [`crate::algorithm::iteration`] wraps these two with the replay buffer's draw and
+//! write-back: the whole of one iteration of Algorithm 1.
 
 use candle_core::{Tensor, Var};
 use jem_data::rng::ChaCha8Rng;
-use jem_models::{BnMode, WideResNet, jem};
+use jem_models::{BnMode, jem};
 use jem_optim::{Optimizer, Sam};
 use jem_sampler::Sgld;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::algorithm::TrainableClassifier;
 use crate::config::{L2Form, LossConfig, SecondPass};
 
 /// The optimizer of a run: a base optimizer, optionally wrapped in SAM / ASAM.
@@ -81,8 +85,8 @@ fn l2_penalty(lse_pos: &Tensor, lse_neg: &Tensor, form: L2Form) -> Result<Tensor
 
 /// Loss of one pass given the per-sample log-densities of `x+` and the negatives; `full` adds
 /// the `px` weight and the L2 term.
-fn loss_pass(
-    model: &WideResNet,
+fn loss_pass<M: TrainableClassifier + ?Sized>(
+    model: &M,
     mode: BnMode,
     lse_pos: Option<Tensor>,
     x_neg: Option<&Tensor>,
@@ -124,8 +128,8 @@ fn loss_pass(
 
 /// Forward passes of an iteration at the current weights (see the module documentation).
 /// `sampler` and `batch.x_start` are needed when `w.px > 0`.
-pub fn first_pass(
-    model: &WideResNet,
+pub fn first_pass<M: TrainableClassifier + ?Sized>(
+    model: &M,
     batch: &StepBatch,
     sampler: Option<&Sgld>,
     rng: &mut ChaCha8Rng,
@@ -159,14 +163,14 @@ pub fn first_pass(
 
 /// Back-propagates the first pass and updates the weights (with SAM: perturb, second pass
 /// with frozen running statistics, restore, base step). Returns the second pass's scalars.
-pub fn finish(
-    model: &WideResNet,
+pub fn finish<M: TrainableClassifier + ?Sized>(
+    model: &M,
     first: &FirstPass,
     batch: &StepBatch,
     w: &LossConfig,
     opt: &mut Optimizers,
 ) -> Result<Option<StepStats>> {
-    let params: Vec<(&str, &Var)> = model.store.params().collect();
+    let params: Vec<(&str, &Var)> = model.named_params();
     let g1 = first.loss.backward()?;
     let Some(sam) = opt.sam.as_mut() else {
         opt.base.step(&params, &g1)?;
@@ -199,7 +203,7 @@ pub fn finish(
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
-    use jem_models::WrnConfig;
+    use jem_models::{WideResNet, WrnConfig};
 
     /// `(LSE per image, log-softmax rows)` of logits, in f64, written out by hand.
     fn lse_rows(logits: &Tensor) -> Vec<f64> {
