@@ -72,10 +72,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `. A cause is left out when the messages before
+/// it already say it: the libraries' errors name their cause in their own message and also
+/// keep it as `source()`, for programs that walk the chain.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -83,5 +101,19 @@ mod tests {
     #[test]
     fn command_tree_is_consistent() {
         super::cli().debug_assert();
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = jem_train::TrainError::io("/runs/a/last.safetensors", io);
+        let e = anyhow::Error::new(e).context("resuming /runs/a");
+        assert_eq!(
+            super::error_chain(&e),
+            "resuming /runs/a: /runs/a/last.safetensors: no such file"
+        );
+        // the cause is still there for programs
+        let root = e.root_cause().to_string();
+        assert_eq!(root, "no such file");
     }
 }

@@ -60,7 +60,7 @@ pub fn attack_batches(s: &EvalSession, opts: &RobustnessOptions) -> Result<Vec<(
     loader
         .epoch(0)
         .map(|b| {
-            let b = b.map_err(|e| EvalError::Invalid(e.to_string()))?;
+            let b = b?;
             Ok((b.images, b.labels))
         })
         .collect()

@@ -72,8 +72,7 @@ pub fn test_batch(s: &EvalSession, n: usize) -> Result<Tensor> {
     let b = loader
         .epoch(0)
         .next()
-        .ok_or_else(|| EvalError::Invalid("the test split is empty".into()))?
-        .map_err(|e| EvalError::Invalid(e.to_string()))?;
+        .ok_or_else(|| EvalError::Invalid("the test split is empty".into()))??;
     Ok(b.images)
 }
 

@@ -41,11 +41,29 @@ pub enum EvalError {
     #[error(transparent)]
     Model(#[from] jem_models::ModelError),
     /// A figure could not be drawn or written.
-    #[error("figure: {0}")]
-    Plot(String),
-    /// A file could not be written.
-    #[error("{0}")]
-    Io(String),
+    #[error(transparent)]
+    Plot(#[from] jem_plot::PlotError),
+    /// A file or folder could not be created or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written atomically (the error names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
+    /// A result could not be encoded as JSON.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file it was meant for.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Loading the checkpoint, its config or its data failed.
     #[error(transparent)]
     Train(#[from] jem_train::TrainError),

@@ -237,12 +237,11 @@ fn score_set_named(
         Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
     };
     for b in first.epoch(0) {
-        let mut b = b.map_err(|e| EvalError::Invalid(e.to_string()))?;
+        let mut b = b?;
         if let Some(p) = partner.as_mut() {
             let other = p
                 .next()
-                .ok_or_else(|| EvalError::Invalid("interpolation pairs out of step".into()))?
-                .map_err(|e| EvalError::Invalid(e.to_string()))?;
+                .ok_or_else(|| EvalError::Invalid("interpolation pairs out of step".into()))??;
             b.images = ((&b.images + &other.images)? * 0.5)?;
         }
         let logits = s.model.logits(&b.images, BnMode::Eval)?.detach();

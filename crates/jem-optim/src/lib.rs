@@ -52,6 +52,15 @@ pub enum OptimError {
     /// A bad setting or an incompatible saved state; the message names it.
     #[error("{0}")]
     Invalid(String),
+    /// A state file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An error of the tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

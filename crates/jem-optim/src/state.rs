@@ -111,8 +111,10 @@ impl OptimState {
 
     /// Loads a state file.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| OptimError::Invalid(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|source| OptimError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(&bytes, &path.display().to_string(), device)
     }
 }

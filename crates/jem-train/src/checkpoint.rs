@@ -140,9 +140,12 @@ fn progress_of(meta: &HashMap<String, String>, path: &Path) -> Result<Progress> 
 /// generative run, are not read).
 pub fn read_progress(path: &Path) -> Result<Progress> {
     use std::io::Read;
-    let io = |e: &dyn std::fmt::Display| TrainError::Checkpoint(format!("{}: {e}", path.display()));
-    let mut f = std::fs::File::open(path).map_err(|e| io(&e))?;
-    let len = f.metadata().map_err(|e| io(&e))?.len();
+    let io = |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
     let mut n = [0u8; 8];
     f.read_exact(&mut n).map_err(|e| corrupt(path, e))?;
     let n = u64::from_le_bytes(n);
@@ -212,14 +215,15 @@ impl Checkpoint {
         ]);
         let bytes = safetensors::serialize(tensors, Some(meta))
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        jem_data::fsutil::write_atomic(path, &bytes)
-            .map_err(|e| TrainError::Checkpoint(format!("writing {}: {e}", path.display())))
+        Ok(jem_io::write_atomic(path, &bytes)?)
     }
 
     /// Reads a checkpoint; a truncated, corrupted or foreign file gives an error naming it.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
         let meta = header

@@ -96,8 +96,7 @@ pub(crate) fn reconcile_best(run_dir: &Path, progress: &mut Progress) -> Result<
         return Ok(None);
     }
     let name = format!("best-abandoned-{at}.safetensors");
-    std::fs::rename(&best, run_dir.join(&name))
-        .map_err(|e| TrainError::RunDir(format!("{}: {e}", best.display())))?;
+    std::fs::rename(&best, run_dir.join(&name)).map_err(|e| TrainError::io(&best, e))?;
     progress.best = None;
     Ok(Some(name))
 }

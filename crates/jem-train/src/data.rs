@@ -35,7 +35,7 @@ pub struct RunData {
 }
 
 fn data_err(e: jem_data::DataError) -> TrainError {
-    TrainError::Data(e.to_string())
+    TrainError::from(e)
 }
 
 impl RunData {
@@ -73,11 +73,12 @@ impl RunData {
         let mut ood = Vec::new();
         for name in &cfg.eval.ood {
             let d: DatasetName = name.parse().map_err(data_err)?;
-            let set = d.load("test", data_dir, &opts).map_err(|e| {
-                TrainError::Data(format!(
-                    "eval.ood `{name}` (or leave it out with --set eval.ood=[]): {e}"
-                ))
-            })?;
+            let set = d
+                .load("test", data_dir, &opts)
+                .map_err(|source| TrainError::DataFor {
+                    context: format!("eval.ood `{name}` (or leave it out with --set eval.ood=[])"),
+                    source: Box::new(source),
+                })?;
             let s = base.output_shape(set.shape).map_err(data_err)?;
             if s != shape {
                 return Err(TrainError::Config(format!(

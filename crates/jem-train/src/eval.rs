@@ -59,7 +59,7 @@ pub fn predict_with(
     let (mut probs, mut log_px, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     let mut classes = 0;
     for b in loader.epoch(0) {
-        let b = b.map_err(|e| crate::TrainError::Data(e.to_string()))?;
+        let b = b?;
         let logits = model.logits(&b.images, BnMode::Eval)?.detach();
         classes = logits.dim(1)?;
         let lse = jem::log_density(&logits)?;

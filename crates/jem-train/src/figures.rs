@@ -45,8 +45,7 @@ pub fn curves(run_dir: &Path) -> Result<()> {
         .collect();
     let evals = JsonLines::read(&run_dir.join("eval.jsonl"));
     let dir = run_dir.join("curves");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| crate::TrainError::RunDir(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| crate::TrainError::io(&dir, e))?;
     let mut charts = vec![
         (
             "loss.png",

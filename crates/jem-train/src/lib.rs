@@ -46,8 +46,17 @@ pub enum TrainError {
     #[error("config: {0}")]
     Config(String),
     /// Data could not be read.
-    #[error("data: {0}")]
-    Data(String),
+    #[error(transparent)]
+    Data(Box<jem_data::DataError>),
+    /// Data could not be read, in a context the data error does not say (the config key).
+    #[error("{context}: {source}")]
+    DataFor {
+        /// What needed the data.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<jem_data::DataError>,
+    },
     /// A checkpoint could not be read or written.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
@@ -57,6 +66,27 @@ pub enum TrainError {
     /// The run folder cannot be used.
     #[error("run folder: {0}")]
     RunDir(String),
+    /// Reading or writing a file of the run failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written atomically (the error names the file and the step).
+    #[error(transparent)]
+    Write(#[from] jem_io::AtomicWriteError),
+    /// A JSON record could not be written or read.
+    #[error("{what}: {source}")]
+    Json {
+        /// The record or file.
+        what: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Model errors.
     #[error(transparent)]
     Model(#[from] jem_models::ModelError),
@@ -75,6 +105,23 @@ pub enum TrainError {
     /// Tensor errors.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl TrainError {
+    /// An I/O error about `path`, its cause kept.
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<jem_data::DataError> for TrainError {
+    fn from(e: jem_data::DataError) -> Self {
+        // boxed: the data error is large and every Result of the crate carries its size
+        Self::Data(Box::new(e))
+    }
 }
 
 /// Result with [`TrainError`].

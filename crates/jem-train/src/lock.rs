@@ -24,7 +24,7 @@ impl RunLock {
     /// told (no `/proc`), is refused with an error naming the process and the file.
     pub fn acquire(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(LOCK_FILE);
-        let err = |e: std::io::Error| TrainError::RunDir(format!("{}: {e}", path.display()));
+        let err = |e: std::io::Error| TrainError::io(&path, e);
         // two rounds: the second after removing a dead process's lock
         for _ in 0..2 {
             match std::fs::OpenOptions::new()

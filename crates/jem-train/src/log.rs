@@ -42,7 +42,10 @@ pub struct TrainRecord {
 impl TrainRecord {
     /// The record as a JSON object.
     pub fn to_json(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(self).map_err(|e| TrainError::RunDir(format!("train.jsonl: {e}")))
+        serde_json::to_value(self).map_err(|source| TrainError::Json {
+            what: "train.jsonl".into(),
+            source,
+        })
     }
 
     /// The progress message (terms that are not computed are left out).
@@ -84,9 +87,15 @@ impl JsonLines {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| TrainError::RunDir(format!("{}: {e}", self.path.display())))?;
-        writeln!(f, "{value}")
-            .map_err(|e| TrainError::RunDir(format!("{}: {e}", self.path.display())))
+            .map_err(|e| self.io(e))?;
+        writeln!(f, "{value}").map_err(|e| self.io(e))
+    }
+
+    fn io(&self, source: std::io::Error) -> TrainError {
+        TrainError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Reads every record (skipping a torn last line).

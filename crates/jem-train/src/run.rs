@@ -77,8 +77,12 @@ struct Streams {
 fn next(stream: &mut Batches, what: &str) -> Result<jem_data::Batch> {
     stream
         .next()
-        .ok_or_else(|| TrainError::Data(format!("the {what} stream ended")))?
-        .map_err(|e| TrainError::Data(e.to_string()))
+        .ok_or_else(|| {
+            TrainError::from(jem_data::DataError::Invalid(format!(
+                "the {what} stream ended"
+            )))
+        })?
+        .map_err(TrainError::from)
 }
 
 impl Trainer {
@@ -166,8 +170,12 @@ impl Trainer {
         r.iteration = self.progress.iteration;
         r.epoch = self.progress.iteration as f64 / self.iters_per_epoch as f64;
         r.train_minutes = self.progress.train_seconds / 60.0;
-        self.evals
-            .write(&serde_json::to_value(&r).map_err(|e| TrainError::RunDir(e.to_string()))?)?;
+        self.evals.write(
+            &serde_json::to_value(&r).map_err(|source| TrainError::Json {
+                what: "eval.jsonl".into(),
+                source,
+            })?,
+        )?;
         let ood: Vec<String> = r
             .ood
             .iter()
@@ -410,10 +418,11 @@ impl Trainer {
             diverged,
             stopped,
         };
-        let text = serde_json::to_string_pretty(&summary)
-            .map_err(|e| TrainError::RunDir(e.to_string()))?;
-        jem_data::fsutil::write_atomic(&self.opts.run_dir.join("summary.json"), text.as_bytes())
-            .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&summary).map_err(|source| TrainError::Json {
+            what: "summary.json".into(),
+            source,
+        })?;
+        jem_io::write_atomic(&self.opts.run_dir.join("summary.json"), text.as_bytes())?;
         Ok(summary)
     }
 }

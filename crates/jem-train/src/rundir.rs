@@ -43,8 +43,11 @@ pub(crate) fn process_alive(pid: u32) -> Option<bool> {
         .then(|| proc.join(pid.to_string()).exists())
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> TrainError {
-    TrainError::RunDir(format!("{}: {e}", path.display()))
+fn io_err(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Removes the temporary files in `run_dir`, `samples/` and `curves/` that a process no
@@ -135,8 +138,7 @@ fn rewrite(path: &Path, trim: impl FnOnce(&str) -> Vec<String>) -> Result<String
     };
     let kept: String = trim(&text).iter().map(|l| format!("{l}\n")).collect();
     if kept != text {
-        jem_data::fsutil::write_atomic(path, kept.as_bytes())
-            .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        jem_io::write_atomic(path, kept.as_bytes())?;
     }
     Ok(kept)
 }

@@ -151,8 +151,10 @@ impl Trainer {
             )));
         }
         let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
-        std::fs::create_dir_all(opts.run_dir.join("samples"))
-            .map_err(|e| TrainError::RunDir(format!("{}: {e}", opts.run_dir.display())))?;
+        std::fs::create_dir_all(opts.run_dir.join("samples")).map_err(|source| TrainError::Io {
+            path: opts.run_dir.clone(),
+            source,
+        })?;
         let lock = RunLock::acquire(&opts.run_dir)?;
         remove_stale_temps(&opts.run_dir, opts.quiet)?;
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;
@@ -171,11 +173,10 @@ impl Trainer {
             None
         };
         let t = Self::assemble(cfg, opts, data, model, buffer, Progress::start(), lock)?;
-        jem_data::fsutil::write_atomic(
+        jem_io::write_atomic(
             &t.opts.run_dir.join("config.toml"),
             t.cfg.to_toml()?.as_bytes(),
-        )
-        .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        )?;
         t.save_checkpoint("last.safetensors")?;
         Ok(t)
     }
@@ -233,11 +234,10 @@ impl Trainer {
         }
         remove_stale_temps(&t.opts.run_dir, t.opts.quiet)?;
         t.resumed_eval = crate::rundir::trim_logs(&t.opts.run_dir, &t.progress)?;
-        jem_data::fsutil::write_atomic(
+        jem_io::write_atomic(
             &t.opts.run_dir.join("config.toml"),
             t.cfg.to_toml()?.as_bytes(),
-        )
-        .map_err(|e| TrainError::RunDir(e.to_string()))?;
+        )?;
         Ok(t)
     }
 

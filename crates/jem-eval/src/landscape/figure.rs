@@ -8,7 +8,7 @@ use super::scan::{Landscape1d, Landscape2d};
 use crate::{EvalError, Result};
 
 fn plot_err(e: jem_plot::PlotError) -> EvalError {
-    EvalError::Plot(e.to_string())
+    EvalError::Plot(e)
 }
 
 /// Writes the 1-D landscapes of several models (e.g. checkpoints of JEM, JEM++ and

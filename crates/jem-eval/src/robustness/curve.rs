@@ -41,8 +41,7 @@ pub fn save_robustness_curve(path: &Path, curves: &[(&str, &RobustnessResult)]) 
         chart = chart.with(Series::new(*label, pts));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EvalError::Io(format!("creating {}: {e}", dir.display())))?;
+        crate::output::ensure_dir(dir)?;
     }
     chart.save(path).map_err(plot_err)
 }

@@ -11,8 +11,7 @@ pub(super) fn read_table(path: &Path, depth: usize) -> Result<toml::Table> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
