@@ -154,22 +154,6 @@ impl Conv2d {
         })
     }
 
-    /// Applies the convolution to `x` (`[N, C, H, W]`).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, Params::Tracked)
-    }
-
-    /// [`forward`](Self::forward) with the parameters tracked or detached.
-    pub fn forward_with(&self, x: &Tensor, params: Params) -> Result<Tensor> {
-        Ok(jem_kernels::conv::conv2d(
-            x,
-            &params.get(&self.weight),
-            Some(&params.get(&self.bias)),
-            self.stride,
-            self.padding,
-        )?)
-    }
-
     /// Output channels.
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
@@ -177,14 +161,25 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    /// The convolution of `x` (`[N, C, H, W]`).
     fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        self.forward_with(x, pass.params)
+        let p = pass.params;
+        Ok(jem_kernels::conv::conv2d(
+            x,
+            &p.get(&self.weight),
+            Some(&p.get(&self.bias)),
+            self.stride,
+            self.padding,
+        )?)
     }
 }
 
 impl Layer for Linear {
+    /// `x W^T + b` of `x` (`[N, in]`).
     fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        self.forward_with(x, pass.params)
+        let p = pass.params;
+        Ok(x.matmul(&p.get(&self.weight).t()?)?
+            .broadcast_add(&p.get(&self.bias))?)
     }
 }
 
@@ -235,17 +230,6 @@ impl Linear {
             torch_default(&[d_out], d_in, rng, &dev)?,
         )?;
         Ok(Self { weight, bias })
-    }
-
-    /// Applies the layer to `x` (`[N, in]`).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, Params::Tracked)
-    }
-
-    /// [`forward`](Self::forward) with the parameters tracked or detached.
-    pub fn forward_with(&self, x: &Tensor, params: Params) -> Result<Tensor> {
-        Ok(x.matmul(&params.get(&self.weight).t()?)?
-            .broadcast_add(&params.get(&self.bias))?)
     }
 }
 
@@ -306,30 +290,10 @@ impl BatchNorm2d {
         })
     }
 
-    /// Normalizes `x` (`[N, C, H, W]`) in the given mode.
-    ///
-    /// With batch statistics the whole normalization runs in f64, as PyTorch's CPU kernels
-    /// accumulate per-channel sums in double: the backward pass subtracts per-channel sums of
-    /// gradients that nearly cancel, and f32 sums over `N * H * W` values would leave errors
-    /// of about 1e-4 relative in input gradients.
-    pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        self.forward_act(x, mode, None)
-    }
-
-    /// [`forward`](Self::forward) followed by a leaky ReLU of `slope` (if given), fused
-    /// into one operation on the CPU.
-    pub fn forward_act(&self, x: &Tensor, mode: BnMode, slope: Option<f64>) -> Result<Tensor> {
-        self.forward_with(x, mode, slope, Params::Tracked)
-    }
-
-    /// [`forward_act`](Self::forward_act) with the parameters tracked or detached.
-    pub fn forward_with(
-        &self,
-        x: &Tensor,
-        mode: BnMode,
-        slope: Option<f64>,
-        params: Params,
-    ) -> Result<Tensor> {
+    /// [`forward_pass`](Layer::forward_pass) followed by a leaky ReLU of `slope` (if
+    /// given), fused into one operation on the CPU (the network's BN + activation pairs).
+    pub fn forward_fused(&self, x: &Tensor, pass: Pass, slope: Option<f64>) -> Result<Tensor> {
+        let Pass { mode, params } = pass;
         let fused = jem_kernels::uses_kernels(x);
         if !fused {
             let y = self.forward_composed(x, mode, params)?;
@@ -411,9 +375,14 @@ impl BatchNorm2d {
 }
 
 impl Layer for BatchNorm2d {
-    /// Normalization alone (no fused activation).
+    /// Normalizes `x` (`[N, C, H, W]`) in `pass.mode`.
+    ///
+    /// With batch statistics the whole normalization runs in f64, as PyTorch's CPU kernels
+    /// accumulate per-channel sums in double: the backward pass subtracts per-channel sums of
+    /// gradients that nearly cancel, and f32 sums over `N * H * W` values would leave errors
+    /// of about 1e-4 relative in input gradients.
     fn forward_pass(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        self.forward_with(x, pass.mode, None, pass.params)
+        self.forward_fused(x, pass, None)
     }
 }
 

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{
-    BatchNorm2d, BatchNormConfig, BnMode, Conv2d, Conv2dConfig, Linear, Params, leaky_relu,
+    BatchNorm2d, BatchNormConfig, BnMode, Conv2d, Conv2dConfig, Layer, Linear, Params, Pass,
+    leaky_relu,
 };
 use crate::params::ParamStore;
 
@@ -271,11 +272,10 @@ impl WideResNet {
         mode: BnMode,
         p: Params,
     ) -> Result<Tensor> {
+        let pass = Pass { mode, params: p };
         match (bn, &self.config.activation) {
-            (Some(bn), Activation::LeakyRelu { slope }) => {
-                bn.forward_with(x, mode, Some(*slope), p)
-            }
-            (Some(bn), act) => act.apply(&bn.forward_with(x, mode, None, p)?),
+            (Some(bn), Activation::LeakyRelu { slope }) => bn.forward_fused(x, pass, Some(*slope)),
+            (Some(bn), act) => act.apply(&bn.forward_pass(x, pass)?),
             (None, act) => act.apply(x),
         }
     }
@@ -340,14 +340,15 @@ impl WideResNet {
     /// [`features`](Self::features) with the parameters tracked or detached.
     pub fn features_with(&self, x: &Tensor, mode: BnMode, p: Params) -> Result<Tensor> {
         let (_, _, in_h, in_w) = x.dims4()?;
-        let mut out = self.conv1.forward_with(x, p)?;
+        let pass = Pass { mode, params: p };
+        let mut out = self.conv1.forward_pass(x, pass)?;
         for b in &self.blocks {
             let h = self.norm_act(&b.bn1, &out, mode, p)?;
-            let h = self.dropout(b.conv1.forward_with(&h, p)?, mode)?;
+            let h = self.dropout(b.conv1.forward_pass(&h, pass)?, mode)?;
             let h = self.norm_act(&b.bn2, &h, mode, p)?;
-            let h = b.conv2.forward_with(&h, p)?;
+            let h = b.conv2.forward_pass(&h, pass)?;
             let sc = match &b.shortcut {
-                Some(c) => c.forward_with(&out, p)?,
+                Some(c) => c.forward_pass(&out, pass)?,
                 None => out.clone(),
             };
             out = (h + sc)?;
@@ -375,7 +376,8 @@ impl WideResNet {
 
     /// [`logits`](Self::logits) with the parameters tracked or detached.
     pub fn logits_with(&self, x: &Tensor, mode: BnMode, p: Params) -> Result<Tensor> {
+        let pass = Pass { mode, params: p };
         self.class_output
-            .forward_with(&self.features_with(x, mode, p)?, p)
+            .forward_pass(&self.features_with(x, mode, p)?, pass)
     }
 }

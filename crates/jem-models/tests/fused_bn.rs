@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use jem_models::ParamStore;
-use jem_models::layers::{BatchNorm2d, BatchNormConfig, BnMode, leaky_relu};
+use jem_models::layers::{BatchNorm2d, BatchNormConfig, BnMode, Layer, Params, Pass, leaky_relu};
 
 fn values(n: usize, seed: f64) -> Vec<f32> {
     (0..n)
@@ -39,7 +39,7 @@ fn composed(bn: &BatchNorm2d, x64: &Tensor, mode: BnMode, slope: Option<f64>) ->
             .broadcast_add(&r(f64t(&bn.bias)))
             .unwrap()
     } else {
-        bn.forward(x64, mode).unwrap()
+        bn.forward_pass(x64, pass(mode)).unwrap()
     };
     match slope {
         Some(s) => leaky_relu(&y, s).unwrap(),
@@ -47,10 +47,18 @@ fn composed(bn: &BatchNorm2d, x64: &Tensor, mode: BnMode, slope: Option<f64>) ->
     }
 }
 
+fn pass(mode: BnMode) -> Pass {
+    Pass {
+        mode,
+        params: Params::Tracked,
+    }
+}
+
 /// The fused f32 kernel against the composed f64 operations (the path other devices
 /// take): output and the gradients of input, scale and shift, in the batch-statistics
 /// and running-statistics modes, with and without the leaky ReLU, on odd sizes and
 /// batch 1.
+
 #[test]
 fn fused_kernel_matches_the_composed_operations() {
     let shapes = [(3, 5, 4, 7), (1, 2, 3, 3), (8, 4, 1, 1)];
@@ -87,7 +95,7 @@ fn fused_kernel_matches_the_composed_operations() {
             let x = Var::from_vec(values(n * c * h * w, 0.5), (n, c, h, w), &dev).unwrap();
             let x64 = Var::from_tensor(&x.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
             let up = Tensor::from_vec(values(n * c * h * w, 3.0), (n, c, h, w), &dev).unwrap();
-            let fused = bn.forward_act(x.as_tensor(), mode, slope).unwrap();
+            let fused = bn.forward_fused(x.as_tensor(), pass(mode), slope).unwrap();
             let reference = composed(&bn, x64.as_tensor(), mode, slope);
             assert!(max_rel(&fused, &reference) < 1e-6, "{id}: output");
             let g1 = (&fused * &up)

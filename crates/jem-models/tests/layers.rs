@@ -1,7 +1,7 @@
 //! BatchNorm semantics, initialization, parameter files, model shapes.
 
 use candle_core::{DType, Device, Tensor};
-use jem_models::layers::{BatchNorm2d, BatchNormConfig};
+use jem_models::layers::{BatchNorm2d, BatchNormConfig, Layer, Params, Pass};
 use jem_models::{BnMode, Norm, ParamStore, WideResNet, WrnConfig, jem};
 
 fn x() -> Tensor {
@@ -14,6 +14,13 @@ fn x() -> Tensor {
         })
         .collect();
     Tensor::from_vec(v, (2, 2, 2, 2), &Device::Cpu).unwrap()
+}
+
+fn pass(mode: BnMode) -> Pass {
+    Pass {
+        mode,
+        params: Params::Tracked,
+    }
 }
 
 #[test]
@@ -29,7 +36,7 @@ fn batchnorm_train_eval_and_frozen() {
         },
     )
     .unwrap();
-    let y = bn.forward(&x(), BnMode::Train).unwrap();
+    let y = bn.forward_pass(&x(), pass(BnMode::Train)).unwrap();
     // channel 0 values 1..8: mean 4.5, biased var 5.25, unbiased 6
     let y0: Vec<f32> = y
         .narrow(1, 0, 1)
@@ -61,14 +68,14 @@ fn batchnorm_train_eval_and_frozen() {
         "{rv:?}"
     );
     // frozen: batch statistics, running statistics untouched
-    let yf = bn.forward(&x(), BnMode::TrainFrozen).unwrap();
+    let yf = bn.forward_pass(&x(), pass(BnMode::TrainFrozen)).unwrap();
     assert_eq!(
         yf.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
         y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
     assert_eq!(bn.running_mean.to_vec1::<f32>().unwrap(), rm);
     // eval: running statistics
-    let ye = bn.forward(&x(), BnMode::Eval).unwrap();
+    let ye = bn.forward_pass(&x(), pass(BnMode::Eval)).unwrap();
     let first = ye.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
     assert!((first - (1.0 - rm[0]) / (rv[0] + 1e-5).sqrt()).abs() < 1e-5);
     assert_eq!(bn.running_var.to_vec1::<f32>().unwrap(), rv);
