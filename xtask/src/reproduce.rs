@@ -472,7 +472,7 @@ pub fn rows_plan(paper: &PaperFile, target: &str, models: &[Model]) -> String {
 
 /// Builds `jem`: in the dev profile by default, whose dependencies (optimized, see the
 /// workspace's Cargo.toml) `cargo xtask` has just compiled, so a fresh clone compiles them
-/// once; in the release profile (about 10 % faster training, a second full compilation) with
+/// once; in the release profile (faster training at the price of a second full compilation) with
 /// `--release` and for the CIFAR targets, whose runs take hours.
 pub(crate) fn build_jem(root: &Path, gpu: bool, release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(crate::cargo());

@@ -21,9 +21,9 @@ pub fn tune_allocator() {
 /// candle 0.11 splits element-wise operations of 64K elements or more over its own thread
 /// pool, whose threads spin while they wait, beside rayon's pool that runs this crate's
 /// convolutions and BatchNorm. With both pools on the same cores, a spinning thread takes the
-/// core of the thread it waits for: measured on 2 cores, half of an SGLD step's time was
-/// candle's main thread spinning in its barrier, and a train-mode SGLD step of WRN-10-1
-/// (batch 8) took 54 ms with the pool against 19-26 ms without it. The workspace's patched
+/// core of the thread it waits for: on 2 cores, candle's main thread spent half of an SGLD
+/// step spinning in its barrier (`BENCHMARKS.md`, "Measurements behind the kernels'
+/// choices"). The workspace's patched
 /// candle-core (`vendor/candle-core/PATCHED.md`) runs those operations on rayon's pool
 /// instead; with stock candle they run on the calling thread.
 pub fn tune_threads() {

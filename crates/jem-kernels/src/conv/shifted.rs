@@ -27,22 +27,9 @@
 //! 3x3 padding 1, 1.56 at 8x8) and `k*k` GEMMs with an inner dimension `C` instead of one
 //! with `C*k*k`; the gain: no `C*k*k`-row column matrix is written and read back.
 //!
-//! `conv::tests::path_timings` measured both paths on the WRN layers (2-core AVX-512
-//! Xeon, ms forward / backward, min of 5):
-//!
-//! ```text
-//! layer (3x3, pad 1)           im2col          shifted
-//! n32 c1   32x32 -> 16         0.82 /  2.40    1.24 /  3.13
-//! n32 c16  32x32 -> 16         1.97 / 11.76    1.97 /  8.87
-//! n32 c32  16x16 -> 32         2.01 /  6.73    2.01 /  6.35
-//! n32 c64   8x8  -> 64         2.07 /  4.76    1.94 /  4.35
-//! n32 c64  32x32 -> 64        20.45 / 66.16   17.40 / 60.72
-//! n32 c128 16x16 -> 128       17.09 / 46.69   19.76 / 49.12
-//! n32 c256  8x8  -> 256       15.65 / 38.92   24.08 / 52.90
-//! n8  c160 32x32 -> 160       24.26 / 67.60   24.09 / 65.52
-//! n8  c320 16x16 -> 320       23.21 / 69.15   29.08 / 73.94
-//! n8  c640  8x8  -> 640       20.58 / 80.80   36.19 / 106.99
-//! ```
+//! `conv::tests::path_timings` times both paths on the WRN layers; its measurements, and
+//! the rule [`preferred`] draws from them, are in `BENCHMARKS.md` ("Measurements behind
+//! the kernels' choices").
 
 use gemm::Parallelism;
 
@@ -61,11 +48,11 @@ fn kp(g: &ConvGeometry) -> (usize, usize) {
     (g.kernel[0], g.padding[0])
 }
 
-/// Whether the shifted path is the faster one: measured on the 3x3 layers of the benchmarked
-/// WRNs (`conv::tests::path_timings`), it wins while the GEMMs are small enough for the
-/// column matrix's traffic to matter, `8 <= C <= 64` (rows of the column matrix 72-576),
-/// and loses with one input channel (`k*k` GEMMs with an inner dimension of 1) and from 128
-/// channels on (the GEMMs dominate, and the border columns add 27 % at 16x16, 56 % at 8x8).
+/// Whether the shifted path is the faster one: it wins while the GEMMs are small enough for
+/// the column matrix's traffic to matter, `8 <= C <= 64` (rows of the column matrix
+/// 72-576), and loses with one input channel (`k*k` GEMMs with an inner dimension of 1) and
+/// from 128 channels on, where the GEMMs dominate and the border columns add to them
+/// (`conv::tests::path_timings`; the timings are in `BENCHMARKS.md`).
 pub(super) fn preferred(g: &ConvGeometry) -> bool {
     applies(g) && (72..=576).contains(&g.rows())
 }

@@ -119,9 +119,8 @@ fn store(r: &mut [f32], e: usize, v: [f32; LANES]) {
 ///
 /// The rows run in blocks of [`LANES`] values loaded into local arrays before any store. With
 /// a plain loop over the rows the compiler must prove the output rows disjoint from the input
-/// rows, and whether it manages depends on its inlining elsewhere: `A^T` once ran in scalar
-/// code at one call site (a third of `transform_output`'s time), and an unrelated change in the
-/// crate once did the same to `B^T` (`transform_input` 45 % slower, the real job 10 %).
+/// rows, and whether it manages depends on its inlining elsewhere: both `A^T` and `B^T` have
+/// fallen back to scalar code after unrelated changes (`BENCHMARKS.md`, session 13).
 #[inline(always)]
 fn blockwise<const I: usize, const O: usize>(
     x: [&[f32]; I],
@@ -293,7 +292,7 @@ multiversion! {
                         deinterleave4(row, rows4_mut(&mut d, at(0), t, tw));
                         // columns 4 tx + 4 and 4 tx + 5: phases 0 and 1 of the row from
                         // column 4 (one more vector split instead of two short memmoves,
-                        // which took 2.5 % of the real job)
+                        // which showed in the real job's profile)
                         let (c4, c5) = d[at(4)..].split_at_mut(t);
                         let (s6, s7) = spare.split_at_mut(tw);
                         deinterleave4(&row[4..4 + 4 * tw], [&mut c4[..tw], &mut c5[..tw], s6, s7]);

@@ -22,19 +22,9 @@
 //! swapped), so it runs here too; the weight gradient is the adjoint of the forward pass:
 //! `dU_p = dM_p @ V_p^T` with `dM = A dY A^T`, then `dW = G^T dU G`.
 //!
-//! `conv::tests::path_timings` on the WRN layers (2-core AMD EPYC, AVX2, ms forward /
-//! backward with both gradients through candle's autograd, min of 5; one run, the machine
-//! noisy to about 20 %; `*`: the path [`choose`] takes):
-//!
-//! ```text
-//! layer (3x3, pad 1)         im2col          shifted         F(2x2, 3x3)     F(4x4, 3x3)
-//! n32 c64  32x32 -> 64     24.94 / 77.90   21.66 / 67.11   12.63 / 49.48   *9.50 / 42.66
-//! n32 c128 16x16 -> 128    19.98 / 47.15   24.71 / 56.06   20.53 / 49.18  *18.96 / 40.50
-//! n32 c256  8x8  -> 256    20.83 / 48.12   30.68 / 63.80  *21.72 / 49.67   30.50 / 50.43
-//! n8  c160 32x32 -> 160    34.53 / 91.13   31.08 / 82.67   20.84 / 58.82  *16.92 / 40.36
-//! n8  c320 16x16 -> 320    37.32 / 78.59   39.86 / 93.90  *27.94 / 57.71   38.84 / 73.77
-//! n8  c640  8x8  -> 640   *33.24 / 95.97   49.47 /134.28   76.26 /179.28  144.47 /476.68
-//! ```
+//! [`choose`] takes the path that `conv::tests::path_timings` found fastest per layer shape
+//! (its measurements on the WRN layers are in `BENCHMARKS.md`, "Measurements behind the
+//! kernels' choices").
 //!
 //! A layer with a single group of tiles runs its transforms on one thread, so [`choose`]
 //! asks for two groups (F(4x4, 3x3) on WRN-16-4's 8x8 maps at batch 32 has one, and loses).
@@ -135,8 +125,8 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
 
 /// The faster tile for this convolution, if Winograd is the faster path
 /// (`conv::tests::path_timings`): it applies, and the batch has at least two groups of
-/// tiles, so that the transforms run in parallel (a single group, as WRN-28-10's 8x8 stage at
-/// batch 8, measured twice as slow as im2col).
+/// tiles, so that the transforms run in parallel (with a single group, as WRN-28-10's 8x8
+/// stage at batch 8, Winograd loses to im2col: `BENCHMARKS.md`).
 pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
     let enough = |tiles: usize, group: usize| g.input[0] * tiles >= 2 * group;
     if !applies(g) {
