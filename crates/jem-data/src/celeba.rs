@@ -118,21 +118,11 @@ pub fn prepare_image(path: &Path, _resize: CelebaResize) -> Result<(Vec<u8>, [us
 /// Decodes and resizes one image to CHW bytes; images over [`MAX_IMAGE_SIDE`] are refused.
 #[cfg(feature = "celeba")]
 pub fn prepare_image(path: &Path, resize: CelebaResize) -> Result<(Vec<u8>, [usize; 3])> {
-    let bad =
-        |e: &dyn std::fmt::Display| DataError::format(path, format!("cannot decode image: {e}"));
-    let mut reader = image::ImageReader::open(path)
-        .at(path)?
-        .with_guessed_format()
-        .at(path)?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(64 << 20);
-    reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| bad(&format!("{e} (at most {MAX_IMAGE_SIDE} pixels a side)")))?
-        .to_rgb8();
+    let limits = jem_io::image::ImageLimits {
+        max_side: MAX_IMAGE_SIDE,
+        max_alloc: 64 << 20,
+    };
+    let img = jem_io::image::decode_rgb8(path, limits)?;
     let (w, h) = img.dimensions();
     let shape = output_shape(resize, w, h);
     let out = match resize {

@@ -60,6 +60,10 @@ pub enum DataError {
     /// A bad argument or configuration value; the message names it.
     #[error("{0}")]
     Invalid(String),
+    /// An image file could not be decoded (the message names it; the cause is kept).
+    #[cfg(feature = "celeba")]
+    #[error(transparent)]
+    Image(#[from] jem_io::image::ImageDecodeError),
     /// An error of the tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -31,6 +31,8 @@ pub struct ReadmeDoctests;
 mod bounded;
 
 pub mod atomic;
+#[cfg(feature = "image")]
+pub mod image;
 #[cfg(feature = "progress")]
 pub mod progress;
 

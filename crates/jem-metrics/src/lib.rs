@@ -62,6 +62,10 @@ pub enum MetricError {
     /// Writing a file failed (the message names the file and the step; the cause is kept).
     #[error(transparent)]
     Write(#[from] jem_io::AtomicWriteError),
+    /// An image file could not be decoded (the message names it; the cause is kept).
+    #[cfg(feature = "images")]
+    #[error(transparent)]
+    Image(#[from] jem_io::image::ImageDecodeError),
 }
 
 /// Result with [`MetricError`].

@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use jem_io::image::{ImageLimits, decode_rgb8};
 
 use super::{FidInception, InceptionFeatures, NUM_LOGITS, POOL_DIM};
 use crate::fid::{FidOptions, FidReport, GaussianStats, frechet_distance_with};
@@ -213,21 +214,11 @@ fn load_folder(dir: &Path) -> Result<Tensor> {
 pub const MAX_IMAGE_SIDE: u32 = 4096;
 
 fn decode(f: &Path) -> Result<image::RgbImage> {
-    let bad = |msg: String| MetricError::Invalid(format!("{}: {msg}", f.display()));
-    let mut reader = image::ImageReader::open(f)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| bad(format!("cannot open: {e}")))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(256 << 20);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| {
-        bad(format!(
-            "cannot decode (at most {MAX_IMAGE_SIDE} pixels a side): {e}"
-        ))
-    })?;
-    Ok(img.to_rgb8())
+    let limits = ImageLimits {
+        max_side: MAX_IMAGE_SIDE,
+        max_alloc: 256 << 20,
+    };
+    Ok(decode_rgb8(f, limits)?)
 }
 
 #[cfg(test)]
