@@ -203,18 +203,16 @@ pub fn dataset_stats(
     let net = network(m)?;
     let data_dir = resolve_data_dir(path(m, "data-dir").as_deref());
     let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(50);
-    let (file, s, cached) = jem_eval::quality::dataset_stats(
-        &net,
-        &weights,
+    let real = jem_eval::quality::RealImages {
         dataset,
         splits,
         max_images,
-        &data_dir,
-        &cache,
+        data_dir: &data_dir,
+        cache_dir: &cache,
         out,
-        batch,
-        !m.get_flag("quiet"),
-    )
+    };
+    let (file, s, cached) =
+        jem_eval::quality::dataset_stats(&net, &weights, &real, batch, !m.get_flag("quiet"))
     .with_context(|| format!("statistics of {dataset} {splits}"))?;
     Ok((file, s.n, cached))
 }

@@ -67,23 +67,42 @@ pub fn stats_cache_file(
     ))
 }
 
-/// Statistics of a data set's splits (comma-separated, e.g. `train,test`, the reference's
-/// 60,000 CIFAR-10 images), optionally of its first `max_images` images: read from
-/// `cache_dir/fid-stats/` when present, else computed with `net` and cached there (or at
-/// `out`). Returns the file, the statistics and whether they came from the cache.
-#[allow(clippy::too_many_arguments)]
+/// Which real images [`dataset_stats`] describes and where their statistics are kept.
+#[derive(Clone, Debug)]
+pub struct RealImages<'a> {
+    /// The data set.
+    pub dataset: DatasetName,
+    /// Its splits, comma-separated (`train,test`: the reference's 60,000 CIFAR-10 images).
+    pub splits: &'a str,
+    /// Only the first images of the splits.
+    pub max_images: Option<usize>,
+    /// Where the data set's files are.
+    pub data_dir: &'a Path,
+    /// Where statistics are cached (`fid-stats/`).
+    pub cache_dir: &'a Path,
+    /// A file to write instead of the cache's.
+    pub out: Option<PathBuf>,
+}
+
+/// Statistics of `real`: read from the cache (or `real.out`) when present, else computed
+/// with `net` (`batch` images at a time) and written there. Returns the file, the statistics
+/// and whether they came from the file.
 pub fn dataset_stats(
     net: &FidInception,
     weights: &Path,
-    dataset: DatasetName,
-    splits: &str,
-    max_images: Option<usize>,
-    data_dir: &Path,
-    cache_dir: &Path,
-    out: Option<PathBuf>,
+    real: &RealImages<'_>,
     batch: usize,
     progress: bool,
 ) -> Result<(PathBuf, GaussianStats, bool)> {
+    let RealImages {
+        dataset,
+        splits,
+        max_images,
+        data_dir,
+        cache_dir,
+        ref out,
+    } = *real;
+    let out = out.clone();
     let file =
         out.unwrap_or_else(|| stats_cache_file(cache_dir, dataset, splits, max_images, weights));
     if file.exists() {
@@ -371,18 +390,15 @@ pub fn quality(
     }
     if opts.fid {
         let dataset = s.config.dataset()?;
-        let (file, real, _) = dataset_stats(
-            &net,
-            weights,
+        let wanted = RealImages {
             dataset,
-            &opts.real_splits,
-            None,
+            splits: &opts.real_splits,
+            max_images: None,
             data_dir,
             cache_dir,
-            None,
-            opts.batch,
-            opts.progress,
-        )?;
+            out: None,
+        };
+        let (file, real, _) = dataset_stats(&net, weights, &wanted, opts.batch, opts.progress)?;
         let f = selected_features(s, &net, &images, opts.fid_ratio, opts)?;
         let fake = GaussianStats::from_features_named("generated", &f.pool, f.count, 2048)?;
         result.fid = Some(frechet_distance(&real, &fake)?);
