@@ -213,7 +213,7 @@ pub fn dataset_stats(
     };
     let (file, s, cached) =
         jem_eval::quality::dataset_stats(&net, &weights, &real, batch, !m.get_flag("quiet"))
-    .with_context(|| format!("statistics of {dataset} {splits}"))?;
+            .with_context(|| format!("statistics of {dataset} {splits}"))?;
     Ok((file, s.n, cached))
 }
 

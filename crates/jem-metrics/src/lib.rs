@@ -62,10 +62,29 @@ pub enum MetricError {
     /// Writing a file failed (the message names the file and the step; the cause is kept).
     #[error(transparent)]
     Write(#[from] jem_io::AtomicWriteError),
+    /// A file could not be opened or read (the cause is kept).
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An image file could not be decoded (the message names it; the cause is kept).
     #[cfg(feature = "images")]
     #[error(transparent)]
     Image(#[from] jem_io::image::ImageDecodeError),
+}
+
+impl MetricError {
+    /// A read error of `path`, its cause kept.
+    pub fn read(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// Result with [`MetricError`].

@@ -93,7 +93,7 @@ impl NpyArray {
 
 /// Reads a `.npy` file; errors name the file and what is wrong with it.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| invalid(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| MetricError::read(path, e))?;
     parse_npy(&bytes).map_err(|m| invalid(path, m))
 }
 

@@ -43,7 +43,7 @@ pub fn save_stats(path: &Path, stats: &GaussianStats, metadata: &[(&str, &str)])
 /// Loads statistics from a safetensors file written by [`save_stats`] (f32 or f64 tensors
 /// `mu` and `sigma`) or a pytorch-fid `.npz` file (told apart by their first bytes).
 pub fn load_stats(path: &Path) -> Result<GaussianStats> {
-    let bytes = std::fs::read(path).map_err(|e| invalid(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| MetricError::read(path, e))?;
     let stats = if bytes.starts_with(b"PK") {
         load_npz(path, &bytes)?
     } else {
@@ -55,7 +55,7 @@ pub fn load_stats(path: &Path) -> Result<GaussianStats> {
 
 /// The metadata of a statistics file written by [`save_stats`].
 pub fn stats_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|e| invalid(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| MetricError::read(path, e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| invalid(path, format!("not a safetensors file: {e}")))?;
     Ok(meta.metadata().clone().unwrap_or_default())

@@ -32,7 +32,7 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>
     let mut head = [0u8; 16];
     let n = std::fs::File::open(path)
         .and_then(|mut f| read_up_to(&mut f, &mut head))
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
+        .map_err(|e| MetricError::read(path, e))?;
     let head = &head[..n];
     let tensors = if head.starts_with(b"PK\x03\x04") {
         match read_torchscript(path) {
@@ -43,11 +43,11 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>
                 .map_err(|e| fail(format!("not a readable PyTorch zip checkpoint: {e}")))?,
         }
     } else if legacy::looks_legacy(head) {
-        let data = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let data = std::fs::read(path).map_err(|e| MetricError::read(path, e))?;
         legacy::read(&data)
             .map_err(|e| fail(format!("not a readable PyTorch legacy checkpoint: {e}")))?
     } else if head.len() > 8 && head[8] == b'{' {
-        let data = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let data = std::fs::read(path).map_err(|e| MetricError::read(path, e))?;
         candle_core::safetensors::load_buffer(&data, &Device::Cpu)
             .map_err(|e| fail(format!("not a readable safetensors file: {e}")))?
             .into_iter()
