@@ -234,12 +234,31 @@ pub fn run(a: Args) -> Result<()> {
         .into_iter()
         .flat_map(|m| model_stages(m, &a.target, &out, &data_args, gpu, fid))
         .collect();
-    // one robustness figure and one landscape figure with every model overlaid
-    let cks: Vec<String> = models
+    // one robustness figure and one landscape figure with every model overlaid, read from
+    // the exported model parts (kept in a results folder when the checkpoints are not): the
+    // models exported already or by this run; the others are left out, and said so
+    let runs = |key: &str, task: &str| {
+        let name = format!("{key}/{task}");
+        stages.iter().any(|s| s.name == name) && selected(&name, a.only.as_deref())
+    };
+    let (ready, missing): (Vec<&Model>, Vec<&Model>) = models.iter().partition(|m| {
+        let run = out.join(&m.key).join("run");
+        let trained = run.join("last.safetensors").exists() || runs(&m.key, "train");
+        run.join("model.safetensors").exists() || (trained && runs(&m.key, "export"))
+    });
+    if !missing.is_empty() {
+        let keys: Vec<&str> = missing.iter().map(|m| m.key.as_str()).collect();
+        eprintln!(
+            "note: the overlays leave out the models without an exported model part (their \
+             train and export stages have not run): {}",
+            keys.join(", ")
+        );
+    }
+    let cks: Vec<String> = ready
         .iter()
         .map(|m| {
             out.join(&m.key)
-                .join("run/last.safetensors")
+                .join("run/model.safetensors")
                 .display()
                 .to_string()
         })
@@ -263,11 +282,11 @@ pub fn run(a: Args) -> Result<()> {
             name: format!("all/{task}"),
             args,
             done_when: out.join(task).join(format!("{task}.json")),
-            estimate_s: estimate_s * models.len() as f64,
+            estimate_s: estimate_s * cks.len() as f64,
         }
     };
     // the figures that overlay every model wait for a run without --models
-    if a.models.is_none() {
+    if a.models.is_none() && !cks.is_empty() {
         stages.push(if quick {
             overlay(
                 "robustness",
@@ -426,6 +445,11 @@ pub(crate) fn run_stages(
         if s.done_when.exists() || !selected(&s.name, only) {
             continue;
         }
+        if let Some(why) = waits_for_training(stages, s) {
+            eprintln!("==> {why}: not run");
+            failed.push(why);
+            continue;
+        }
         eprintln!("==> {}", s.name);
         let (secs, ok) = run_stage(jem, &s.args)?;
         timings.record(&s.name, secs, ok);
@@ -440,6 +464,21 @@ pub(crate) fn run_stages(
         }
     }
     Ok(failed)
+}
+
+/// `Some("model/task (waits for model/train)")` when stage `s` belongs to a model whose
+/// training has not finished: the model's other stages read what its training writes (an
+/// export of a half-trained checkpoint would stand for the trained model ever after).
+pub(crate) fn waits_for_training(stages: &[Stage], s: &Stage) -> Option<String> {
+    let model = s.name.split('/').next()?;
+    if model == "all" || s.name.ends_with("/train") {
+        return None;
+    }
+    let train = format!("{model}/train");
+    stages
+        .iter()
+        .find(|t| t.name == train && !t.done_when.exists())
+        .map(|t| format!("{} (waits for {})", s.name, t.name))
 }
 
 /// Runs one stage's `jem` command: its seconds and whether it succeeded.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::{Stage, human, run_stage, selected};
+use super::{Stage, human, run_stage, selected, waits_for_training};
 use crate::report;
 
 /// The plan's stages in chains: one per model in plan order, then the `all/` stages.
@@ -59,6 +59,11 @@ pub(crate) fn run_stages_on(
     let failed = Mutex::new(Vec::new());
     let run_one = |s: &Stage, device: &str, worker: usize| -> Result<()> {
         if s.done_when.exists() || !selected(&s.name, only) {
+            return Ok(());
+        }
+        if let Some(why) = waits_for_training(stages, s) {
+            eprintln!("==> [{worker}: {device}] {why}: not run");
+            failed.lock().unwrap_or_else(|p| p.into_inner()).push(why);
             return Ok(());
         }
         eprintln!("==> [{worker}: {device}] {}", s.name);

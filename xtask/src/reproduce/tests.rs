@@ -208,16 +208,62 @@ fn failed_stages_are_named_and_the_others_still_run() {
         estimate_s: 1.0,
     };
     // `sh -c CMD` stands in for jem: the second stage fails, the third still runs
+    let done = |name: &str| {
+        let file = dir.path().join(format!("{}.done", name.replace('/', "-")));
+        format!("touch {}", file.display())
+    };
+    let (train_a, train_b) = (done("a/train"), done("b/train"));
     let stages = [
-        stage("a/train", &["-c", "exit 0"]),
+        stage("a/train", &["-c", &train_a]),
         stage("a/eval", &["-c", "exit 3"]),
-        stage("b/train", &["-c", "exit 0"]),
+        stage("b/train", &["-c", &train_b]),
     ];
     let mut timings = report::Timings::load(dir.path());
     let failed = run_stages(&stages, Path::new("sh"), None, &mut timings, dir.path()).unwrap();
     assert_eq!(failed, ["a/eval"]);
     let saved = std::fs::read_to_string(dir.path().join("stages.json")).unwrap();
     assert!(saved.contains("b/train"), "{saved}");
+}
+
+#[test]
+fn a_models_stages_wait_for_its_unfinished_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("exported");
+    let stage = |name: &str, done: &str, cmd: String| Stage {
+        name: name.into(),
+        args: vec!["-c".into(), cmd],
+        done_when: dir.path().join(done),
+        estimate_s: 1.0,
+    };
+    let stages = [
+        // training not finished (no summary) and not selected by --only
+        stage("a/train", "a-summary.json", "exit 0".into()),
+        stage("a/export", "a-model", format!("touch {}", marker.display())),
+    ];
+    let mut timings = report::Timings::load(dir.path());
+    let only = ["export".to_string()];
+    let failed = run_stages(
+        &stages,
+        Path::new("sh"),
+        Some(&only),
+        &mut timings,
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(failed, ["a/export (waits for a/train)"]);
+    assert!(!marker.exists(), "the export ran on a half-trained model");
+    // once trained, it runs
+    std::fs::write(dir.path().join("a-summary.json"), "{}").unwrap();
+    let failed = run_stages(
+        &stages,
+        Path::new("sh"),
+        Some(&only),
+        &mut timings,
+        dir.path(),
+    )
+    .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(marker.exists());
 }
 
 #[test]
