@@ -13,6 +13,9 @@ use crate::reproduce::{Model, human};
 use crate::results::Results;
 use crate::tables;
 
+/// The hand-written claims table of a results folder, carried into its report.
+pub const CLAIMS_FILE: &str = "claims.md";
+
 /// The name under which the build of `jem` is timed.
 pub const BUILD_STAGE: &str = "build/jem";
 
@@ -139,6 +142,11 @@ pub fn write(
              convergence on the full Fashion-MNIST (`cargo xtask reproduce fashion-mnist`) are \
              in the repository's `docs/results/fashion-mnist/`.\n"
         );
+    }
+    // the verdicts on the paper's claims are a researcher's reading of the numbers below,
+    // kept by hand in `claims.md` beside the results and carried into every report
+    if let Ok(claims) = std::fs::read_to_string(out.join(CLAIMS_FILE)) {
+        let _ = writeln!(md, "{}\n", claims.trim_end());
     }
     tables::write_tables(&mut md, paper.as_ref(), target, models, out);
 

@@ -12,9 +12,11 @@ fn the_quick_report_points_to_the_converged_results() {
         "fashion-mnist-quick/softmax".into(),
     ])
     .unwrap();
+    std::fs::write(out.join(CLAIMS_FILE), "## Claims\n\n| claim | verdict |\n").unwrap();
     let md = write(&out, "quick", &models, &Timings::load(&out), &[], "cpu").unwrap();
     let text = std::fs::read_to_string(md).unwrap();
     assert!(text.contains("**These are one-epoch models**"), "{text}");
+    assert!(text.contains("## Claims\n\n| claim | verdict |"), "{text}");
     assert!(text.contains("docs/results/fashion-mnist/"));
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
