@@ -442,28 +442,47 @@ pub(crate) fn run_stages(
 ) -> Result<Vec<String>> {
     let mut failed = Vec::new();
     for s in stages {
-        if s.done_when.exists() || !selected(&s.name, only) {
-            continue;
-        }
-        if let Some(why) = waits_for_training(stages, s) {
-            eprintln!("==> {why}: not run");
-            failed.push(why);
-            continue;
-        }
-        eprintln!("==> {}", s.name);
-        let (secs, ok) = run_stage(jem, &s.args)?;
-        timings.record(&s.name, secs, ok);
-        timings.save(out)?;
-        if !ok {
-            eprintln!(
-                "==> {} failed after {}; continuing with the other stages",
-                s.name,
-                human(secs)
-            );
-            failed.push(s.name.clone());
-        }
+        let failure = attempt_stage(stages, s, jem, &s.args, only, "", |name, secs, ok| {
+            timings.record(name, secs, ok);
+            timings.save(out)
+        })?;
+        failed.extend(failure);
     }
     Ok(failed)
+}
+
+/// One stage as both runners take it: nothing when it is done or not selected by `only`;
+/// refused while its model's training is unfinished; otherwise its `jem` command run with
+/// `args` and `record`ed (name, seconds, success). Returns why the stage counts as failed;
+/// `tag` prefixes the lines it prints (the worker and device of the parallel runner).
+pub(crate) fn attempt_stage(
+    stages: &[Stage],
+    s: &Stage,
+    jem: &Path,
+    args: &[String],
+    only: Option<&[String]>,
+    tag: &str,
+    record: impl FnOnce(&str, f64, bool) -> Result<()>,
+) -> Result<Option<String>> {
+    if s.done_when.exists() || !selected(&s.name, only) {
+        return Ok(None);
+    }
+    if let Some(why) = waits_for_training(stages, s) {
+        eprintln!("==> {tag}{why}: not run");
+        return Ok(Some(why));
+    }
+    eprintln!("==> {tag}{}", s.name);
+    let (secs, ok) = run_stage(jem, args)?;
+    record(&s.name, secs, ok)?;
+    if ok {
+        return Ok(None);
+    }
+    eprintln!(
+        "==> {tag}{} failed after {}; continuing with the other stages",
+        s.name,
+        human(secs)
+    );
+    Ok(Some(s.name.clone()))
 }
 
 /// `Some("model/task (waits for model/train)")` when stage `s` belongs to a model whose

@@ -100,11 +100,12 @@ pub fn dataset_stats(
         max_images,
         data_dir,
         cache_dir,
-        ref out,
+        ..
     } = *real;
-    let out = out.clone();
-    let file =
-        out.unwrap_or_else(|| stats_cache_file(cache_dir, dataset, splits, max_images, weights));
+    let file = real
+        .out
+        .clone()
+        .unwrap_or_else(|| stats_cache_file(cache_dir, dataset, splits, max_images, weights));
     if file.exists() {
         let s = load_stats(&file).map_err(|e| {
             EvalError::Invalid(format!(

@@ -140,10 +140,7 @@ fn progress_of(meta: &HashMap<String, String>, path: &Path) -> Result<Progress> 
 /// generative run, are not read).
 pub fn read_progress(path: &Path) -> Result<Progress> {
     use std::io::Read;
-    let io = |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |e| TrainError::io(path, e);
     let mut f = std::fs::File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
     let mut n = [0u8; 8];
@@ -220,10 +217,7 @@ impl Checkpoint {
 
     /// Reads a checkpoint; a truncated, corrupted or foreign file gives an error naming it.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
         let meta = header

@@ -87,15 +87,8 @@ impl JsonLines {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| self.io(e))?;
-        writeln!(f, "{value}").map_err(|e| self.io(e))
-    }
-
-    fn io(&self, source: std::io::Error) -> TrainError {
-        TrainError::Io {
-            path: self.path.clone(),
-            source,
-        }
+            .map_err(|e| TrainError::io(&self.path, e))?;
+        writeln!(f, "{value}").map_err(|e| TrainError::io(&self.path, e))
     }
 
     /// Reads every record (skipping a torn last line).

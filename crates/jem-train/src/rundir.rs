@@ -43,13 +43,6 @@ pub(crate) fn process_alive(pid: u32) -> Option<bool> {
         .then(|| proc.join(pid.to_string()).exists())
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> TrainError {
-    TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Removes the temporary files in `run_dir`, `samples/` and `curves/` that a process no
 /// longer running left there, and returns them. Only names of the run's own temporary files
 /// qualify (see [`temp_owner`]); those of a live process, or of any process where liveness
@@ -64,15 +57,18 @@ pub fn remove_stale_temps(run_dir: &Path) -> Result<Vec<PathBuf>> {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&dir, e)),
+            Err(e) => return Err(TrainError::io(&dir, e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let entry = entry.map_err(|e| TrainError::io(&dir, e))?;
             let name = entry.file_name();
             let Some(pid) = name.to_str().and_then(temp_owner) else {
                 continue;
             };
-            let is_file = entry.file_type().map_err(|e| io_err(&dir, e))?.is_file();
+            let is_file = entry
+                .file_type()
+                .map_err(|e| TrainError::io(&dir, e))?
+                .is_file();
             if is_file && process_alive(pid) == Some(false) {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|e| {
@@ -134,7 +130,7 @@ fn rewrite(path: &Path, trim: impl FnOnce(&str) -> Vec<String>) -> Result<String
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(io_err(path, e)),
+        Err(e) => return Err(TrainError::io(path, e)),
     };
     let kept: String = trim(&text).iter().map(|l| format!("{l}\n")).collect();
     if kept != text {

@@ -151,10 +151,8 @@ impl Trainer {
             )));
         }
         let data = RunData::load(&cfg, &opts.data_dir, &opts.cache_dir)?;
-        std::fs::create_dir_all(opts.run_dir.join("samples")).map_err(|source| TrainError::Io {
-            path: opts.run_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(opts.run_dir.join("samples"))
+            .map_err(|e| TrainError::io(&opts.run_dir, e))?;
         let lock = RunLock::acquire(&opts.run_dir)?;
         remove_stale_temps(&opts.run_dir, opts.quiet)?;
         let model = build_model(&cfg, data.shape, data.num_classes, &opts.device)?;

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::{Stage, human, run_stage, selected, waits_for_training};
+use super::{Stage, attempt_stage};
 use crate::report;
 
 /// The plan's stages in chains: one per model in plan order, then the `all/` stages.
@@ -58,31 +58,15 @@ pub(crate) fn run_stages_on(
     let timings = Mutex::new(timings);
     let failed = Mutex::new(Vec::new());
     let run_one = |s: &Stage, device: &str, worker: usize| -> Result<()> {
-        if s.done_when.exists() || !selected(&s.name, only) {
-            return Ok(());
-        }
-        if let Some(why) = waits_for_training(stages, s) {
-            eprintln!("==> [{worker}: {device}] {why}: not run");
-            failed.lock().unwrap_or_else(|p| p.into_inner()).push(why);
-            return Ok(());
-        }
-        eprintln!("==> [{worker}: {device}] {}", s.name);
-        let (secs, ok) = run_stage(jem, &on_device(&s.args, device))?;
-        {
+        let tag = format!("[{worker}: {device}] ");
+        let args = on_device(&s.args, device);
+        let failure = attempt_stage(stages, s, jem, &args, only, &tag, |name, secs, ok| {
             let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
-            t.record(&s.name, secs, ok);
-            t.save(out)?;
-        }
-        if !ok {
-            eprintln!(
-                "==> {} failed after {} on {device}; continuing with the other stages",
-                s.name,
-                human(secs)
-            );
-            failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(s.name.clone());
+            t.record(name, secs, ok);
+            t.save(out)
+        })?;
+        if let Some(f) = failure {
+            failed.lock().unwrap_or_else(|p| p.into_inner()).push(f);
         }
         Ok(())
     };
