@@ -308,6 +308,12 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
         if task == "fid" {
             assert!(q["fid"]["fid"].as_f64().unwrap() > 0.0, "{q}");
             assert!(q["n_fid"].as_u64().unwrap() >= 2);
+            // the times: the generated images' Inception pass; the real statistics were cached
+            let t = &q["seconds"];
+            assert_eq!(t["inception_images"], q["n_fid"], "{q}");
+            assert!(t["inception"].as_f64().unwrap() > 0.0, "{q}");
+            assert_eq!(t["real_images"], 0, "{q}");
+            assert_eq!(t["real_stats"], 0.0, "{q}");
         } else {
             assert!(q["is"]["mean"].as_f64().unwrap() >= 1.0, "{q}");
         }
@@ -351,6 +357,9 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
             stdout.contains(&format!("protocol: {protocol}")),
             "{stdout}"
         );
+        assert_eq!(q["seconds"]["inception_images"], 6, "{q}");
+        assert!(q["seconds"]["source"].as_f64().unwrap() > 0.0, "{q}");
+        assert!(stdout.contains("s per 1,000)"), "{stdout}");
     }
     // the buffer's results are still there and still of the buffer
     let fid = json(&eval_dir.join("fid.json"));

@@ -554,6 +554,15 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             if let Some(is) = &r.is {
                 say!("IS {:.4} +- {:.4} ({} images)", is.mean, is.std, r.n_is);
             }
+            let t = &r.seconds;
+            if let Some(per) = t.inception_per_1000() {
+                say!(
+                    "time: images {:.1} s, Inception {:.1} s for {} images ({per:.1} s per 1,000)",
+                    t.source,
+                    t.inception + t.real_stats,
+                    t.inception_images + t.real_images
+                );
+            }
             serde_json::to_value(&r)?
         }
         "robustness" => {

@@ -188,6 +188,8 @@ pub fn write(
         );
     }
 
+    fid_cost::section(&mut md, out, models);
+
     let _ = writeln!(md, "## Adversarial robustness (Figure 5; white-box PGD)\n");
     if let Some(r) = read(&out.join("robustness/robustness.json")) {
         robustness_table(&mut md, &r);
@@ -389,5 +391,6 @@ fn robustness_table(md: &mut String, r: &Value) {
     }
 }
 
+mod fid_cost;
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,11 @@
 //! [`protocol`].
 
 mod source;
+mod timing;
 
 pub use source::*;
+pub use timing::QualitySeconds;
+use timing::timed;
 
 use std::path::{Path, PathBuf};
 
@@ -316,6 +319,9 @@ pub struct QualityResult {
     pub n_is: usize,
     /// The options used.
     pub options: QualityOptions,
+    /// Wall-clock seconds of its parts (zeros in files written before they were kept).
+    #[serde(default)]
+    pub seconds: QualitySeconds,
 }
 
 /// Inception features of the `ratio` selection of `images`; a ratio of 1 keeps every image
@@ -358,7 +364,8 @@ pub fn quality(
         net.require_logits()
             .map_err(|e| EvalError::Invalid(format!("{}: {e}", weights.display())))?;
     }
-    let (images, chain_init) = source_images(s, opts)?;
+    let mut seconds = QualitySeconds::default();
+    let (images, chain_init) = timed(&mut seconds.source, || source_images(s, opts))?;
     let n_source = images.dim(0)?;
     let mut result = QualityResult {
         checkpoint: s.checkpoint.display().to_string(),
@@ -378,9 +385,13 @@ pub fn quality(
         is: None,
         n_is: 0,
         options: opts.clone(),
+        seconds,
     };
     if opts.is {
-        let f = selected_features(s, &net, &images, opts.is_ratio, opts)?;
+        let f = timed(&mut result.seconds.inception, || {
+            selected_features(s, &net, &images, opts.is_ratio, opts)
+        })?;
+        result.seconds.inception_images += f.count;
         let splits = reference_splits(f.count);
         result.is = Some(inception_score_from_logits(
             &f.logits_unbiased,
@@ -399,8 +410,18 @@ pub fn quality(
             cache_dir,
             out: None,
         };
-        let (file, real, _) = dataset_stats(&net, weights, &wanted, opts.batch, opts.progress)?;
-        let f = selected_features(s, &net, &images, opts.fid_ratio, opts)?;
+        let mut real_seconds = 0.0;
+        let (file, real, cached) = timed(&mut real_seconds, || {
+            dataset_stats(&net, weights, &wanted, opts.batch, opts.progress)
+        })?;
+        if !cached {
+            result.seconds.real_stats = real_seconds;
+            result.seconds.real_images = real.n;
+        }
+        let f = timed(&mut result.seconds.inception, || {
+            selected_features(s, &net, &images, opts.fid_ratio, opts)
+        })?;
+        result.seconds.inception_images += f.count;
         let fake = GaussianStats::from_features_named("generated", &f.pool, f.count, 2048)?;
         result.fid = Some(frechet_distance(&real, &fake)?);
         result.n_fid = f.count;
