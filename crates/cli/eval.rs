@@ -556,11 +556,10 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             }
             let t = &r.seconds;
             if let Some(per) = t.inception_per_1000() {
+                let (secs, images) = t.inception_total();
                 say!(
-                    "time: images {:.1} s, Inception {:.1} s for {} images ({per:.1} s per 1,000)",
-                    t.source,
-                    t.inception + t.real_stats,
-                    t.inception_images + t.real_images
+                    "time: images {:.1} s, Inception {secs:.1} s for {images} images ({per:.1} s per 1,000)",
+                    t.source
                 );
             }
             serde_json::to_value(&r)?

@@ -16,11 +16,7 @@ pub fn section(md: &mut String, out: &Path, models: &[Model]) {
     for m in models {
         for file in ["fid.json", "fid-chains.json"] {
             let path = out.join(&m.key).join("eval").join(file);
-            if let Some(line) = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .and_then(|v| cost_line(&v))
-            {
+            if let Some(line) = super::read(&path).and_then(|v| cost_line(&v)) {
                 lines.push(format!("- `{}` `{file}`: {line}", m.key));
             }
         }

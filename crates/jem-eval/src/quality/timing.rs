@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// use jem_eval::quality::QualitySeconds;
 /// let t = QualitySeconds { inception: 30.0, inception_images: 300, real_stats: 70.0,
 ///                          real_images: 700, ..Default::default() };
+/// assert_eq!(t.inception_total(), (100.0, 1000));
 /// assert_eq!(t.inception_per_1000(), Some(100.0));
 /// assert_eq!(QualitySeconds::default().inception_per_1000(), None);
 /// ```
@@ -32,12 +33,20 @@ pub struct QualitySeconds {
 }
 
 impl QualitySeconds {
-    /// The Inception's seconds per 1,000 images over this run's feature passes (generated
-    /// images and, when computed here, the real ones); `None` when no image went through
-    /// it.
+    /// Seconds and images of all of this run's Inception passes: the generated images and,
+    /// when computed here, the real ones.
+    pub fn inception_total(&self) -> (f64, usize) {
+        (
+            self.inception + self.real_stats,
+            self.inception_images + self.real_images,
+        )
+    }
+
+    /// The Inception's seconds per 1,000 images over [`inception_total`](Self::inception_total);
+    /// `None` when no image went through it.
     pub fn inception_per_1000(&self) -> Option<f64> {
-        let images = self.inception_images + self.real_images;
-        (images > 0).then(|| (self.inception + self.real_stats) * 1000.0 / images as f64)
+        let (seconds, images) = self.inception_total();
+        (images > 0).then(|| seconds * 1000.0 / images as f64)
     }
 }
 
