@@ -142,6 +142,10 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
             "2,8",
             "--norm",
             "linf,l2",
+            "--l2-eps",
+            "64,128,255",
+            "--l2-step-size",
+            "64",
         ],
         tmp.path(),
     );
@@ -152,7 +156,15 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
     assert_eq!(rows.len(), 2);
     for r in rows {
         let points = r["result"]["points"].as_array().unwrap();
-        assert_eq!(points.len(), 2);
+        // each norm its own radii and step
+        let (radii, step) = if r["norm"] == "l_2" {
+            (3, 64.0)
+        } else {
+            (2, 2.0)
+        };
+        assert_eq!(points.len(), radii, "{r}");
+        let got = r["result"]["config"]["step_size"].as_f64().unwrap() * 255.0;
+        assert!((got - step).abs() < 1e-9, "{r}");
         for p in points {
             let (robust, last, clean) = (
                 p["robust_accuracy"].as_f64().unwrap(),
@@ -163,7 +175,10 @@ fn accuracy_calibration_and_ood_on_a_tiny_checkpoint() {
             assert_eq!(p["n"], 10);
         }
     }
-    decodes(&eval_dir.join("robustness.png"));
+    assert_eq!(rows[1]["result"]["points"][2]["eps"], 1.0);
+    // two norms, two figures (their radii are not on one scale)
+    decodes(&eval_dir.join("robustness-linf.png"));
+    decodes(&eval_dir.join("robustness-l2.png"));
 
     // BPDA+EOT through a 2-step purification defence, into another folder
     let eot_dir = tmp.path().join("eot");

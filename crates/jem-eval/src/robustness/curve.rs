@@ -18,11 +18,14 @@ pub fn save_robustness_curve(path: &Path, curves: &[(&str, &RobustnessResult)]) 
             "robustness curve: `curves` is empty".into(),
         ));
     }
-    let mut chart = LineChart::new(
-        "Robust accuracy under white-box PGD",
-        "eps (/255)",
-        "robust accuracy (%)",
-    );
+    // one norm's curves get its name in the title; mixed norms (an API caller's choice) do not
+    let norm = curves[0].1.config.norm;
+    let title = if curves.iter().all(|(_, r)| r.config.norm == norm) {
+        format!("Robust accuracy under white-box {norm} PGD")
+    } else {
+        "Robust accuracy under white-box PGD".to_string()
+    };
+    let mut chart = LineChart::new(&title, "eps (/255)", "robust accuracy (%)");
     for (label, r) in curves {
         if r.points.is_empty() {
             return Err(EvalError::Invalid(format!(
