@@ -159,6 +159,8 @@ pub fn options(m: &ArgMatches) -> Result<RobustnessOptions> {
         batch: 10,
         seed: parsed::<u64>(m, "seed")?.unwrap_or(1),
     };
+    // before any slow loading
+    opts.validate()?;
     Ok(opts)
 }
 

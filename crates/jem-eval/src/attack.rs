@@ -58,6 +58,25 @@ pub struct RobustnessRow {
     pub result: RobustnessResult,
 }
 
+impl RobustnessOptions {
+    /// Checks that there is at least one sweep, each norm at most once, each with a radius.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(EvalError::Invalid(format!("robustness: {why}")));
+        if self.sweeps.is_empty() {
+            return bad("need a norm".into());
+        }
+        for (i, w) in self.sweeps.iter().enumerate() {
+            if w.eps.is_empty() {
+                return bad(format!("the {} sweep has no radius", w.norm));
+            }
+            if self.sweeps[..i].iter().any(|v| v.norm == w.norm) {
+                return bad(format!("the {} norm is given twice", w.norm));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The attacked batches of a session: `images` test images after a seeded shuffle.
 pub fn attack_batches(s: &EvalSession, opts: &RobustnessOptions) -> Result<Vec<(Tensor, Tensor)>> {
     let test = &s.data.test;
@@ -87,15 +106,7 @@ pub fn robustness(
     progress: bool,
     out: &Path,
 ) -> Result<Vec<RobustnessRow>> {
-    if opts.sweeps.is_empty() {
-        return Err(EvalError::Invalid("robustness: need a norm".into()));
-    }
-    if let Some(w) = opts.sweeps.iter().find(|w| w.eps.is_empty()) {
-        return Err(EvalError::Invalid(format!(
-            "robustness: the {} sweep has no radius",
-            w.norm
-        )));
-    }
+    opts.validate()?;
     let mut rows = Vec::new();
     for (label, s) in sessions {
         let batches = attack_batches(s, opts)?;
@@ -134,17 +145,8 @@ pub fn robustness(
         }
     }
     crate::output::ensure_dir(out)?;
-    let norms: Vec<AttackNorm> = opts
-        .sweeps
-        .iter()
-        .map(|w| w.norm)
-        .fold(Vec::new(), |mut v, n| {
-            if !v.contains(&n) {
-                v.push(n);
-            }
-            v
-        });
-    for &norm in &norms {
+    let norms = opts.sweeps.len();
+    for norm in opts.sweeps.iter().map(|w| w.norm) {
         let of_norm: Vec<&RobustnessRow> = rows.iter().filter(|r| r.norm == norm).collect();
         let names: Vec<String> = of_norm
             .iter()
@@ -155,7 +157,7 @@ pub fn robustness(
             .zip(&of_norm)
             .map(|(n, r)| (n.as_str(), &r.result))
             .collect();
-        save_robustness_curve(&out.join(figure_name(norm, norms.len())), &curves)?;
+        save_robustness_curve(&out.join(figure_name(norm, norms)), &curves)?;
     }
     write_json(out, "robustness.json", &rows)?;
     Ok(rows)
@@ -168,5 +170,54 @@ pub fn figure_name(norm: AttackNorm, norms: usize) -> String {
         (0 | 1, _) => "robustness.png".into(),
         (_, AttackNorm::Linf) => "robustness-linf.png".into(),
         (_, AttackNorm::L2) => "robustness-l2.png".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(sweeps: Vec<NormSweep>) -> RobustnessOptions {
+        RobustnessOptions {
+            sweeps,
+            attack: PgdConfig::reference(AttackNorm::Linf),
+            images: 10,
+            shuffle_seed: 123,
+            batch: 10,
+            seed: 1,
+        }
+    }
+
+    fn sweep(norm: AttackNorm, eps: &[f64]) -> NormSweep {
+        NormSweep {
+            norm,
+            eps: eps.to_vec(),
+            step_size: 2.0 / 255.0,
+        }
+    }
+
+    #[test]
+    fn sweeps_are_checked() {
+        let err = |o: RobustnessOptions| o.validate().unwrap_err().to_string();
+        assert!(err(opts(vec![])).contains("need a norm"));
+        let no_radius = opts(vec![sweep(AttackNorm::L2, &[])]);
+        assert!(err(no_radius).contains("L2 sweep has no radius"));
+        let twice = opts(vec![
+            sweep(AttackNorm::Linf, &[0.1]),
+            sweep(AttackNorm::Linf, &[0.2]),
+        ]);
+        assert!(err(twice).contains("L-inf norm is given twice"));
+        let both = opts(vec![
+            sweep(AttackNorm::Linf, &[0.1]),
+            sweep(AttackNorm::L2, &[0.5]),
+        ]);
+        both.validate().unwrap();
+    }
+
+    #[test]
+    fn one_figure_per_norm_when_there_are_two() {
+        assert_eq!(figure_name(AttackNorm::L2, 1), "robustness.png");
+        assert_eq!(figure_name(AttackNorm::Linf, 2), "robustness-linf.png");
+        assert_eq!(figure_name(AttackNorm::L2, 2), "robustness-l2.png");
     }
 }
