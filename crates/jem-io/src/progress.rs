@@ -319,8 +319,18 @@ pub fn format_rate(per_second: f64, unit: &str) -> String {
     if per_second >= 1.0 || per_second <= 0.0 {
         format!("{per_second:.1} {unit}/s")
     } else {
-        let one = unit.strip_suffix('s').unwrap_or(unit);
-        format!("{:.1} s/{one}", 1.0 / per_second)
+        format!("{:.1} s/{}", 1.0 / per_second, singular(unit))
+    }
+}
+
+/// The singular of an English plural unit: `images` -> `image`, `batches` -> `batch`
+/// (the plurals in `-es` after a sibilant); other words unchanged.
+fn singular(unit: &str) -> &str {
+    let sibilant_es = ["ches", "shes", "sses", "xes", "zes"];
+    if sibilant_es.iter().any(|e| unit.ends_with(e)) {
+        &unit[..unit.len() - 2]
+    } else {
+        unit.strip_suffix('s').unwrap_or(unit)
     }
 }
 
@@ -430,6 +440,10 @@ mod tests {
     fn rates_and_durations_read_well() {
         assert_eq!(format_rate(12.34, "images"), "12.3 images/s");
         assert_eq!(format_rate(0.25, "steps"), "4.0 s/step");
+        assert_eq!(format_rate(0.5, "batches"), "2.0 s/batch");
+        assert_eq!(format_rate(0.5, "boxes"), "2.0 s/box");
+        assert_eq!(format_rate(0.5, "it"), "2.0 s/it");
+        assert_eq!(format_rate(0.5, "points"), "2.0 s/point");
         assert_eq!(format_duration(42.4), "42s");
         assert_eq!(format_duration(185.0), "3m 05s");
         assert_eq!(format_duration(7620.0), "2h 07m");

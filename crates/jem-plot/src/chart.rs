@@ -204,7 +204,16 @@ impl LineChart {
                 }
             }
             if !self.series.is_empty() {
-                draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, what)?;
+                let (xs, ys) = chart.plotting_area().get_pixel_range();
+                let lines: Vec<&[(f64, f64)]> =
+                    self.series.iter().map(|s| s.points.as_slice()).collect();
+                let place = crate::legend::place(
+                    &lines,
+                    ((x0, x1), (y0, y1)),
+                    ((xs.end - xs.start) as f64, (ys.end - ys.start) as f64),
+                    crate::legend::box_size(self.series.iter().map(|s| s.name.as_str())),
+                );
+                draw_legend(&mut chart, place, what)?;
             }
             Ok(())
         })

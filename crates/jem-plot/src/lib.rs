@@ -13,6 +13,7 @@ mod bars;
 mod chart;
 mod grid;
 mod heatmap;
+mod legend;
 
 pub use bars::{ReliabilityBin, save_histograms, save_reliability_diagram};
 pub use chart::{LineChart, Series};
