@@ -121,21 +121,18 @@ pub fn options(m: &ArgMatches) -> Result<RobustnessOptions> {
     let l2_step = parsed::<f64>(m, "l2-step-size")?.map(|x| x / 255.0);
     let sweeps = norms
         .into_iter()
-        .map(|norm| match norm {
-            AttackNorm::L2 => NormSweep {
+        .map(|norm| {
+            // L2 falls back to the L-inf radii and step when not given its own
+            let (radii, step) = match norm {
+                AttackNorm::L2 if !l2_eps.is_empty() => (&l2_eps, l2_step.unwrap_or(step_size)),
+                AttackNorm::L2 => (&eps, l2_step.unwrap_or(step_size)),
+                AttackNorm::Linf => (&eps, step_size),
+            };
+            NormSweep {
                 norm,
-                eps: if l2_eps.is_empty() {
-                    eps.clone()
-                } else {
-                    l2_eps.clone()
-                },
-                step_size: l2_step.unwrap_or(step_size),
-            },
-            AttackNorm::Linf => NormSweep {
-                norm,
-                eps: eps.clone(),
-                step_size,
-            },
+                eps: radii.clone(),
+                step_size: step,
+            }
         })
         .collect();
     let mut attack = PgdConfig::reference(AttackNorm::Linf);

@@ -324,9 +324,10 @@ pub fn format_rate(per_second: f64, unit: &str) -> String {
 }
 
 /// The singular of an English plural unit: `images` -> `image`, `batches` -> `batch`
-/// (the plurals in `-es` after a sibilant); other words unchanged.
+/// (the plurals in `-es` after `ch`, `sh`, `ss` and `x`; not `-zes`, where `sizes` is more
+/// common than `quizzes`); other words unchanged.
 fn singular(unit: &str) -> &str {
-    let sibilant_es = ["ches", "shes", "sses", "xes", "zes"];
+    let sibilant_es = ["ches", "shes", "sses", "xes"];
     if sibilant_es.iter().any(|e| unit.ends_with(e)) {
         &unit[..unit.len() - 2]
     } else {
@@ -442,6 +443,8 @@ mod tests {
         assert_eq!(format_rate(0.25, "steps"), "4.0 s/step");
         assert_eq!(format_rate(0.5, "batches"), "2.0 s/batch");
         assert_eq!(format_rate(0.5, "boxes"), "2.0 s/box");
+        assert_eq!(format_rate(0.5, "classes"), "2.0 s/class");
+        assert_eq!(format_rate(0.5, "sizes"), "2.0 s/size");
         assert_eq!(format_rate(0.5, "it"), "2.0 s/it");
         assert_eq!(format_rate(0.5, "points"), "2.0 s/point");
         assert_eq!(format_duration(42.4), "42s");
