@@ -394,7 +394,9 @@ fn weight_gradients_are_deterministic() {
 }
 
 /// Times of the paths on the 3x3 layers of the benchmarked WRNs (a measurement, not a
-/// check: `cargo test --release -p jem-kernels --lib path_timings -- --ignored --nocapture`).
+/// check: `cargo test --release -p jem-kernels --lib path_timings -- --ignored --nocapture`;
+/// `PATH_TIMINGS_ONLY=n8,c640,Winograd(F2)` keeps those shapes and that path,
+/// `PATH_TIMINGS_REPS=N` takes the minimum of N runs instead of 5).
 #[test]
 #[ignore]
 fn path_timings() {
@@ -411,30 +413,51 @@ fn path_timings() {
         (8, 160, 32, 160),
         (8, 320, 16, 320),
         (8, 640, 8, 640),
+        // single groups of F(2x2) tiles, narrower or fewer than WRN-28-10's 8x8 stage
+        (8, 160, 8, 160),
+        (8, 320, 8, 320),
+        (4, 640, 8, 640),
+        (2, 640, 8, 640),
         // WRN-10-2 of the Fashion-MNIST preset, batch 64
         (64, 32, 32, 32),
         (64, 64, 16, 64),
         (64, 128, 8, 128),
     ];
+    let paths = [
+        Path::Im2col,
+        Path::Shifted,
+        Path::Winograd(winograd::Tile::F2),
+        Path::Winograd(winograd::Tile::F4),
+    ];
+    let names = paths.map(|p| format!("{p:?}"));
+    // `PATH_TIMINGS_ONLY=n8,c640,Winograd(F2)`: only the shapes whose label has all the parts
+    // that name no path, and only the paths named (all when none is)
+    let only = std::env::var("PATH_TIMINGS_ONLY").unwrap_or_default();
+    let reps: usize = std::env::var("PATH_TIMINGS_REPS").map_or(5, |r| r.parse().unwrap());
+    let only: Vec<&str> = only.split(',').filter(|o| !o.is_empty()).collect();
+    let (only_paths, only_parts): (Vec<&str>, Vec<&str>) =
+        only.iter().partition(|o| names.iter().any(|n| n == *o));
     for (n, c, hw, cout) in shapes {
+        let label = format!("n{n} c{c} {hw}x{hw} cout{cout}");
+        if !only_parts.iter().all(|o| label.split(' ').any(|p| p == *o)) {
+            continue;
+        }
         let x = Var::from_vec(values(n * c * hw * hw, 0.1), (n, c, hw, hw), &dev).unwrap();
         let wt = Var::from_vec(values(cout * c * 9, 0.2), (cout, c, 3, 3), &dev).unwrap();
-        let mut line = format!("n{n} c{c} {hw}x{hw} cout{cout}:");
-        for path in [
-            Path::Im2col,
-            Path::Shifted,
-            Path::Winograd(winograd::Tile::F2),
-            Path::Winograd(winograd::Tile::F4),
-        ] {
+        let mut line = format!("{label}:");
+        for (path, name) in paths.iter().zip(&names) {
+            if !only_paths.is_empty() && !only_paths.contains(&name.as_str()) {
+                continue;
+            }
             let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
-            for _ in 0..5 {
+            for _ in 0..reps {
                 let t = std::time::Instant::now();
                 let y = conv2d_path(
                     x.as_tensor(),
                     wt.as_tensor(),
                     None,
                     cfg(1, 1),
-                    Some(path),
+                    Some(*path),
                     false,
                 )
                 .unwrap();
@@ -585,4 +608,36 @@ fn other_devices_path_matches_the_kernels() {
             );
         }
     }
+}
+
+/// The paths [`Path::choose`] takes on the layers `path_timings` measured (`BENCHMARKS.md`).
+#[test]
+fn choose_takes_the_measured_paths() {
+    let layer = |n, c| ConvGeometry {
+        input: [n, c, 0, 0],
+        out_channels: c,
+        kernel: [3, 3],
+        stride: 1,
+        padding: [1, 1],
+    };
+    let at = |n, c, hw| {
+        let mut g: ConvGeometry = layer(n, c);
+        g.input[2..].copy_from_slice(&[hw, hw]);
+        winograd::choose(&g)
+    };
+    use winograd::Tile::{F2, F4};
+    // WRN-28-10 at batch 8: F(4x4) at 32x32; at 8x8 one full group of F(2x2) tiles
+    assert_eq!(at(8, 160, 32), Some(F4));
+    assert_eq!(at(8, 320, 16), Some(F2));
+    assert_eq!(at(8, 640, 8), Some(F2));
+    // a group short of tiles, or a single group of narrow layers: im2col
+    assert_eq!(at(4, 640, 8), None);
+    assert_eq!(at(8, 64, 8), None);
+    // WRN-16-4 at batch 32: F(4x4) would have one group at 8x8, F(2x2) has four
+    assert_eq!(at(32, 256, 8), Some(F2));
+    assert_eq!(at(32, 64, 32), Some(F4));
+    // the preset's WRN-10-2 at batch 64
+    assert_eq!(at(64, 128, 8), Some(F4));
+    // not a stride-1 3x3 convolution with enough channels
+    assert_eq!(at(64, 3, 32), None);
 }

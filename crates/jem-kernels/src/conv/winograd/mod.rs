@@ -27,7 +27,8 @@
 //! kernels' choices").
 //!
 //! A layer with a single group of tiles runs its transforms on one thread, so [`choose`]
-//! asks for two groups (F(4x4, 3x3) on WRN-16-4's 8x8 maps at batch 32 has one, and loses).
+//! asks for two groups (F(4x4, 3x3) on WRN-16-4's 8x8 maps at batch 32 has one, and loses),
+//! or one full group of F(2x2) tiles on wide layers.
 
 mod f2;
 mod f4;
@@ -125,15 +126,18 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
 
 /// The faster tile for this convolution, if Winograd is the faster path
 /// (`conv::tests::path_timings`): it applies, and the batch has at least two groups of
-/// tiles, so that the transforms run in parallel (with a single group, as WRN-28-10's 8x8
-/// stage at batch 8, Winograd loses to im2col: `BENCHMARKS.md`).
+/// tiles, so that the transforms run in parallel; with 128 channels or more, one full group
+/// of F(2x2) tiles is enough, the GEMMs (parallel inside) outweighing the transforms
+/// (WRN-28-10's 8x8 stage at batch 8; a group short of tiles still loses to im2col:
+/// `BENCHMARKS.md`).
 pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
-    let enough = |tiles: usize, group: usize| g.input[0] * tiles >= 2 * group;
+    let groups = |tiles: usize, group: usize| g.input[0] * tiles / group;
+    let wide = g.input[1].min(g.out_channels) >= 128;
     if !applies(g) {
         None
-    } else if enough(tiles_of::<F4>(g), F4::GROUP_TILES) {
+    } else if groups(tiles_of::<F4>(g), F4::GROUP_TILES) >= 2 {
         Some(Tile::F4)
-    } else if enough(tiles_of::<F2>(g), F2::GROUP_TILES) {
+    } else if groups(tiles_of::<F2>(g), F2::GROUP_TILES) >= if wide { 1 } else { 2 } {
         Some(Tile::F2)
     } else {
         None
@@ -169,22 +173,46 @@ fn group_size<T: Tiling>(g: &ConvGeometry) -> usize {
 }
 
 /// The `P` planes `[P, Cout, C]` of the transformed kernels, from `f` on each 3x3 kernel
-/// (row-major); the planes are filled in parallel (a wide layer's `U` is tens of MB).
+/// (row-major). Blocks of kernels run in parallel; each transposes its transforms in a local
+/// buffer (in L1) and copies one contiguous stretch into every plane. Gathering each plane
+/// from an array of per-kernel transforms read that array once per plane, and storing each
+/// value straight into its plane wrote `P` streams a value at a time: either took a fifth of
+/// a wide layer's convolution (`BENCHMARKS.md`; its `U` is tens of MB).
 fn kernel_planes<const P: usize>(
     w: &[f32],
     cout: usize,
     c: usize,
     f: impl Fn(&[f32]) -> [f32; P] + Sync + Send,
 ) -> Vec<f32> {
-    let per_kernel: Vec<[f32; P]> = w.par_chunks_exact(9).map(f).collect();
-    let mut u = vec![0f32; P * cout * c];
-    u.par_chunks_mut(cout * c)
-        .enumerate()
-        .for_each(|(p, plane)| {
-            for (dst, k) in plane.iter_mut().zip(&per_kernel) {
-                *dst = k[p];
+    const BLOCK: usize = 128;
+    let len = cout * c;
+    let mut u: Vec<f32> = Vec::with_capacity(P * len);
+    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> =
+        (0..len.div_ceil(BLOCK)).map(|_| Vec::new()).collect();
+    for plane in u.spare_capacity_mut()[..P * len].chunks_mut(len.max(1)) {
+        for (b, stretch) in plane.chunks_mut(BLOCK).enumerate() {
+            blocks[b].push(stretch);
+        }
+    }
+    blocks
+        .into_par_iter()
+        .zip(w.par_chunks(9 * BLOCK))
+        .for_each(|(mut planes, kernels)| {
+            let mut local = [[0f32; BLOCK]; P];
+            for (i, k) in kernels.chunks_exact(9).enumerate() {
+                for (row, v) in local.iter_mut().zip(f(k)) {
+                    row[i] = v;
+                }
+            }
+            for (plane, row) in planes.iter_mut().zip(&local) {
+                for (d, &v) in plane.iter_mut().zip(row) {
+                    d.write(v);
+                }
             }
         });
+    // SAFETY: the blocks cover every stretch of the `P` planes of `len` values (one block
+    // per `BLOCK` kernels of `w`, which has `len`), and each wrote its stretches whole
+    unsafe { u.set_len(P * len) };
     u
 }
 
@@ -196,12 +224,23 @@ fn kernel_grad_with<const P: usize>(
     c: usize,
     f: impl Fn([f32; P]) -> [f32; 9] + Sync + Send,
 ) -> Vec<f32> {
+    const BLOCK: usize = 128;
     let plane = cout * c;
-    let mut dw = vec![0f32; plane * 9];
-    dw.par_chunks_mut(9).enumerate().for_each(|(oc, out)| {
-        out.copy_from_slice(&f(std::array::from_fn(|p| du[p * plane + oc])));
-    });
-    dw
+    let work = |b: usize, out: &mut [MaybeUninit<f32>]| {
+        // the block's stretch of every plane, copied into L1 (as in `kernel_planes`)
+        let (start, n) = (b * BLOCK, out.len() / 9);
+        let mut local = [[0f32; BLOCK]; P];
+        for (p, row) in local.iter_mut().enumerate() {
+            row[..n].copy_from_slice(&du[p * plane + start..][..n]);
+        }
+        for (i, taps) in out.chunks_exact_mut(9).enumerate() {
+            for (d, v) in taps.iter_mut().zip(f(std::array::from_fn(|p| local[p][i]))) {
+                d.write(v);
+            }
+        }
+    };
+    // SAFETY: `work` writes the 9 taps of each of its chunk's kernels
+    unsafe { par_vec_uninit(plane * 9, 9 * BLOCK, work) }
 }
 
 /// `conv(x, w) + bias` (`x [N, C, H, W]`, `w [Cout, C, 3, 3]`, `bias [Cout]`) with `tile`.
@@ -221,15 +260,16 @@ pub(super) fn input_grad(tile: Tile, g: &ConvGeometry, dy: &[f32], w: &[f32]) ->
         out_channels: c,
         ..*g
     };
-    let mut wt = vec![0f32; c * cout * 9];
-    for (o, wo) in w.chunks_exact(c * 9).enumerate() {
-        for (ci, taps) in wo.chunks_exact(9).enumerate() {
-            let dst = &mut wt[(ci * cout + o) * 9..][..9];
+    let flip = |ci: usize, wci: &mut [MaybeUninit<f32>]| {
+        for (o, dst) in wci.chunks_exact_mut(9).enumerate() {
+            let taps = &w[(o * c + ci) * 9..][..9];
             for (d, v) in dst.iter_mut().rev().zip(taps) {
-                *d = *v;
+                d.write(*v);
             }
         }
-    }
+    };
+    // SAFETY: `flip` writes the 9 taps of each of the `cout` kernels of its chunk
+    let wt = unsafe { par_vec_uninit(c * cout * 9, (cout * 9).max(1), flip) };
     conv(tile, &gt, dy, &wt, &vec![0f32; c])
 }
 
