@@ -186,6 +186,8 @@ fn kernel_planes<const P: usize>(
 ) -> Vec<f32> {
     const BLOCK: usize = 128;
     let len = cout * c;
+    // the blocks of `w` must match those of the planes for every stretch to be written
+    assert_eq!(w.len(), 9 * len, "kernels [Cout, C, 3, 3]");
     let mut u: Vec<f32> = Vec::with_capacity(P * len);
     let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> =
         (0..len.div_ceil(BLOCK)).map(|_| Vec::new()).collect();
@@ -210,8 +212,8 @@ fn kernel_planes<const P: usize>(
                 }
             }
         });
-    // SAFETY: the blocks cover every stretch of the `P` planes of `len` values (one block
-    // per `BLOCK` kernels of `w`, which has `len`), and each wrote its stretches whole
+    // SAFETY: the blocks cover every stretch of the `P` planes of `len` values, each got its
+    // `BLOCK` kernels of `w` (`len` of them, asserted above) and wrote its stretches whole
     unsafe { u.set_len(P * len) };
     u
 }
