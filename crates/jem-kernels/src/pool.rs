@@ -40,29 +40,102 @@ impl Pool2dConfig {
 }
 
 impl Pool {
-    /// One output plane from one input plane `x [h, w]`.
+    /// One output plane from one input plane `x [h, w]`, separably: each input row reduced
+    /// over the windows' columns (`rows [h, wo]`, scratch), then each output row over its
+    /// window's rows. Both passes run over whole rows, so they vectorize; per-output windows
+    /// in scalar code took a tenth of the FID Inception's time.
     fn plane(&self, x: &[f32], (h, w): (usize, usize), y: &mut [f32], wo: usize) {
+        match self.1 {
+            Kind::Max => self.separable(x, (h, w), y, wo, f32::max),
+            Kind::Avg => {
+                self.separable(x, (h, w), y, wo, |a, b| a + b);
+                // divided by the real values in each window, as the direct loop did
+                let (cx, cy) = (self.counts(w, wo), self.counts(h, y.len() / wo.max(1)));
+                for (row, ny) in y.chunks_exact_mut(wo).zip(cy) {
+                    for (v, nx) in row.iter_mut().zip(&cx) {
+                        *v /= (ny * nx) as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The window `[start, end)` of output `o` along a side of `d` values, padding excluded.
+    fn span(&self, o: usize, d: usize) -> (usize, usize) {
         let Pool2dConfig {
             kernel: k,
             stride: s,
             padding: p,
         } = self.0;
-        for (oy, row) in y.chunks_exact_mut(wo).enumerate() {
-            let y0 = (oy * s).saturating_sub(p);
-            let y1 = (oy * s + k - p).min(h);
-            for (ox, out) in row.iter_mut().enumerate() {
-                let x0 = (ox * s).saturating_sub(p);
-                let x1 = (ox * s + k - p).min(w);
-                let rows = x[y0 * w..y1 * w].chunks_exact(w);
-                *out = match self.1 {
-                    Kind::Max => rows
-                        .flat_map(|r| &r[x0..x1])
-                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
-                    Kind::Avg => {
-                        let sum: f32 = rows.map(|r| r[x0..x1].iter().sum::<f32>()).sum();
-                        sum / ((y1 - y0) * (x1 - x0)) as f32
-                    }
-                };
+        ((o * s).saturating_sub(p), (o * s + k - p).min(d))
+    }
+
+    /// The real values in each of the `outs` windows along a side of `d` values.
+    fn counts(&self, d: usize, outs: usize) -> Vec<usize> {
+        (0..outs)
+            .map(|o| {
+                let (a, b) = self.span(o, d);
+                b - a
+            })
+            .collect()
+    }
+
+    /// `y` from `x` reduced by `op` over each window, rows first, then columns, each in
+    /// order from the window's first value.
+    fn separable(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        y: &mut [f32],
+        wo: usize,
+        op: impl Fn(f32, f32) -> f32 + Copy,
+    ) {
+        let mut rows = vec![0f32; h * wo];
+        for (r, out) in x.chunks_exact(w).zip(rows.chunks_exact_mut(wo)) {
+            self.reduce_row(r, out, op);
+        }
+        for (oy, out) in y.chunks_exact_mut(wo).enumerate() {
+            let (y0, y1) = self.span(oy, h);
+            out.copy_from_slice(&rows[y0 * wo..][..wo]);
+            for r in rows[(y0 + 1) * wo..y1 * wo].chunks_exact(wo) {
+                for (o, &v) in out.iter_mut().zip(r) {
+                    *o = op(*o, v);
+                }
+            }
+        }
+    }
+
+    /// `out[ox]`: `op` over row `r`'s values in output `ox`'s window. With stride 1, the
+    /// outputs whose window lies inside the row take one pass over the row per tap.
+    fn reduce_row(&self, r: &[f32], out: &mut [f32], op: impl Fn(f32, f32) -> f32 + Copy) {
+        let window = |ox: usize| {
+            let (x0, x1) = self.span(ox, r.len());
+            r[x0 + 1..x1].iter().fold(r[x0], |m, &v| op(m, v))
+        };
+        let Pool2dConfig {
+            kernel: k,
+            stride: s,
+            padding: p,
+        } = self.0;
+        // outputs p..p + inner have whole windows: input ox - p + j for the taps j
+        let inner = if s == 1 {
+            (r.len() + 1).saturating_sub(k)
+        } else {
+            0
+        };
+        let inner = inner.min(out.len().saturating_sub(p));
+        for (ox, o) in out.iter_mut().enumerate() {
+            if ox < p || ox >= p + inner {
+                *o = window(ox);
+            }
+        }
+        if inner > 0 {
+            let body = &mut out[p..p + inner];
+            body.copy_from_slice(&r[..inner]);
+            for j in 1..k {
+                for (o, &v) in body.iter_mut().zip(&r[j..j + inner]) {
+                    *o = op(*o, v);
+                }
             }
         }
     }
@@ -216,6 +289,11 @@ mod tests {
             ((3, 2, 5, 6), (2, 2, 1)),
             ((1, 1, 3, 3), (3, 3, 0)),
             ((2, 2, 7, 10), (5, 2, 2)),
+            // Inception's sizes: 35x35 and 17x17 maps
+            ((1, 3, 35, 35), (3, 1, 1)),
+            ((1, 2, 35, 35), (3, 2, 0)),
+            ((2, 2, 17, 17), (3, 1, 1)),
+            ((1, 1, 4, 6), (5, 1, 2)),
         ];
         for (dims, (k, s, p)) in cases {
             let cfg = Pool2dConfig {
