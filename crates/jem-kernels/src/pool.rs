@@ -37,36 +37,10 @@ impl Pool2dConfig {
         }
         Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
     }
-}
-
-impl Pool {
-    /// One output plane from one input plane `x [h, w]`, separably: each input row reduced
-    /// over the windows' columns (`rows [h, wo]`, scratch), then each output row over its
-    /// window's rows. Both passes run over whole rows, so they vectorize; per-output windows
-    /// in scalar code took a tenth of the FID Inception's time.
-    fn plane(&self, x: &[f32], (h, w): (usize, usize), y: &mut [f32], wo: usize) {
-        match self.1 {
-            Kind::Max => self.separable(x, (h, w), y, wo, f32::max),
-            Kind::Avg => {
-                self.separable(x, (h, w), y, wo, |a, b| a + b);
-                // divided by the real values in each window, as the direct loop did
-                let (cx, cy) = (self.counts(w, wo), self.counts(h, y.len() / wo.max(1)));
-                for (row, ny) in y.chunks_exact_mut(wo).zip(cy) {
-                    for (v, nx) in row.iter_mut().zip(&cx) {
-                        *v /= (ny * nx) as f32;
-                    }
-                }
-            }
-        }
-    }
 
     /// The window `[start, end)` of output `o` along a side of `d` values, padding excluded.
     fn span(&self, o: usize, d: usize) -> (usize, usize) {
-        let Pool2dConfig {
-            kernel: k,
-            stride: s,
-            padding: p,
-        } = self.0;
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
         ((o * s).saturating_sub(p), (o * s + k - p).min(d))
     }
 
@@ -79,6 +53,37 @@ impl Pool {
             })
             .collect()
     }
+}
+
+/// The real values in the windows of each output column and row (an average's divisors).
+type Counts = (Vec<usize>, Vec<usize>);
+
+impl Pool {
+    /// One output plane from one input plane `x [h, w]`, separably: each input row reduced
+    /// over the windows' columns (`rows [h, wo]`, scratch), then each output row over its
+    /// window's rows. Both passes run over whole rows, so they vectorize; per-output windows
+    /// in scalar code took a tenth of the FID Inception's time.
+    fn plane(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        (y, wo): (&mut [f32], usize),
+        rows: &mut Vec<f32>,
+        (cx, cy): &Counts,
+    ) {
+        match self.1 {
+            Kind::Max => self.separable(x, (h, w), (y, wo), rows, f32::max),
+            Kind::Avg => {
+                self.separable(x, (h, w), (y, wo), rows, |a, b| a + b);
+                // divided by the real values in each window, as the direct loop did
+                for (row, ny) in y.chunks_exact_mut(wo).zip(cy) {
+                    for (v, nx) in row.iter_mut().zip(cx) {
+                        *v /= (ny * nx) as f32;
+                    }
+                }
+            }
+        }
+    }
 
     /// `y` from `x` reduced by `op` over each window, rows first, then columns, each in
     /// order from the window's first value.
@@ -86,16 +91,16 @@ impl Pool {
         &self,
         x: &[f32],
         (h, w): (usize, usize),
-        y: &mut [f32],
-        wo: usize,
+        (y, wo): (&mut [f32], usize),
+        rows: &mut Vec<f32>,
         op: impl Fn(f32, f32) -> f32 + Copy,
     ) {
-        let mut rows = vec![0f32; h * wo];
+        rows.resize(h * wo, 0.0);
         for (r, out) in x.chunks_exact(w).zip(rows.chunks_exact_mut(wo)) {
             self.reduce_row(r, out, op);
         }
         for (oy, out) in y.chunks_exact_mut(wo).enumerate() {
-            let (y0, y1) = self.span(oy, h);
+            let (y0, y1) = self.0.span(oy, h);
             out.copy_from_slice(&rows[y0 * wo..][..wo]);
             for r in rows[(y0 + 1) * wo..y1 * wo].chunks_exact(wo) {
                 for (o, &v) in out.iter_mut().zip(r) {
@@ -109,7 +114,7 @@ impl Pool {
     /// outputs whose window lies inside the row take one pass over the row per tap.
     fn reduce_row(&self, r: &[f32], out: &mut [f32], op: impl Fn(f32, f32) -> f32 + Copy) {
         let window = |ox: usize| {
-            let (x0, x1) = self.span(ox, r.len());
+            let (x0, x1) = self.0.span(ox, r.len());
             r[x0 + 1..x1].iter().fold(r[x0], |m, &v| op(m, v))
         };
         let Pool2dConfig {
@@ -154,10 +159,15 @@ impl CustomOp1 for Pool {
         let (n, c, h, w) = l.shape().dims4()?;
         let (ho, wo) = self.0.check(h, w)?;
         let mut y = vec![0f32; n * c * ho * wo];
+        // the windows' sizes (an average's divisors) once per call, the row pass's scratch
+        // once per thread
+        let counts = (self.0.counts(w, wo), self.0.counts(h, ho));
         if ho * wo > 0 {
             y.par_chunks_mut(ho * wo)
                 .zip(x.par_chunks(h * w))
-                .for_each(|(yp, xp)| self.plane(xp, (h, w), yp, wo));
+                .for_each_init(Vec::new, |rows, (yp, xp)| {
+                    self.plane(xp, (h, w), (yp, wo), rows, &counts)
+                });
         }
         Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
     }
@@ -206,12 +216,11 @@ fn fallback(
                 .pad_with_zeros(3, p, p)?
                 .avg_pool2d_with_stride(k, s)?;
             let (ho, wo) = cfg.check(h, w)?;
-            let count =
-                |o: usize, d: usize| ((o * s + k - p).min(d) - (o * s).saturating_sub(p)) as f64;
+            let (cx, cy) = (cfg.counts(w, wo), cfg.counts(h, ho));
             let mut scale = Vec::with_capacity(ho * wo);
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    scale.push((k * k) as f64 / (count(oy, h) * count(ox, w)));
+            for ny in &cy {
+                for nx in &cx {
+                    scale.push((k * k) as f64 / (ny * nx) as f64);
                 }
             }
             let scale = Tensor::from_vec(scale, (1, 1, ho, wo), x.device())?.to_dtype(x.dtype())?;

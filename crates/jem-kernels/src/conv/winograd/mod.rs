@@ -172,6 +172,10 @@ fn group_size<T: Tiling>(g: &ConvGeometry) -> usize {
         .clamp(1, g.input[0].max(1))
 }
 
+/// Kernels per block of [`kernel_planes`] and [`kernel_grad_with`]: a block's `P` rows stay
+/// in L1 (18 KB for F(4x4)'s 36 planes, 8 KB for F(2x2)'s 16).
+const KERNEL_BLOCK: usize = 128;
+
 /// The `P` planes `[P, Cout, C]` of the transformed kernels, from `f` on each 3x3 kernel
 /// (row-major). Blocks of kernels run in parallel; each transposes its transforms in a local
 /// buffer (in L1) and copies one contiguous stretch into every plane. Gathering each plane
@@ -184,23 +188,23 @@ fn kernel_planes<const P: usize>(
     c: usize,
     f: impl Fn(&[f32]) -> [f32; P] + Sync + Send,
 ) -> Vec<f32> {
-    const BLOCK: usize = 128;
     let len = cout * c;
     // the blocks of `w` must match those of the planes for every stretch to be written
     assert_eq!(w.len(), 9 * len, "kernels [Cout, C, 3, 3]");
     let mut u: Vec<f32> = Vec::with_capacity(P * len);
-    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> =
-        (0..len.div_ceil(BLOCK)).map(|_| Vec::new()).collect();
+    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..len.div_ceil(KERNEL_BLOCK))
+        .map(|_| Vec::new())
+        .collect();
     for plane in u.spare_capacity_mut()[..P * len].chunks_mut(len.max(1)) {
-        for (b, stretch) in plane.chunks_mut(BLOCK).enumerate() {
+        for (b, stretch) in plane.chunks_mut(KERNEL_BLOCK).enumerate() {
             blocks[b].push(stretch);
         }
     }
     blocks
         .into_par_iter()
-        .zip(w.par_chunks(9 * BLOCK))
+        .zip(w.par_chunks(9 * KERNEL_BLOCK))
         .for_each(|(mut planes, kernels)| {
-            let mut local = [[0f32; BLOCK]; P];
+            let mut local = [[0f32; KERNEL_BLOCK]; P];
             for (i, k) in kernels.chunks_exact(9).enumerate() {
                 for (row, v) in local.iter_mut().zip(f(k)) {
                     row[i] = v;
@@ -213,7 +217,7 @@ fn kernel_planes<const P: usize>(
             }
         });
     // SAFETY: the blocks cover every stretch of the `P` planes of `len` values, each got its
-    // `BLOCK` kernels of `w` (`len` of them, asserted above) and wrote its stretches whole
+    // `KERNEL_BLOCK` kernels of `w` (`len` of them, asserted above) and wrote its stretches whole
     unsafe { u.set_len(P * len) };
     u
 }
@@ -226,12 +230,11 @@ fn kernel_grad_with<const P: usize>(
     c: usize,
     f: impl Fn([f32; P]) -> [f32; 9] + Sync + Send,
 ) -> Vec<f32> {
-    const BLOCK: usize = 128;
     let plane = cout * c;
     let work = |b: usize, out: &mut [MaybeUninit<f32>]| {
         // the block's stretch of every plane, copied into L1 (as in `kernel_planes`)
-        let (start, n) = (b * BLOCK, out.len() / 9);
-        let mut local = [[0f32; BLOCK]; P];
+        let (start, n) = (b * KERNEL_BLOCK, out.len() / 9);
+        let mut local = [[0f32; KERNEL_BLOCK]; P];
         for (p, row) in local.iter_mut().enumerate() {
             row[..n].copy_from_slice(&du[p * plane + start..][..n]);
         }
@@ -242,7 +245,7 @@ fn kernel_grad_with<const P: usize>(
         }
     };
     // SAFETY: `work` writes the 9 taps of each of its chunk's kernels
-    unsafe { par_vec_uninit(plane * 9, 9 * BLOCK, work) }
+    unsafe { par_vec_uninit(plane * 9, 9 * KERNEL_BLOCK, work) }
 }
 
 /// `conv(x, w) + bias` (`x [N, C, H, W]`, `w [Cout, C, 3, 3]`, `bias [Cout]`) with `tile`.
