@@ -197,15 +197,11 @@ pub fn write(
         let _ = writeln!(md, "Not computed.");
     }
     md.push('\n');
-    // one figure, or one per norm (`jem eval robustness` with several norms)
-    for (file, what) in [
-        ("robustness.png", "every model"),
-        ("robustness-linf.png", "every model, L-inf"),
-        ("robustness-l2.png", "every model, L2"),
-    ] {
-        if out.join("robustness").join(file).exists() {
-            let _ = writeln!(md, "![robustness of {what}](robustness/{file})\n");
-        }
+    // one figure, or one per norm (`robustness-<norm>.png`): whatever `jem eval robustness`
+    // wrote, so that its naming lives in one place (jem-eval's `attack::figure_name`)
+    for (file, norm) in robustness_figures(&out.join("robustness")) {
+        let what = norm.map_or("every model".to_string(), |n| format!("every model, {n}"));
+        let _ = writeln!(md, "![robustness of {what}](robustness/{file})\n");
     }
 
     let _ = writeln!(md, "## Energy landscape (Figure 1)\n");
@@ -326,6 +322,37 @@ fn write_results_json(out: &Path, models: &[Model]) -> Result<()> {
 /// Figure 5 as a table: one row per model and norm, one column per radius; each cell is the
 /// accuracy under the reference's per-step accounting, with the last iterate's in parentheses
 /// where it differs.
+/// The robustness figures in `dir`: `(file, norm)`, the norm spelled as in
+/// `robustness-<norm>.png` (L-inf for `linf`), `None` for the single `robustness.png`;
+/// that one first, then L-inf (the paper's), then the others by name.
+fn robustness_figures(dir: &Path) -> Vec<(String, Option<String>)> {
+    let mut found: Vec<(String, Option<String>)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let stem = name.strip_suffix(".png")?.strip_prefix("robustness")?;
+            let norm = match stem {
+                "" => None,
+                "-linf" => Some("L-inf".to_string()),
+                _ => Some(stem.strip_prefix('-')?.to_uppercase()),
+            };
+            Some((name, norm))
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        let key = |(name, norm): &(String, Option<String>)| {
+            (
+                norm.is_some(),
+                norm.as_deref() != Some("L-inf"),
+                name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    found
+}
+
 fn robustness_table(md: &mut String, r: &Value) {
     let rows: Vec<&Value> = r.as_array().into_iter().flatten().collect();
     // rows run model by model, each model's norms in turn

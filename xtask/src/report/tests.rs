@@ -60,3 +60,33 @@ fn the_robustness_table_has_one_table_per_norm() {
     assert_eq!(per255(&serde_json::json!(0.5 / 255.0)), "0.5");
     assert_eq!(per255(&Value::Null), "?");
 }
+
+/// The report lists the robustness figures `jem eval robustness` wrote, one or one per norm,
+/// and nothing else of the folder.
+#[test]
+fn the_robustness_figures_are_the_ones_written() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(robustness_figures(dir.path()).is_empty());
+    assert!(robustness_figures(&dir.path().join("missing")).is_empty());
+    for f in [
+        "robustness-linf.png",
+        "robustness-l2.png",
+        "robustness.json",
+        "other.png",
+    ] {
+        std::fs::write(dir.path().join(f), b"").unwrap();
+    }
+    assert_eq!(
+        robustness_figures(dir.path()),
+        [
+            ("robustness-linf.png".to_string(), Some("L-inf".to_string())),
+            ("robustness-l2.png".to_string(), Some("L2".to_string())),
+        ]
+    );
+    let single = tempfile::tempdir().unwrap();
+    std::fs::write(single.path().join("robustness.png"), b"").unwrap();
+    assert_eq!(
+        robustness_figures(single.path()),
+        [("robustness.png".to_string(), None)]
+    );
+}
