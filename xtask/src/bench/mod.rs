@@ -225,6 +225,33 @@ fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The Python modules besides torch that a measure's PyTorch side imports.
+const PY_MODULES: [(&str, &str); 2] = [("e", "sklearn"), ("f", "pytorch_fid.inception")];
+
+/// Fails before any timing when a selected measure's PyTorch side lacks a module, so that a
+/// missing package does not surface after the half hour of (a)-(d).
+fn preflight(python: &str, only: Option<&[String]>) -> Result<()> {
+    let missing: Vec<String> = PY_MODULES
+        .iter()
+        .filter(|(key, _)| only.is_none_or(|o| o.iter().any(|k| k == key)))
+        .filter(|(_, module)| {
+            !Command::new(python)
+                .args(["-c", &format!("import {module}")])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(key, module)| format!("{module} for ({key})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{python} has torch but not {}: `bash bench/setup-torch.sh DIR` makes an \
+             environment with all of them (then --python DIR/bin/python)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench ...`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let root = crate::reproduce::root();
@@ -245,6 +272,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             a.python,
             a.script.display()
         );
+    }
+    if torch_ok {
+        preflight(&a.python, a.only.as_deref())?;
     }
     let iters = a.iters.to_string();
     let mut rows = Vec::new();
@@ -435,5 +465,22 @@ mod tests {
         let b = parse(&["--before".into(), "/old/jem".into()], root).unwrap();
         assert_eq!(b.before, Some(PathBuf::from("/old/jem")));
         assert!(parse(&["--iters".into()], root).is_err());
+    }
+
+    /// A missing module fails before any timing and names what needs it; `true` and `false`
+    /// stand in for interpreters that import everything and nothing.
+    #[test]
+    fn missing_python_modules_fail_first() {
+        assert!(preflight("true", None).is_ok());
+        let e = preflight("false", None).unwrap_err().to_string();
+        assert!(
+            e.contains("sklearn for (e)") && e.contains("pytorch_fid"),
+            "{e}"
+        );
+        assert!(e.contains("bench/setup-torch.sh"), "{e}");
+        let only_f = ["a".to_string(), "f".to_string()];
+        let e = preflight("false", Some(&only_f)).unwrap_err().to_string();
+        assert!(!e.contains("sklearn"), "{e}");
+        assert!(preflight("false", Some(&["a".to_string()])).is_ok());
     }
 }
