@@ -319,9 +319,6 @@ fn write_results_json(out: &Path, models: &[Model]) -> Result<()> {
         .context("writing results.json")
 }
 
-/// Figure 5 as a table: one row per model and norm, one column per radius; each cell is the
-/// accuracy under the reference's per-step accounting, with the last iterate's in parentheses
-/// where it differs.
 /// The robustness figures in `dir`: `(file, norm)`, the norm spelled as in
 /// `robustness-<norm>.png` (L-inf for `linf`), `None` for the single `robustness.png`;
 /// that one first, then L-inf (the paper's), then the others by name.
@@ -335,24 +332,25 @@ fn robustness_figures(dir: &Path) -> Vec<(String, Option<String>)> {
             let norm = match stem {
                 "" => None,
                 "-linf" => Some("L-inf".to_string()),
-                _ => Some(stem.strip_prefix('-')?.to_uppercase()),
+                _ => Some(
+                    stem.strip_prefix('-')
+                        .filter(|n| !n.is_empty())?
+                        .to_uppercase(),
+                ),
             };
             Some((name, norm))
         })
         .collect();
-    found.sort_by(|a, b| {
-        let key = |(name, norm): &(String, Option<String>)| {
-            (
-                norm.is_some(),
-                norm.as_deref() != Some("L-inf"),
-                name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
+    found.sort_by_key(|(name, norm)| {
+        let not_linf = norm.as_deref() != Some("L-inf");
+        (norm.is_some(), not_linf, name.clone())
     });
     found
 }
 
+/// Figure 5 as a table: one row per model and norm, one column per radius; each cell is the
+/// accuracy under the reference's per-step accounting, with the last iterate's in parentheses
+/// where it differs.
 fn robustness_table(md: &mut String, r: &Value) {
     let rows: Vec<&Value> = r.as_array().into_iter().flatten().collect();
     // rows run model by model, each model's norms in turn

@@ -72,6 +72,7 @@ fn the_robustness_figures_are_the_ones_written() {
         "robustness-linf.png",
         "robustness-l2.png",
         "robustness.json",
+        "robustness-.png",
         "other.png",
     ] {
         std::fs::write(dir.path().join(f), b"").unwrap();
