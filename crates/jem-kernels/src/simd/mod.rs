@@ -13,6 +13,8 @@ use std::mem::MaybeUninit;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// How far ahead (in f32 elements, 4 KB) the streaming kernels prefetch ([`prefetch`]).
 const PF: usize = 1024;
@@ -139,6 +141,18 @@ fn has_avx2() -> bool {
     }
 }
 
+/// Whether the AVX-512 kernels of [`avx512`] can run (they use AVX2 too).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Splits `src` into its four phases: `dst[p][k] = src[4 k + p]` for every `k` below the
 /// (common) length of the `dst` rows; `src` must hold at least four times that many values.
 /// The Winograd F(4x4, 3x3) transforms gather their tiles' columns with it (inlined there, so
@@ -184,8 +198,12 @@ pub(crate) fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64
     assert_eq!(x.len(), out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
+        unsafe { avx512::affine_act(x, out, a, b, slope) };
+        done = x.len() / 8 * 8;
+    } else if has_avx2() {
+        // SAFETY: as above
         unsafe { avx2::affine_act(x, out, a, b, slope) };
         done = x.len() / 8 * 8;
     }
@@ -208,8 +226,12 @@ pub(crate) fn act_grad_sums(
     let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
     let mut vectorized = false;
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
+        (s1, s2) = unsafe { avx512::act_grad_sums(dy, x, ab, slope, mean) };
+        vectorized = true;
+    } else if has_avx2() {
+        // SAFETY: as above
         (s1, s2) = unsafe { avx2::act_grad_sums(dy, x, ab, slope, mean) };
         vectorized = true;
     }
@@ -246,8 +268,12 @@ pub(crate) fn act_input_grad(
     assert!(dy.len() == out.len() && x.len() == out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
+        unsafe { avx512::act_input_grad(dy, x, out, ab, slope, mean, kc) };
+        done = x.len() / 8 * 8;
+    } else if has_avx2() {
+        // SAFETY: as above
         unsafe { avx2::act_input_grad(dy, x, out, ab, slope, mean, kc) };
         done = x.len() / 8 * 8;
     }
@@ -365,6 +391,116 @@ mod tests {
             for ((o, &u), &v) in acc.iter().zip(&x).zip(&dy) {
                 assert_eq!(*o, u + v);
             }
+        }
+    }
+
+    /// The AVX-512 and AVX2 BatchNorm kernels give the same bits, lane sums included (where
+    /// the CPU has them; on others the test has nothing to compare).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_kernels_match_avx2_bits() {
+        if !has_avx512() {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        let n = 1037;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i as f32) * 0.37).sin() * 3.0 - 0.2)
+            .collect();
+        let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos() * 1e-3).collect();
+        let (ab, s, mean, kc) = ((1.3, -0.05), 0.2f32, 0.3, (0.7, 0.01, 0.02));
+        let bits = |v: &[MaybeUninit<f32>]| -> Vec<u32> {
+            // SAFETY: the kernels wrote the first n / 8 * 8 values, and only those are read
+            v[..n / 8 * 8]
+                .iter()
+                .map(|v| unsafe { v.assume_init() }.to_bits())
+                .collect()
+        };
+        let (mut o2, mut o5) = (
+            [MaybeUninit::new(0f32); 1037],
+            [MaybeUninit::new(0f32); 1037],
+        );
+        // SAFETY: both feature sets were detected; the lengths are equal
+        unsafe {
+            avx2::affine_act(&x, &mut o2, ab.0, ab.1, s);
+            avx512::affine_act(&x, &mut o5, ab.0, ab.1, s);
+        }
+        assert_eq!(bits(&o2), bits(&o5), "affine_act");
+        // SAFETY: as above
+        let (l2, l5) = unsafe {
+            (
+                avx2::act_grad_sums(&dy, &x, ab, s, mean),
+                avx512::act_grad_sums(&dy, &x, ab, s, mean),
+            )
+        };
+        let to_bits = |l: ([f64; 8], [f64; 8])| (l.0.map(f64::to_bits), l.1.map(f64::to_bits));
+        assert_eq!(to_bits(l2), to_bits(l5), "act_grad_sums");
+        // SAFETY: as above
+        unsafe {
+            avx2::act_input_grad(&dy, &x, &mut o2, ab, s, mean, kc);
+            avx512::act_input_grad(&dy, &x, &mut o5, ab, s, mean, kc);
+        }
+        assert_eq!(bits(&o2), bits(&o5), "act_input_grad");
+    }
+
+    /// Times of the AVX2 and AVX-512 BatchNorm kernels on one activation of WRN-10-2's first
+    /// stage at batch 64 (2 M values, 8 MB), alternating, min of 20 (a measurement, not a
+    /// check: `cargo test --release -p jem-kernels --lib bn_kernel_timings -- --ignored
+    /// --nocapture`).
+    #[test]
+    #[ignore]
+    #[cfg(target_arch = "x86_64")]
+    fn bn_kernel_timings() {
+        if !has_avx512() {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        let n = 64 * 32 * 32 * 32;
+        let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
+        let mut out = vec![MaybeUninit::new(0f32); n];
+        let (ab, s, kc) = ((1.3, -0.05), 0.2f32, (0.7, 0.01, 0.02));
+        let mut best = [[f64::MAX; 3]; 2];
+        for _ in 0..20 {
+            for (isa, row) in best.iter_mut().enumerate() {
+                let t = std::time::Instant::now();
+                // SAFETY: both feature sets were detected; the lengths are equal
+                unsafe {
+                    if isa == 0 {
+                        avx2::affine_act(&x, &mut out, ab.0, ab.1, s)
+                    } else {
+                        avx512::affine_act(&x, &mut out, ab.0, ab.1, s)
+                    }
+                }
+                row[0] = row[0].min(t.elapsed().as_secs_f64() * 1e3);
+                let t = std::time::Instant::now();
+                // SAFETY: as above
+                let l = unsafe {
+                    if isa == 0 {
+                        avx2::act_grad_sums(&dy, &x, ab, s, 0.1)
+                    } else {
+                        avx512::act_grad_sums(&dy, &x, ab, s, 0.1)
+                    }
+                };
+                std::hint::black_box(l);
+                row[1] = row[1].min(t.elapsed().as_secs_f64() * 1e3);
+                let t = std::time::Instant::now();
+                // SAFETY: as above
+                unsafe {
+                    if isa == 0 {
+                        avx2::act_input_grad(&dy, &x, &mut out, ab, s, 0.1, kc)
+                    } else {
+                        avx512::act_input_grad(&dy, &x, &mut out, ab, s, 0.1, kc)
+                    }
+                }
+                row[2] = row[2].min(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for (name, row) in ["AVX2", "AVX-512"].iter().zip(best) {
+            println!(
+                "{name}: affine_act {:.2} ms, act_grad_sums {:.2} ms, act_input_grad {:.2} ms",
+                row[0], row[1], row[2]
+            );
         }
     }
 }
