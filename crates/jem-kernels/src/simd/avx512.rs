@@ -33,6 +33,26 @@ unsafe fn load_wide(p: *const f32, i: usize) -> __m512d {
     unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(p.add(i))) }
 }
 
+/// Element `i`'s block: the widened `x` and `dz = dy * act'(x * a + b)` in f64, after
+/// prefetching both inputs ahead.
+#[inline(always)]
+unsafe fn x_dz(
+    dy: &[f32],
+    x: &[f32],
+    i: usize,
+    ab: (__m512d, __m512d),
+    s: __m256,
+) -> (__m512d, __m512d) {
+    // SAFETY: the callers keep `i + 8` within both slices
+    unsafe {
+        super::prefetch(x.as_ptr().wrapping_add(i + PF));
+        super::prefetch(dy.as_ptr().wrapping_add(i + PF));
+        let xw = load_wide(x.as_ptr(), i);
+        let g = _mm512_cvtps_pd(act_grad(pre(xw, ab.0, ab.1), s));
+        (xw, _mm512_mul_pd(load_wide(dy.as_ptr(), i), g))
+    }
+}
+
 /// `out[i] = act(x[i] * a + b)` for the first `len / 8 * 8` elements.
 ///
 /// # Safety
@@ -75,11 +95,7 @@ pub(super) unsafe fn act_grad_sums(
     for i in (0..x.len() / 8).map(|i| i * 8) {
         // SAFETY: `i + 8 <= x.len() == dy.len()`
         unsafe {
-            super::prefetch(x.as_ptr().wrapping_add(i + PF));
-            super::prefetch(dy.as_ptr().wrapping_add(i + PF));
-            let xw = load_wide(x.as_ptr(), i);
-            let g = _mm512_cvtps_pd(act_grad(pre(xw, va, vb), vs));
-            let dz = _mm512_mul_pd(load_wide(dy.as_ptr(), i), g);
+            let (xw, dz) = x_dz(dy, x, i, (va, vb), vs);
             s1 = _mm512_add_pd(s1, dz);
             s2 = _mm512_add_pd(s2, _mm512_mul_pd(dz, _mm512_sub_pd(xw, vm)));
         }
@@ -119,11 +135,7 @@ pub(super) unsafe fn act_input_grad(
     for i in (0..x.len() / 8).map(|i| i * 8) {
         // SAFETY: `i + 8 <= x.len() == dy.len() == out.len()`
         unsafe {
-            super::prefetch(x.as_ptr().wrapping_add(i + PF));
-            super::prefetch(dy.as_ptr().wrapping_add(i + PF));
-            let xw = load_wide(x.as_ptr(), i);
-            let g = _mm512_cvtps_pd(act_grad(pre(xw, va, vb), vs));
-            let dz = _mm512_mul_pd(load_wide(dy.as_ptr(), i), g);
+            let (xw, dz) = x_dz(dy, x, i, (va, vb), vs);
             let t = _mm512_sub_pd(
                 _mm512_sub_pd(dz, vc1),
                 _mm512_mul_pd(_mm512_sub_pd(xw, vm), vc2),
