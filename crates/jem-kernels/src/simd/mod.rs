@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+mod bn;
 
 /// How far ahead (in f32 elements, 4 KB) the streaming kernels prefetch ([`prefetch`]).
 const PF: usize = 1024;
@@ -129,7 +129,7 @@ pub(crate) fn prefetch_all<T>(xs: &[T]) {
     }
 }
 
-/// Whether the AVX2 kernels of [`avx2`] can run.
+/// Whether the AVX2 kernels of [`avx2`] and [`bn`] can run.
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -141,7 +141,7 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Whether the AVX-512 kernels of [`avx512`] can run (they use AVX2 too).
+/// Whether the AVX-512 kernels of [`bn`] can run (they use AVX2 too).
 fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -200,11 +200,11 @@ pub(crate) fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
-        unsafe { avx512::affine_act(x, out, a, b, slope) };
+        unsafe { bn::avx512::affine_act(x, out, a, b, slope) };
         done = x.len() / 8 * 8;
     } else if has_avx2() {
         // SAFETY: as above
-        unsafe { avx2::affine_act(x, out, a, b, slope) };
+        unsafe { bn::avx2::affine_act(x, out, a, b, slope) };
         done = x.len() / 8 * 8;
     }
     for (o, &v) in out[done..].iter_mut().zip(&x[done..]) {
@@ -228,11 +228,11 @@ pub(crate) fn act_grad_sums(
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
-        (s1, s2) = unsafe { avx512::act_grad_sums(dy, x, ab, slope, mean) };
+        (s1, s2) = unsafe { bn::avx512::act_grad_sums(dy, x, ab, slope, mean) };
         vectorized = true;
     } else if has_avx2() {
         // SAFETY: as above
-        (s1, s2) = unsafe { avx2::act_grad_sums(dy, x, ab, slope, mean) };
+        (s1, s2) = unsafe { bn::avx2::act_grad_sums(dy, x, ab, slope, mean) };
         vectorized = true;
     }
     if !vectorized {
@@ -270,11 +270,11 @@ pub(crate) fn act_input_grad(
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         // SAFETY: the features were detected, and the lengths are equal
-        unsafe { avx512::act_input_grad(dy, x, out, ab, slope, mean, kc) };
+        unsafe { bn::avx512::act_input_grad(dy, x, out, ab, slope, mean, kc) };
         done = x.len() / 8 * 8;
     } else if has_avx2() {
         // SAFETY: as above
-        unsafe { avx2::act_input_grad(dy, x, out, ab, slope, mean, kc) };
+        unsafe { bn::avx2::act_input_grad(dy, x, out, ab, slope, mean, kc) };
         done = x.len() / 8 * 8;
     }
     for ((o, &d), &v) in out[done..].iter_mut().zip(&dy[done..]).zip(&x[done..]) {
@@ -422,23 +422,23 @@ mod tests {
         );
         // SAFETY: both feature sets were detected; the lengths are equal
         unsafe {
-            avx2::affine_act(&x, &mut o2, ab.0, ab.1, s);
-            avx512::affine_act(&x, &mut o5, ab.0, ab.1, s);
+            bn::avx2::affine_act(&x, &mut o2, ab.0, ab.1, s);
+            bn::avx512::affine_act(&x, &mut o5, ab.0, ab.1, s);
         }
         assert_eq!(bits(&o2), bits(&o5), "affine_act");
         // SAFETY: as above
         let (l2, l5) = unsafe {
             (
-                avx2::act_grad_sums(&dy, &x, ab, s, mean),
-                avx512::act_grad_sums(&dy, &x, ab, s, mean),
+                bn::avx2::act_grad_sums(&dy, &x, ab, s, mean),
+                bn::avx512::act_grad_sums(&dy, &x, ab, s, mean),
             )
         };
         let to_bits = |l: ([f64; 8], [f64; 8])| (l.0.map(f64::to_bits), l.1.map(f64::to_bits));
         assert_eq!(to_bits(l2), to_bits(l5), "act_grad_sums");
         // SAFETY: as above
         unsafe {
-            avx2::act_input_grad(&dy, &x, &mut o2, ab, s, mean, kc);
-            avx512::act_input_grad(&dy, &x, &mut o5, ab, s, mean, kc);
+            bn::avx2::act_input_grad(&dy, &x, &mut o2, ab, s, mean, kc);
+            bn::avx512::act_input_grad(&dy, &x, &mut o5, ab, s, mean, kc);
         }
         assert_eq!(bits(&o2), bits(&o5), "act_input_grad");
     }
@@ -471,15 +471,15 @@ mod tests {
             // SAFETY (every call below): both feature sets were detected; lengths are equal
             let [b2, b5] = &mut best;
             ms(
-                &mut || unsafe { avx2::affine_act(&x, &mut out, ab.0, ab.1, s) },
+                &mut || unsafe { bn::avx2::affine_act(&x, &mut out, ab.0, ab.1, s) },
                 &mut b2[0],
             );
             ms(
-                &mut || unsafe { avx512::affine_act(&x, &mut out, ab.0, ab.1, s) },
+                &mut || unsafe { bn::avx512::affine_act(&x, &mut out, ab.0, ab.1, s) },
                 &mut b5[0],
             );
-            let sums2 = || unsafe { avx2::act_grad_sums(&dy, &x, ab, s, 0.1) };
-            let sums5 = || unsafe { avx512::act_grad_sums(&dy, &x, ab, s, 0.1) };
+            let sums2 = || unsafe { bn::avx2::act_grad_sums(&dy, &x, ab, s, 0.1) };
+            let sums5 = || unsafe { bn::avx512::act_grad_sums(&dy, &x, ab, s, 0.1) };
             ms(
                 &mut || {
                     std::hint::black_box(sums2());
@@ -494,11 +494,11 @@ mod tests {
             );
             let (d, v) = (&dy, &x);
             ms(
-                &mut || unsafe { avx2::act_input_grad(d, v, &mut out, ab, s, 0.1, kc) },
+                &mut || unsafe { bn::avx2::act_input_grad(d, v, &mut out, ab, s, 0.1, kc) },
                 &mut b2[2],
             );
             ms(
-                &mut || unsafe { avx512::act_input_grad(d, v, &mut out, ab, s, 0.1, kc) },
+                &mut || unsafe { bn::avx512::act_input_grad(d, v, &mut out, ab, s, 0.1, kc) },
                 &mut b5[2],
             );
         }
