@@ -153,42 +153,65 @@ fn has_avx512() -> bool {
     }
 }
 
-/// Splits `src` into its four phases: `dst[p][k] = src[4 k + p]` for every `k` below the
-/// (common) length of the `dst` rows; `src` must hold at least four times that many values.
-/// The Winograd F(4x4, 3x3) transforms gather their tiles' columns with it (inlined there, so
-/// that their AVX2 copies inline the AVX2 kernel too: the rows are short).
-#[inline(always)]
-pub(crate) fn deinterleave4(src: &[f32], mut dst: [&mut [f32]; 4]) {
-    let n = dst[0].len();
-    assert!(dst.iter().all(|d| d.len() == n) && src.len() >= 4 * n);
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected, and the lengths checked
-        done = unsafe { avx2::deinterleave4(src, &mut dst) };
-    }
-    for k in done..n {
-        for (p, d) in dst.iter_mut().enumerate() {
-            d[k] = src[4 * k + p];
-        }
-    }
+/// Splitting rows into four phases and back, with AVX2 shuffles where the CPU has them.
+/// The Winograd F(4x4, 3x3) transforms gather their tiles' columns with it, a few times per
+/// row of tiles on short rows, so they detect the CPU once per call ([`Shuffles::detect`])
+/// rather than once per row (`BENCHMARKS.md`, session 24).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shuffles {
+    avx2: bool,
 }
 
-/// The inverse of [`deinterleave4`]: `dst[4 k + p] = src[p][k]` for every `k` below the
-/// (common) length of the `src` rows; `dst` must hold at least four times that many values.
-#[inline(always)]
-pub(crate) fn interleave4(src: [&[f32]; 4], dst: &mut [f32]) {
-    let n = src[0].len();
-    assert!(src.iter().all(|s| s.len() == n) && dst.len() >= 4 * n);
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected, and the lengths checked
-        done = unsafe { avx2::interleave4(&src, dst) };
+impl Shuffles {
+    /// AVX2 shuffles where the CPU has AVX2 and FMA, else plain loops.
+    pub(crate) fn detect() -> Self {
+        Self { avx2: has_avx2() }
     }
-    for k in done..n {
-        for (p, s) in src.iter().enumerate() {
-            dst[4 * k + p] = s[k];
+
+    /// Plain loops only (the fallback; for tests).
+    #[cfg(test)]
+    fn portable() -> Self {
+        Self { avx2: false }
+    }
+
+    /// Splits `src` into its four phases: `dst[p][k] = src[4 k + p]` for every `k` below
+    /// the (common) length of the `dst` rows; `src` must hold at least four times that many
+    /// values. Inlined into the transforms, so that their AVX2 copies inline the AVX2
+    /// kernel too (the rows are short).
+    #[inline(always)]
+    pub(crate) fn deinterleave4(self, src: &[f32], mut dst: [&mut [f32]; 4]) {
+        let n = dst[0].len();
+        assert!(dst.iter().all(|d| d.len() == n) && src.len() >= 4 * n);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `detect` found the features, and the lengths are checked
+            done = unsafe { avx2::deinterleave4(src, &mut dst) };
+        }
+        for k in done..n {
+            for (p, d) in dst.iter_mut().enumerate() {
+                d[k] = src[4 * k + p];
+            }
+        }
+    }
+
+    /// The inverse of [`Self::deinterleave4`]: `dst[4 k + p] = src[p][k]` for every `k`
+    /// below the (common) length of the `src` rows; `dst` must hold at least four times
+    /// that many values.
+    #[inline(always)]
+    pub(crate) fn interleave4(self, src: [&[f32]; 4], dst: &mut [f32]) {
+        let n = src[0].len();
+        assert!(src.iter().all(|s| s.len() == n) && dst.len() >= 4 * n);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `detect` found the features, and the lengths are checked
+            done = unsafe { avx2::interleave4(&src, dst) };
+        }
+        for k in done..n {
+            for (p, s) in src.iter().enumerate() {
+                dst[4 * k + p] = s[k];
+            }
         }
     }
 }
@@ -318,16 +341,20 @@ mod tests {
     use super::*;
 
     /// (De)interleaving by four against plain index loops, on every length up to 21 (the
-    /// vector blocks of 8 and 4 and the scalar tail), with spare values past the end.
+    /// vector blocks of 8 and 4 and the scalar tail), with spare values past the end, with
+    /// the shuffles this CPU has and with plain loops.
     #[test]
     fn interleave4_matches_index_loops() {
-        for n in 0..22 {
+        for (sh, n) in [Shuffles::detect(), Shuffles::portable()]
+            .into_iter()
+            .flat_map(|sh| (0..22).map(move |n| (sh, n)))
+        {
             let src: Vec<f32> = (0..4 * n + 3).map(|i| i as f32 * 0.5 - 7.0).collect();
             let mut buf = vec![f32::NAN; 4 * n];
             let (a, rest) = buf.split_at_mut(n);
             let (b, rest) = rest.split_at_mut(n);
             let (c, d) = rest.split_at_mut(n);
-            deinterleave4(&src, [a, b, c, d]);
+            sh.deinterleave4(&src, [a, b, c, d]);
             for (p, row) in buf.chunks_exact(n.max(1)).enumerate().take(4 * n.min(1)) {
                 for (k, v) in row.iter().enumerate() {
                     assert_eq!(*v, src[4 * k + p], "n {n} phase {p} k {k}");
@@ -340,7 +367,7 @@ mod tests {
             } else {
                 [rows[0], rows[1], rows[2], rows[3]]
             };
-            interleave4(rows, &mut back);
+            sh.interleave4(rows, &mut back);
             assert_eq!(&back[..4 * n], &src[..4 * n], "n {n}");
             assert!(
                 back[4 * n..].iter().all(|v| *v == -1.0),

@@ -12,7 +12,7 @@
 //!
 //! The data transforms work on one channel of a whole group of images at a time. The input
 //! transform applies `B^T` to six whole input rows per row of tiles, splits each combined row
-//! into the columns `4 tx + k` of its tiles (`simd::deinterleave4`, AVX2 shuffles), and then
+//! into the columns `4 tx + k` of its tiles (`simd::Shuffles`, AVX2 shuffles), and then
 //! applies `B` to rows of `T` values, one per tile of the group; the output and `dy`
 //! transforms run both 1-D transforms on rows of `T` values and (de)interleave the tiles'
 //! four columns at the image's rows. Every 1-D transform is thus a contiguous, vectorizable
@@ -22,7 +22,7 @@ use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
 use super::{kernel_grad_with, kernel_planes, tiling};
-use crate::simd::{deinterleave4, interleave4, multiversion, prefetch_all};
+use crate::simd::{Shuffles, multiversion, prefetch_all};
 
 /// F(4x4, 3x3).
 pub(crate) struct F4;
@@ -255,6 +255,7 @@ multiversion! {
     /// two of them again shifted by one tile), and `B` then runs over all the group's tiles.
     fn transform_input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], strides: (usize, usize)) {
         let (ld, ps) = strides;
+        let sh = Shuffles::detect();
         let [_, c, h, w] = g.input;
         let (th, tw) = tiles(g);
         let m = xg.len() / (c * h * w);
@@ -289,13 +290,13 @@ multiversion! {
                     let col0 = j * th * tw + ty * tw;
                     for (i, row) in comb.chunks_exact(pw).enumerate() {
                         let at = |k: usize| (i * 6 + k) * t + col0;
-                        deinterleave4(row, rows4_mut(&mut d, at(0), t, tw));
+                        sh.deinterleave4(row, rows4_mut(&mut d, at(0), t, tw));
                         // columns 4 tx + 4 and 4 tx + 5: phases 0 and 1 of the row from
                         // column 4 (one more vector split instead of two short memmoves,
                         // which showed in the real job's profile)
                         let (c4, c5) = d[at(4)..].split_at_mut(t);
                         let (s6, s7) = spare.split_at_mut(tw);
-                        deinterleave4(&row[4..4 + 4 * tw], [&mut c4[..tw], &mut c5[..tw], s6, s7]);
+                        sh.deinterleave4(&row[4..4 + 4 * tw], [&mut c4[..tw], &mut c5[..tw], s6, s7]);
                     }
                 }
             }
@@ -318,6 +319,7 @@ multiversion! {
         yg: &mut [MaybeUninit<f32>],
     ) {
         let (ld, ps) = strides;
+        let sh = Shuffles::detect();
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -341,7 +343,7 @@ multiversion! {
                 for ty in 0..th {
                     let col0 = j * th * tw + ty * tw;
                     for i in 0..4.min(h - 4 * ty) {
-                        interleave4(rows4(&o, i * 4 * t + col0, t, tw), &mut orow);
+                        sh.interleave4(rows4(&o, i * 4 * t + col0, t, tw), &mut orow);
                         let dst = &mut plane[(4 * ty + i) * w..][..w];
                         for (y, val) in dst.iter_mut().zip(&orow) {
                             y.write(val + bias[co]);
@@ -359,6 +361,7 @@ multiversion! {
     /// edge).
     fn transform_dy(g: &ConvGeometry, dyg: &[f32], dm: &mut [f32], strides: (usize, usize)) {
         let (ld, ps) = strides;
+        let sh = Shuffles::detect();
         let [_, _, h, w] = g.input;
         let cout = g.out_channels;
         let (th, tw) = tiles(g);
@@ -384,10 +387,10 @@ multiversion! {
                         }
                         let dst = rows4_mut(&mut gt, i * 4 * t + col0, t, tw);
                         if w == 4 * tw {
-                            deinterleave4(&plane[y * w..][..w], dst);
+                            sh.deinterleave4(&plane[y * w..][..w], dst);
                         } else {
                             prow[..w].copy_from_slice(&plane[y * w..][..w]);
-                            deinterleave4(&prow, dst);
+                            sh.deinterleave4(&prow, dst);
                         }
                     }
                 }
