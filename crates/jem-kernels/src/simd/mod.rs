@@ -159,6 +159,8 @@ fn has_avx512() -> bool {
 /// rather than once per row (`BENCHMARKS.md`, session 24).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shuffles {
+    // read only where the AVX2 kernels exist
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
 }
 
