@@ -227,6 +227,37 @@ unsafe fn act_input_grad<W: F64x8>(
     }
 }
 
+/// [`affine_act`]'s signature.
+type AffineAct = unsafe fn(&[f32], &mut [MaybeUninit<f32>], f64, f64, f32);
+/// [`act_grad_sums`]'s signature.
+type GradSums = unsafe fn(&[f32], &[f32], (f64, f64), f32, f64) -> ([f64; 8], [f64; 8]);
+/// [`act_input_grad`]'s signature.
+type InputGrad =
+    unsafe fn(&[f32], &[f32], &mut [MaybeUninit<f32>], (f64, f64), f32, f64, (f64, f64, f64));
+
+/// The three kernels of one instruction set. Only [`detected`] hands them out, so holding
+/// one means the CPU has its features.
+pub(super) struct Kernels {
+    pub(super) affine_act: AffineAct,
+    pub(super) act_grad_sums: GradSums,
+    pub(super) act_input_grad: InputGrad,
+}
+
+/// The kernels for this CPU (AVX-512, else AVX2), or `None`: detected once, since BatchNorm
+/// calls them once per channel plane, which is 64 values at 8x8.
+pub(super) fn detected() -> Option<&'static Kernels> {
+    static CHOICE: std::sync::OnceLock<Option<&'static Kernels>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        if super::has_avx512() {
+            Some(&avx512::KERNELS)
+        } else if super::has_avx2() {
+            Some(&avx2::KERNELS)
+        } else {
+            None
+        }
+    })
+}
+
 /// Defines a module of the three kernels compiled for `$features` over `$wide`.
 macro_rules! kernels {
     ($name:ident, $wide:ty, $features:literal) => {
@@ -236,6 +267,13 @@ macro_rules! kernels {
                 )]
         pub(super) mod $name {
             use std::mem::MaybeUninit;
+
+            /// The three, for [`super::detected`].
+            pub(super) const KERNELS: super::Kernels = super::Kernels {
+                affine_act,
+                act_grad_sums,
+                act_input_grad,
+            };
 
             /// [`super::affine_act`].
             ///

@@ -142,15 +142,9 @@ fn has_avx2() -> bool {
 }
 
 /// Whether the AVX-512 kernels of [`bn`] can run (they use AVX2 too).
+#[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f") && has_avx2()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
 /// Splitting rows into four phases and back, with AVX2 shuffles where the CPU has them.
@@ -223,13 +217,9 @@ pub(crate) fn affine_act(x: &[f32], out: &mut [MaybeUninit<f32>], a: f64, b: f64
     assert_eq!(x.len(), out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the features were detected, and the lengths are equal
-        unsafe { bn::avx512::affine_act(x, out, a, b, slope) };
-        done = x.len() / 8 * 8;
-    } else if has_avx2() {
-        // SAFETY: as above
-        unsafe { bn::avx2::affine_act(x, out, a, b, slope) };
+    if let Some(k) = bn::detected() {
+        // SAFETY: `detected` checked the features, and the lengths are equal
+        unsafe { (k.affine_act)(x, out, a, b, slope) };
         done = x.len() / 8 * 8;
     }
     for (o, &v) in out[done..].iter_mut().zip(&x[done..]) {
@@ -251,13 +241,9 @@ pub(crate) fn act_grad_sums(
     let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
     let mut vectorized = false;
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the features were detected, and the lengths are equal
-        (s1, s2) = unsafe { bn::avx512::act_grad_sums(dy, x, ab, slope, mean) };
-        vectorized = true;
-    } else if has_avx2() {
-        // SAFETY: as above
-        (s1, s2) = unsafe { bn::avx2::act_grad_sums(dy, x, ab, slope, mean) };
+    if let Some(k) = bn::detected() {
+        // SAFETY: `detected` checked the features, and the lengths are equal
+        (s1, s2) = unsafe { (k.act_grad_sums)(dy, x, ab, slope, mean) };
         vectorized = true;
     }
     if !vectorized {
@@ -293,13 +279,9 @@ pub(crate) fn act_input_grad(
     assert!(dy.len() == out.len() && x.len() == out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the features were detected, and the lengths are equal
-        unsafe { bn::avx512::act_input_grad(dy, x, out, ab, slope, mean, kc) };
-        done = x.len() / 8 * 8;
-    } else if has_avx2() {
-        // SAFETY: as above
-        unsafe { bn::avx2::act_input_grad(dy, x, out, ab, slope, mean, kc) };
+    if let Some(k) = bn::detected() {
+        // SAFETY: `detected` checked the features, and the lengths are equal
+        unsafe { (k.act_input_grad)(dy, x, out, ab, slope, mean, kc) };
         done = x.len() / 8 * 8;
     }
     for ((o, &d), &v) in out[done..].iter_mut().zip(&dy[done..]).zip(&x[done..]) {
