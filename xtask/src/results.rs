@@ -1,6 +1,12 @@
 //! What one model of a reproduction produced: the JSON of its evaluation stages
 //! (`<out>/<model>/eval/*.json`) and of its training run (`<out>/<model>/run/summary.json`),
 //! read into the cells of the report's tables.
+//!
+//! A replay buffer lives only in its run's whole checkpoint, which a results folder does not
+//! keep. When a model's buffer was lost before its FID was taken, a second run of the same
+//! preset (same seed) can supply it: `<out>/<model>/rerun/eval/fid.json`. That FID fills the
+//! model's empty `fid` cell, marked as the second run's (`fid_from_rerun` in `results.json`);
+//! every other number stays the first run's.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,6 +18,8 @@ pub struct Results {
     accuracy: Value,
     calibration: Value,
     fid: Value,
+    /// Whether `fid` is the second run's ([`Results::load`]).
+    fid_from_rerun: bool,
     fid_chains: Value,
     is: Value,
     ood: Value,
@@ -34,14 +42,21 @@ pub fn num(v: &Value, scale: f64, digits: usize) -> String {
 }
 
 impl Results {
-    /// Reads `<out>/<key>/eval/*.json` and `<out>/<key>/run/summary.json`.
+    /// Reads `<out>/<key>/eval/*.json` and `<out>/<key>/run/summary.json`, and the FID of
+    /// `<out>/<key>/rerun/eval/fid.json` when the first run has none.
     pub fn load(out: &Path, key: &str) -> Self {
         let eval = out.join(key).join("eval");
         let run = out.join(key).join("run");
+        let mut fid = read(&eval.join("fid.json"));
+        let fid_from_rerun = fid.is_null() && {
+            fid = read(&out.join(key).join("rerun/eval/fid.json"));
+            !fid.is_null()
+        };
         Self {
             accuracy: read(&eval.join("accuracy.json")),
             calibration: read(&eval.join("calibration.json")),
-            fid: read(&eval.join("fid.json")),
+            fid,
+            fid_from_rerun,
             fid_chains: read(&eval.join("fid-chains.json")),
             is: read(&eval.join("is.json")),
             ood: read(&eval.join("ood.json")),
@@ -55,6 +70,9 @@ impl Results {
     pub fn cell(&self, metric: &str) -> String {
         match metric {
             "accuracy" => num(&self.accuracy["accuracy"], 100.0, 2),
+            "fid" if self.fid_from_rerun => {
+                format!("{} (second run)", num(&self.fid["fid"]["fid"], 1.0, 2))
+            }
             "fid" => num(&self.fid["fid"]["fid"], 1.0, 2),
             "fid-chains" => num(&self.fid_chains["fid"]["fid"], 1.0, 2),
             "is" => match (
@@ -84,7 +102,8 @@ impl Results {
     /// This model's entry of `results.json`: fractions (not percent), `null` where not
     /// measured. ECE is the reference's convention (`ECELoss`), `ece_torchmetrics` the other;
     /// the OOD AUROCs are against MNIST with log p(x) and max p(y|x); `epochs` and `hours` are
-    /// the training run's (its last evaluation, its training time).
+    /// the training run's (its last evaluation, its training time); `fid_from_rerun` says
+    /// whether `fid` is a second run's ([`Results::load`]).
     pub fn json_entry(&self) -> Value {
         let f = |v: &Value| v.as_f64().map_or(Value::Null, Value::from);
         let mnist = self.ood_sets().into_iter().find(|(n, _)| n == "mnist");
@@ -99,6 +118,7 @@ impl Results {
             "ece": f(&self.calibration["reference"]["ece"]),
             "ece_torchmetrics": f(&self.calibration["torchmetrics"]["ece"]),
             "fid": f(&self.fid["fid"]["fid"]),
+            "fid_from_rerun": self.fid_from_rerun,
             "fid_chains": f(&self.fid_chains["fid"]["fid"]),
             "auroc_px_mnist": auroc("px"),
             "auroc_py_mnist": auroc("py"),

@@ -171,10 +171,18 @@ pub fn model_stages(
         ];
         args.extend(data_args.iter().cloned());
         args.extend(extra.iter().map(|x| x.to_string()));
+        // a buffer lost with its checkpoint cannot be measured again; a second run's FID
+        // stands in for it (`results::Results::load`)
+        let rerun = out.join(&m.key).join("rerun/eval").join(file);
+        let done_when = if buffer && !ck.exists() && rerun.exists() {
+            rerun
+        } else {
+            eval.join(file)
+        };
         stages.push(Stage {
             name: format!("{}/{}", m.key, file.trim_end_matches(".json")),
             args,
-            done_when: eval.join(file),
+            done_when,
             estimate_s,
         });
     };

@@ -359,3 +359,36 @@ fn several_devices_run_models_side_by_side_and_the_overlays_last() {
         "{saved}"
     );
 }
+
+/// A replay buffer's FID stage whose checkpoint is gone counts as done when a second run of
+/// the preset supplied that FID (`<model>/rerun/eval/fid.json`); with the checkpoint present
+/// the first run's own FID is still wanted.
+#[test]
+fn a_lost_buffers_fid_stage_is_done_by_a_reruns_fid() {
+    let models = load_models(&presets("fashion-mnist", false).unwrap()).unwrap();
+    let sadajem = models.iter().find(|m| m.cfg.loss.px > 0.0).unwrap();
+    let out = std::env::temp_dir().join(format!("xtask-rerun-plan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let fid_stage = |out: &Path| {
+        let plan = model_stages(
+            sadajem,
+            "fashion-mnist",
+            out,
+            &[],
+            false,
+            FidPlan::default(),
+        );
+        plan.into_iter().find(|s| s.name.ends_with("/fid")).unwrap()
+    };
+    let own = out.join(&sadajem.key).join("eval/fid.json");
+    assert_eq!(fid_stage(&out).done_when, own);
+    let rerun = out.join(&sadajem.key).join("rerun/eval");
+    std::fs::create_dir_all(&rerun).unwrap();
+    std::fs::write(rerun.join("fid.json"), "{}").unwrap();
+    assert_eq!(fid_stage(&out).done_when, rerun.join("fid.json"));
+    let run = out.join(&sadajem.key).join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("last.safetensors"), "").unwrap();
+    assert_eq!(fid_stage(&out).done_when, own);
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -198,3 +198,39 @@ fn targets_the_paper_does_not_have_get_our_tables_only() {
     assert!(md.contains("No model of this reproduction rolled back."));
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// A FID from `<model>/rerun/eval/fid.json` fills a model's missing one, marked as the second
+/// run's in the table and in `results.json`; a first run's own FID wins over a rerun's.
+#[test]
+fn a_reruns_fid_fills_only_a_missing_one_and_says_so() {
+    let out = scratch("rerun");
+    let rerun = |key: &str, fid: f64| {
+        let dir = out.join(key).join("rerun/eval");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("fid.json"),
+            json!({"fid": {"fid": fid}}).to_string(),
+        )
+        .unwrap();
+    };
+    write(&out, "lost", "accuracy.json", json!({"accuracy": 0.8}));
+    rerun("lost", 31.25);
+    write(&out, "kept", "fid.json", json!({"fid": {"fid": 12.5}}));
+    rerun("kept", 99.0);
+    let lost = crate::results::Results::load(&out, "lost");
+    assert_eq!(lost.cell("fid"), "31.25 (second run)");
+    assert_eq!(lost.cell("accuracy"), "80.00");
+    let entry = lost.json_entry();
+    assert_eq!(
+        (entry["fid"].as_f64(), &entry["fid_from_rerun"]),
+        (Some(31.25), &json!(true))
+    );
+    let kept = crate::results::Results::load(&out, "kept");
+    assert_eq!(kept.cell("fid"), "12.50");
+    assert_eq!(kept.json_entry()["fid_from_rerun"], json!(false));
+    let none = crate::results::Results::load(&out, "absent");
+    assert_eq!(
+        (none.cell("fid"), none.json_entry()["fid"].clone()),
+        ("—".into(), Value::Null)
+    );
+}
