@@ -128,6 +128,11 @@ impl Results {
         })
     }
 
+    /// Whether the FID is a second run's ([`Results::load`]).
+    pub fn fid_from_rerun(&self) -> bool {
+        self.fid_from_rerun
+    }
+
     /// Whether a fresh-chain FID was computed.
     pub fn has_fid_chains(&self) -> bool {
         !self.fid_chains.is_null()

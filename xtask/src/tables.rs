@@ -95,6 +95,24 @@ pub fn write_tables(
     stability(md, models);
 }
 
+/// A sentence on the FIDs marked "(second run)", naming their models, or nothing.
+fn rerun_note(models: &Loaded) -> String {
+    let keys: Vec<String> = models
+        .iter()
+        .filter(|(_, r)| r.fid_from_rerun())
+        .map(|(m, _)| format!("`{}`", m.key))
+        .collect();
+    if keys.is_empty() {
+        return String::new();
+    }
+    format!(
+        " A FID marked \"(second run)\" ({}) is that of a rerun of the preset \
+         (`<model>/rerun/`): the first run's checkpoint, which held its replay buffer, was \
+         lost before its FID was taken.",
+        keys.join(", ")
+    )
+}
+
 /// One of the paper's tables: its rows, then (when the table asks) our other models.
 fn paper_table(md: &mut String, t: &PaperTable, models: &Loaded) {
     let with_stability = t.metrics.iter().any(|m| m == "accuracy");
@@ -166,7 +184,7 @@ fn paper_table(md: &mut String, t: &PaperTable, models: &Loaded) {
         sources.join("; ")
     );
     if t.metrics.iter().any(|m| m == "fid" || m == "is") {
-        let _ = writeln!(md, "{PROTOCOL}\n");
+        let _ = writeln!(md, "{PROTOCOL}{}\n", rerun_note(models));
     }
 }
 
@@ -203,7 +221,8 @@ fn own_tables(md: &mut String, models: &Loaded) {
     );
     let _ = writeln!(
         md,
-        "Accuracy: test set, eval-mode BatchNorm. {OWN_PROTOCOL}\n"
+        "Accuracy: test set, eval-mode BatchNorm. {OWN_PROTOCOL}{}\n",
+        rerun_note(models)
     );
     let _ = writeln!(md, "## Calibration (Figure 4)\n");
     calibration(md, models);

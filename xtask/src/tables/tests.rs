@@ -233,4 +233,19 @@ fn a_reruns_fid_fills_only_a_missing_one_and_says_so() {
         (none.cell("fid"), none.json_entry()["fid"].clone()),
         ("—".into(), Value::Null)
     );
+    // the report's table says which model's FID is a rerun's, and why
+    rerun("sadajem", 24.0625);
+    let models = load_models(&[
+        "fashion-mnist-quick/sadajem".into(),
+        "fashion-mnist-quick/softmax".into(),
+    ])
+    .unwrap();
+    let mut md = String::new();
+    write_tables(&mut md, None, "quick", &models, &out);
+    assert!(
+        row(&md, "| sadajem |").contains("| 24.06 (second run) |"),
+        "{md}"
+    );
+    assert!(md.contains("A FID marked \"(second run)\" (`sadajem`) is that of a rerun"));
+    let _ = std::fs::remove_dir_all(out);
 }
