@@ -34,6 +34,12 @@ fn read(path: &Path) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The evaluation folder of a model's second run, `<out>/<key>/rerun/eval`, whose replay-buffer
+/// FID stands in for a lost one ([`Results::load`], and the reproduction's plan).
+pub fn rerun_eval(out: &Path, key: &str) -> std::path::PathBuf {
+    out.join(key).join("rerun").join("eval")
+}
+
 /// `x * scale` with `digits` decimals, `—` when absent.
 pub fn num(v: &Value, scale: f64, digits: usize) -> String {
     v.as_f64()
@@ -47,10 +53,13 @@ impl Results {
     pub fn load(out: &Path, key: &str) -> Self {
         let eval = out.join(key).join("eval");
         let run = out.join(key).join("run");
-        let mut fid = read(&eval.join("fid.json"));
-        let fid_from_rerun = fid.is_null() && {
-            fid = read(&out.join(key).join("rerun/eval/fid.json"));
-            !fid.is_null()
+        let (fid, fid_from_rerun) = match read(&eval.join("fid.json")) {
+            Value::Null => {
+                let rerun = read(&rerun_eval(out, key).join("fid.json"));
+                let found = !rerun.is_null();
+                (rerun, found)
+            }
+            own => (own, false),
         };
         Self {
             accuracy: read(&eval.join("accuracy.json")),
@@ -70,10 +79,14 @@ impl Results {
     pub fn cell(&self, metric: &str) -> String {
         match metric {
             "accuracy" => num(&self.accuracy["accuracy"], 100.0, 2),
-            "fid" if self.fid_from_rerun => {
-                format!("{} (second run)", num(&self.fid["fid"]["fid"], 1.0, 2))
+            "fid" => {
+                let v = num(&self.fid["fid"]["fid"], 1.0, 2);
+                if self.fid_from_rerun {
+                    format!("{v} (second run)")
+                } else {
+                    v
+                }
             }
-            "fid" => num(&self.fid["fid"]["fid"], 1.0, 2),
             "fid-chains" => num(&self.fid_chains["fid"]["fid"], 1.0, 2),
             "is" => match (
                 self.is["is"]["mean"].as_f64(),

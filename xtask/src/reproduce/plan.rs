@@ -173,7 +173,7 @@ pub fn model_stages(
         args.extend(extra.iter().map(|x| x.to_string()));
         // a buffer lost with its checkpoint cannot be measured again; a second run's FID
         // stands in for it (`results::Results::load`)
-        let rerun = out.join(&m.key).join("rerun/eval").join(file);
+        let rerun = crate::results::rerun_eval(out, &m.key).join(file);
         let done_when = if buffer && !ck.exists() && rerun.exists() {
             rerun
         } else {
