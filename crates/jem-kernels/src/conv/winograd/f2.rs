@@ -8,7 +8,9 @@
 use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
-use super::{kernel_grad_with, kernel_planes, tiling};
+use super::kernels::{KERNEL_BLOCK, Row, prefixes};
+use super::rows::blockwise;
+use super::tiling;
 use crate::simd::multiversion;
 
 /// F(2x2, 3x3).
@@ -21,21 +23,52 @@ fn tiles(g: &ConvGeometry) -> (usize, usize) {
     super::tiles::<F2>(g)
 }
 
-/// `U [16, Cout, C]` from `W [Cout, C, 3, 3]`: `U = G g G^T` with
-/// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`.
-fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
-    /// `G` applied to three values.
-    fn g3([a, b, d]: [f32; 3]) -> [f32; 4] {
-        [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d]
-    }
-    kernel_planes::<16>(w, cout, c, |g| {
-        let cols = [0, 1, 2].map(|x| g3([g[x], g[3 + x], g[6 + x]]));
-        let mut out = [0f32; 16];
-        for (i, row) in out.chunks_exact_mut(4).enumerate() {
-            row.copy_from_slice(&g3(cols.map(|col| col[i])));
+/// `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]` applied to three values.
+#[inline(always)]
+fn g3([a, b, d]: [f32; 3]) -> [f32; 4] {
+    [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d]
+}
+
+/// `G^T` applied to four values.
+#[inline(always)]
+fn gt4([x0, x1, x2, x3]: [f32; 4]) -> [f32; 3] {
+    [x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3]
+}
+
+multiversion! {
+    /// `U = G g G^T` on a block of kernels: the 16 rows of `U` (position-major) from the 9
+    /// rows of taps (row-major), first `n` values of each.
+    fn kernel_rows(taps: &[Row; 9], u: &mut [Row; 16], n: usize) {
+        // cols[x * 4 + r] = (G g)[r][x]: G on the kernels' columns
+        let mut cols = [[0f32; KERNEL_BLOCK]; 12];
+        for (x, col) in cols.chunks_exact_mut(4).enumerate() {
+            let g = [&taps[x][..n], &taps[3 + x][..n], &taps[6 + x][..n]];
+            blockwise(g, prefixes(col, n), g3);
         }
-        out
-    })
+        // then G on each row r of G g
+        for (r, row) in u.chunks_exact_mut(4).enumerate() {
+            let gg = [&cols[r][..n], &cols[4 + r][..n], &cols[8 + r][..n]];
+            blockwise(gg, prefixes(row, n), g3);
+        }
+    }
+}
+
+multiversion! {
+    /// `dW = G^T dU G` on a block of kernels (the adjoint of `kernel_rows`): the 9 rows of
+    /// taps from the 16 rows of `dU`, first `n` values of each.
+    fn kernel_grad_rows(du: &[Row; 16], taps: &mut [Row; 9], n: usize) {
+        // cols[j * 3 + a] = (G^T dU)[a][j]: G^T on the columns j of dU
+        let mut cols = [[0f32; KERNEL_BLOCK]; 12];
+        for (j, col) in cols.chunks_exact_mut(3).enumerate() {
+            let x = [&du[j][..n], &du[4 + j][..n], &du[8 + j][..n], &du[12 + j][..n]];
+            blockwise(x, prefixes(col, n), gt4);
+        }
+        // then G^T on each row a of G^T dU
+        for (a, row) in taps.chunks_exact_mut(3).enumerate() {
+            let x = [&cols[a][..n], &cols[3 + a][..n], &cols[6 + a][..n], &cols[9 + a][..n]];
+            blockwise(x, prefixes(row, n), gt4);
+        }
+    }
 }
 
 multiversion! {
@@ -233,22 +266,4 @@ multiversion! {
             }
         }
     }
-}
-
-/// `dW [Cout, C, 3, 3]` from `dU [16, Cout, C]`: the adjoint of `transform_kernel`,
-/// `G^T dU G`.
-fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
-    /// `G^T` applied to four values.
-    fn gt([x0, x1, x2, x3]: [f32; 4]) -> [f32; 3] {
-        [x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3]
-    }
-    kernel_grad_with::<16>(du, cout, c, |at| {
-        // G^T dU: the columns j, then G on each of the three rows
-        let cols = [0, 1, 2, 3].map(|j| gt([at[j], at[4 + j], at[8 + j], at[12 + j]]));
-        let mut out = [0f32; 9];
-        for (a, dst) in out.chunks_exact_mut(3).enumerate() {
-            dst.copy_from_slice(&gt(cols.map(|col| col[a])));
-        }
-        out
-    })
 }

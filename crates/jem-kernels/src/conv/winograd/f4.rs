@@ -21,7 +21,9 @@
 use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
-use super::{kernel_grad_with, kernel_planes, tiling};
+use super::kernels::{KERNEL_BLOCK, Row, prefixes};
+use super::rows::blockwise;
+use super::tiling;
 use crate::simd::{Shuffles, multiversion, prefetch_all};
 
 /// F(4x4, 3x3).
@@ -102,63 +104,6 @@ fn bt6([d0, d1, d2, d3, d4, d5]: [f32; 6]) -> [f32; 6] {
     ]
 }
 
-/// The block of [`LANES`] values of `r` from `e`, copied into registers.
-#[inline(always)]
-fn load(r: &[f32], e: usize) -> [f32; LANES] {
-    *<&[f32; LANES]>::try_from(&r[e..e + LANES]).unwrap()
-}
-
-/// Stores a block of [`LANES`] values into `r` from `e`.
-#[inline(always)]
-fn store(r: &mut [f32], e: usize, v: [f32; LANES]) {
-    *<&mut [f32; LANES]>::try_from(&mut r[e..e + LANES]).unwrap() = v;
-}
-
-/// `o = f(x)` element-wise over rows of values: `f` maps the `I` values at one index of the
-/// input rows to the `O` values at that index of the output rows.
-///
-/// The rows run in blocks of [`LANES`] values loaded into local arrays before any store. With
-/// a plain loop over the rows the compiler must prove the output rows disjoint from the input
-/// rows, and whether it manages depends on its inlining elsewhere: both `A^T` and `B^T` have
-/// fallen back to scalar code after unrelated changes (`BENCHMARKS.md`, session 13).
-#[inline(always)]
-fn blockwise<const I: usize, const O: usize>(
-    x: [&[f32]; I],
-    mut o: [&mut [f32]; O],
-    f: impl Fn([f32; I]) -> [f32; O],
-) {
-    let n = o[0].len();
-    let blocks = n / LANES * LANES;
-    for e in (0..blocks).step_by(LANES) {
-        let mut v = [[0f32; LANES]; I];
-        for k in 0..I {
-            v[k] = load(x[k], e);
-        }
-        let mut out = [[0f32; LANES]; O];
-        for l in 0..LANES {
-            let mut vals = [0f32; I];
-            for k in 0..I {
-                vals[k] = v[k][l];
-            }
-            for (k, val) in f(vals).into_iter().enumerate() {
-                out[k][l] = val;
-            }
-        }
-        for (row, block) in o.iter_mut().zip(out) {
-            store(row, e, block);
-        }
-    }
-    for e in blocks..n {
-        let mut vals = [0f32; I];
-        for k in 0..I {
-            vals[k] = x[k][e];
-        }
-        for (row, val) in o.iter_mut().zip(f(vals)) {
-            row[e] = val;
-        }
-    }
-}
-
 /// `o = B^T x`, element-wise over rows of values ([`blockwise`]).
 #[inline(always)]
 fn bt(x: [&[f32]; 6], o: [&mut [f32]; 6]) {
@@ -176,9 +121,6 @@ fn at6([m0, m1, m2, m3, m4, m5]: [f32; 6]) -> [f32; 4] {
         t12 + 8.0 * t34 + m5,
     ]
 }
-
-/// Values per block of [`blockwise`]: one AVX-512 register.
-const LANES: usize = 16;
 
 /// `o = A^T x`, element-wise over rows of values ([`blockwise`]).
 #[inline(always)]
@@ -200,51 +142,65 @@ fn a(x: [&[f32]; 4], o: [&mut [f32]; 6]) {
     blockwise(x, o, a4)
 }
 
-/// `U [36, Cout, C]` from `W [Cout, C, 3, 3]`: `U = G g G^T`.
-fn transform_kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
-    /// `G` applied to three values.
-    fn g3([a, b, d]: [f32; 3]) -> [f32; 6] {
-        let (ad, edge) = (a + d, a / 24.0 + d / 6.0);
-        [
-            a / 4.0,
-            -(ad + b) / 6.0,
-            -(ad - b) / 6.0,
-            edge + b / 12.0,
-            edge - b / 12.0,
-            d,
-        ]
-    }
-    kernel_planes::<36>(w, cout, c, |g| {
-        let cols = [0, 1, 2].map(|x| g3([g[x], g[3 + x], g[6 + x]]));
-        let mut out = [0f32; 36];
-        for (i, row) in out.chunks_exact_mut(6).enumerate() {
-            row.copy_from_slice(&g3(cols.map(|col| col[i])));
-        }
-        out
-    })
+/// `G` applied to three values.
+#[inline(always)]
+fn g3([a, b, d]: [f32; 3]) -> [f32; 6] {
+    let (ad, edge) = (a + d, a / 24.0 + d / 6.0);
+    [
+        a / 4.0,
+        -(ad + b) / 6.0,
+        -(ad - b) / 6.0,
+        edge + b / 12.0,
+        edge - b / 12.0,
+        d,
+    ]
 }
 
-/// `dW [Cout, C, 3, 3]` from `dU [36, Cout, C]`: the adjoint of `transform_kernel`,
-/// `G^T dU G`.
-fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
-    /// `G^T` applied to six values.
-    fn gt([x0, x1, x2, x3, x4, x5]: [f32; 6]) -> [f32; 3] {
-        let (s12, s34) = (x1 + x2, x3 + x4);
-        [
-            x0 / 4.0 - s12 / 6.0 + s34 / 24.0,
-            (x2 - x1) / 6.0 + (x3 - x4) / 12.0,
-            (s34 - s12) / 6.0 + x5,
-        ]
-    }
-    kernel_grad_with::<36>(du, cout, c, |u| {
-        // G^T dU: the columns j, then G on each of the three rows
-        let cols = [0, 1, 2, 3, 4, 5].map(|j| gt(std::array::from_fn(|i| u[6 * i + j])));
-        let mut out = [0f32; 9];
-        for (a, dst) in out.chunks_exact_mut(3).enumerate() {
-            dst.copy_from_slice(&gt(cols.map(|col| col[a])));
+/// `G^T` applied to six values.
+#[inline(always)]
+fn gt6([x0, x1, x2, x3, x4, x5]: [f32; 6]) -> [f32; 3] {
+    let (s12, s34) = (x1 + x2, x3 + x4);
+    [
+        x0 / 4.0 - s12 / 6.0 + s34 / 24.0,
+        (x2 - x1) / 6.0 + (x3 - x4) / 12.0,
+        (s34 - s12) / 6.0 + x5,
+    ]
+}
+
+multiversion! {
+    /// `U = G g G^T` on a block of kernels: the 36 rows of `U` (position-major) from the 9
+    /// rows of taps (row-major), first `n` values of each.
+    fn kernel_rows(taps: &[Row; 9], u: &mut [Row; 36], n: usize) {
+        // cols[x * 6 + r] = (G g)[r][x]: G on the kernels' columns
+        let mut cols = [[0f32; KERNEL_BLOCK]; 18];
+        for (x, col) in cols.chunks_exact_mut(6).enumerate() {
+            let g = [&taps[x][..n], &taps[3 + x][..n], &taps[6 + x][..n]];
+            blockwise(g, prefixes(col, n), g3);
         }
-        out
-    })
+        // then G on each row r of G g
+        for (r, row) in u.chunks_exact_mut(6).enumerate() {
+            let gg = [&cols[r][..n], &cols[6 + r][..n], &cols[12 + r][..n]];
+            blockwise(gg, prefixes(row, n), g3);
+        }
+    }
+}
+
+multiversion! {
+    /// `dW = G^T dU G` on a block of kernels (the adjoint of `kernel_rows`): the 9 rows of
+    /// taps from the 36 rows of `dU`, first `n` values of each.
+    fn kernel_grad_rows(du: &[Row; 36], taps: &mut [Row; 9], n: usize) {
+        // cols[j * 3 + a] = (G^T dU)[a][j]: G^T on the columns j of dU
+        let mut cols = [[0f32; KERNEL_BLOCK]; 18];
+        for (j, col) in cols.chunks_exact_mut(3).enumerate() {
+            let x = [0, 1, 2, 3, 4, 5].map(|i| &du[6 * i + j][..n]);
+            blockwise(x, prefixes(col, n), gt6);
+        }
+        // then G^T on each row a of G^T dU
+        for (a, row) in taps.chunks_exact_mut(3).enumerate() {
+            let x = [0, 1, 2, 3, 4, 5].map(|j| &cols[3 * j + a][..n]);
+            blockwise(x, prefixes(row, n), gt6);
+        }
+    }
 }
 
 multiversion! {

@@ -32,9 +32,10 @@
 
 mod f2;
 mod f4;
+mod kernels;
+mod rows;
 
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 use super::backward::sum_over_groups;
 use super::geometry::ConvGeometry;
@@ -42,6 +43,7 @@ use super::inner_parallelism;
 use std::mem::MaybeUninit;
 
 use super::matmul::{Mat, matmul, par_vec_uninit, with_scratch};
+use kernels::Kernels;
 
 pub(crate) use f2::F2;
 pub(crate) use f4::F4;
@@ -64,8 +66,8 @@ pub(crate) trait Tiling {
     /// Tiles a group of images should at least have (the per-position GEMMs of a group
     /// staying in the caches).
     const GROUP_TILES: usize;
-    /// `U [P, Cout, C]` from `W [Cout, C, 3, 3]`.
-    fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32>;
+    /// `U [P, Cout, C]` from the kernels `w` (`[Cout, C, 3, 3]`, or flipped: [`Kernels`]).
+    fn kernel(w: Kernels, cout: usize, c: usize) -> Vec<f32>;
     /// `V [P, C, T]` (row stride and plane stride `ld = (row, plane)`, tiles of image `j`
     /// from column `j * th * tw`, rows of tiles in order) from the images `xg [m, C, H, W]`.
     fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize));
@@ -85,15 +87,16 @@ pub(crate) trait Tiling {
     fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32>;
 }
 
-/// `impl Tiling for $t` with these sizes, from the calling module's `transform_kernel`,
-/// `transform_input`, `transform_output`, `transform_dy` and `kernel_grad`.
+/// `impl Tiling for $t` with these sizes, from the calling module's `transform_input`,
+/// `transform_output` and `transform_dy` and its row transforms `kernel_rows` (`G g G^T`)
+/// and `kernel_grad_rows` (`G^T dU G`).
 macro_rules! tiling {
     ($t:ident, M = $m:expr, GROUP_TILES = $gt:expr) => {
         impl super::Tiling for $t {
             const M: usize = $m;
             const GROUP_TILES: usize = $gt;
-            fn kernel(w: &[f32], cout: usize, c: usize) -> Vec<f32> {
-                transform_kernel(w, cout, c)
+            fn kernel(w: super::Kernels, cout: usize, c: usize) -> Vec<f32> {
+                super::kernels::kernel_planes(w, cout, c, kernel_rows)
             }
             fn input(g: &ConvGeometry, xg: &[f32], v: &mut [f32], ld: (usize, usize)) {
                 transform_input(g, xg, v, ld)
@@ -111,7 +114,7 @@ macro_rules! tiling {
                 transform_dy(g, dyg, dm, ld)
             }
             fn kernel_grad(du: &[f32], cout: usize, c: usize) -> Vec<f32> {
-                kernel_grad(du, cout, c)
+                super::kernels::kernel_grad_with(du, cout, c, kernel_grad_rows)
             }
         }
     };
@@ -172,84 +175,13 @@ fn group_size<T: Tiling>(g: &ConvGeometry) -> usize {
         .clamp(1, g.input[0].max(1))
 }
 
-/// Kernels per block of [`kernel_planes`] and [`kernel_grad_with`]: a block's `P` rows stay
-/// in L1 (18 KB for F(4x4)'s 36 planes, 8 KB for F(2x2)'s 16).
-const KERNEL_BLOCK: usize = 128;
-
-/// The `P` planes `[P, Cout, C]` of the transformed kernels, from `f` on each 3x3 kernel
-/// (row-major). Blocks of kernels run in parallel; each transposes its transforms in a local
-/// buffer (in L1) and copies one contiguous stretch into every plane. Gathering each plane
-/// from an array of per-kernel transforms read that array once per plane, and storing each
-/// value straight into its plane wrote `P` streams a value at a time: either took a fifth of
-/// a wide layer's convolution (`BENCHMARKS.md`; its `U` is tens of MB).
-fn kernel_planes<const P: usize>(
-    w: &[f32],
-    cout: usize,
-    c: usize,
-    f: impl Fn(&[f32]) -> [f32; P] + Sync + Send,
-) -> Vec<f32> {
-    let len = cout * c;
-    // the blocks of `w` must match those of the planes for every stretch to be written
-    assert_eq!(w.len(), 9 * len, "kernels [Cout, C, 3, 3]");
-    let mut u: Vec<f32> = Vec::with_capacity(P * len);
-    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..len.div_ceil(KERNEL_BLOCK))
-        .map(|_| Vec::new())
-        .collect();
-    for plane in u.spare_capacity_mut()[..P * len].chunks_mut(len.max(1)) {
-        for (b, stretch) in plane.chunks_mut(KERNEL_BLOCK).enumerate() {
-            blocks[b].push(stretch);
-        }
-    }
-    blocks
-        .into_par_iter()
-        .zip(w.par_chunks(9 * KERNEL_BLOCK))
-        .for_each(|(mut planes, kernels)| {
-            let mut local = [[0f32; KERNEL_BLOCK]; P];
-            for (i, k) in kernels.chunks_exact(9).enumerate() {
-                for (row, v) in local.iter_mut().zip(f(k)) {
-                    row[i] = v;
-                }
-            }
-            for (plane, row) in planes.iter_mut().zip(&local) {
-                for (d, &v) in plane.iter_mut().zip(row) {
-                    d.write(v);
-                }
-            }
-        });
-    // SAFETY: the blocks cover every stretch of the `P` planes of `len` values, each got its
-    // `KERNEL_BLOCK` kernels of `w` (`len` of them, asserted above) and wrote its stretches whole
-    unsafe { u.set_len(P * len) };
-    u
-}
-
-/// `dW [Cout, C, 3, 3]` from the `P` planes of `dU [P, Cout, C]`, `f` mapping the `P` values
-/// of one kernel (position-major) to its 9 taps.
-fn kernel_grad_with<const P: usize>(
-    du: &[f32],
-    cout: usize,
-    c: usize,
-    f: impl Fn([f32; P]) -> [f32; 9] + Sync + Send,
-) -> Vec<f32> {
-    let plane = cout * c;
-    let work = |b: usize, out: &mut [MaybeUninit<f32>]| {
-        // the block's stretch of every plane, copied into L1 (as in `kernel_planes`)
-        let (start, n) = (b * KERNEL_BLOCK, out.len() / 9);
-        let mut local = [[0f32; KERNEL_BLOCK]; P];
-        for (p, row) in local.iter_mut().enumerate() {
-            row[..n].copy_from_slice(&du[p * plane + start..][..n]);
-        }
-        for (i, taps) in out.chunks_exact_mut(9).enumerate() {
-            for (d, v) in taps.iter_mut().zip(f(std::array::from_fn(|p| local[p][i]))) {
-                d.write(v);
-            }
-        }
-    };
-    // SAFETY: `work` writes the 9 taps of each of its chunk's kernels
-    unsafe { par_vec_uninit(plane * 9, 9 * KERNEL_BLOCK, work) }
-}
-
 /// `conv(x, w) + bias` (`x [N, C, H, W]`, `w [Cout, C, 3, 3]`, `bias [Cout]`) with `tile`.
 pub(super) fn conv(tile: Tile, g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    conv_of(tile, g, x, Kernels::Forward(w), bias)
+}
+
+/// [`conv`] with the kernels `w` as given or flipped.
+fn conv_of(tile: Tile, g: &ConvGeometry, x: &[f32], w: Kernels, bias: &[f32]) -> Vec<f32> {
     match tile {
         Tile::F2 => conv_with::<F2>(g, x, w, bias),
         Tile::F4 => conv_with::<F4>(g, x, w, bias),
@@ -265,17 +197,7 @@ pub(super) fn input_grad(tile: Tile, g: &ConvGeometry, dy: &[f32], w: &[f32]) ->
         out_channels: c,
         ..*g
     };
-    let flip = |ci: usize, wci: &mut [MaybeUninit<f32>]| {
-        for (o, dst) in wci.chunks_exact_mut(9).enumerate() {
-            let taps = &w[(o * c + ci) * 9..][..9];
-            for (d, v) in dst.iter_mut().rev().zip(taps) {
-                d.write(*v);
-            }
-        }
-    };
-    // SAFETY: `flip` writes the 9 taps of each of the `cout` kernels of its chunk
-    let wt = unsafe { par_vec_uninit(c * cout * 9, (cout * 9).max(1), flip) };
-    conv(tile, &gt, dy, &wt, &vec![0f32; c])
+    conv_of(tile, &gt, dy, Kernels::Flipped(w), &vec![0f32; c])
 }
 
 /// The weight gradient `[Cout, C, 3, 3]` of [`conv`] from `x` and `dy`.
@@ -287,7 +209,7 @@ pub(super) fn weight_grad(tile: Tile, g: &ConvGeometry, x: &[f32], dy: &[f32]) -
 }
 
 /// [`conv`]: groups of images in parallel, each with its own scratch.
-fn conv_with<T: Tiling>(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+fn conv_with<T: Tiling>(g: &ConvGeometry, x: &[f32], w: Kernels, bias: &[f32]) -> Vec<f32> {
     let ([n, c, h, wd], cout) = (g.input, g.out_channels);
     let (l, img) = (h * wd, g.image_len());
     let u = T::kernel(w, cout, c);
