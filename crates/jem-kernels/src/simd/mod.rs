@@ -142,9 +142,15 @@ fn has_avx2() -> bool {
 }
 
 /// Whether the AVX-512 kernels of [`bn`] can run (they use AVX2 too).
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::is_x86_feature_detected!("avx512f") && has_avx2()
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Splitting rows into four phases and back, with AVX2 shuffles where the CPU has them.

@@ -130,21 +130,30 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
 /// The faster tile for this convolution, if Winograd is the faster path
 /// (`conv::tests::path_timings`): it applies, and the batch has at least two groups of
 /// tiles, so that the transforms run in parallel; with 128 channels or more, one full group
-/// of F(2x2) tiles is enough, the GEMMs (parallel inside) outweighing the transforms
-/// (WRN-28-10's 8x8 stage at batch 8; a group short of tiles still loses to im2col:
-/// `BENCHMARKS.md`).
+/// is enough, the GEMMs (parallel inside) outweighing the transforms: of F(4x4) tiles where
+/// [`one_f4_group_wins`], else of F(2x2) tiles (WRN-28-10's 8x8 stage at batch 8; a group
+/// short of tiles still loses to im2col: `BENCHMARKS.md`).
 pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
     let groups = |tiles: usize, group: usize| g.input[0] * tiles / group;
     let wide = g.input[1].min(g.out_channels) >= 128;
+    let f4_groups = groups(tiles_of::<F4>(g), F4::GROUP_TILES);
     if !applies(g) {
         None
-    } else if groups(tiles_of::<F4>(g), F4::GROUP_TILES) >= 2 {
+    } else if f4_groups >= 2 || wide && f4_groups >= 1 && one_f4_group_wins(g) {
         Some(Tile::F4)
     } else if groups(tiles_of::<F2>(g), F2::GROUP_TILES) >= if wide { 1 } else { 2 } {
         Some(Tile::F2)
     } else {
         None
     }
+}
+
+/// Whether one full group of F(4x4) tiles beats F(2x2) on a wide layer: with AVX-512 and
+/// maps of 16 x 16 or more (WRN-28-10's 320-channel stage at batch 8: `BENCHMARKS.md`,
+/// session 26). On smaller maps F(4x4)'s rows are two tiles long and its transforms lose
+/// (WRN-16-4's 8 x 8 stage at batch 32); on the AVX2 Zen 1, F(2x2) won this layer too.
+fn one_f4_group_wins(g: &ConvGeometry) -> bool {
+    crate::simd::has_avx512() && g.input[2].min(g.input[3]) >= 16
 }
 
 /// The stride between two of the `P` planes `[rows, t]` of `V`, `M` or `dM`: one cache line
