@@ -21,7 +21,7 @@
 use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
-use super::kernels::{KERNEL_BLOCK, Row, prefixes};
+use super::kernels::{Row, transform_grad_rows, transform_rows};
 use super::rows::blockwise;
 use super::tiling;
 use crate::simd::{Shuffles, multiversion, prefetch_all};
@@ -168,38 +168,16 @@ fn gt6([x0, x1, x2, x3, x4, x5]: [f32; 6]) -> [f32; 3] {
 }
 
 multiversion! {
-    /// `U = G g G^T` on a block of kernels: the 36 rows of `U` (position-major) from the 9
-    /// rows of taps (row-major), first `n` values of each.
+    /// `U = G g G^T` on a block of kernels ([`transform_rows`]).
     fn kernel_rows(taps: &[Row; 9], u: &mut [Row; 36], n: usize) {
-        // cols[x * 6 + r] = (G g)[r][x]: G on the kernels' columns
-        let mut cols = [[0f32; KERNEL_BLOCK]; 18];
-        for (x, col) in cols.chunks_exact_mut(6).enumerate() {
-            let g = [&taps[x][..n], &taps[3 + x][..n], &taps[6 + x][..n]];
-            blockwise(g, prefixes(col, n), g3);
-        }
-        // then G on each row r of G g
-        for (r, row) in u.chunks_exact_mut(6).enumerate() {
-            let gg = [&cols[r][..n], &cols[6 + r][..n], &cols[12 + r][..n]];
-            blockwise(gg, prefixes(row, n), g3);
-        }
+        transform_rows(taps, u, n, g3)
     }
 }
 
 multiversion! {
-    /// `dW = G^T dU G` on a block of kernels (the adjoint of `kernel_rows`): the 9 rows of
-    /// taps from the 36 rows of `dU`, first `n` values of each.
+    /// `dW = G^T dU G` on a block of kernels ([`transform_grad_rows`]).
     fn kernel_grad_rows(du: &[Row; 36], taps: &mut [Row; 9], n: usize) {
-        // cols[j * 3 + a] = (G^T dU)[a][j]: G^T on the columns j of dU
-        let mut cols = [[0f32; KERNEL_BLOCK]; 18];
-        for (j, col) in cols.chunks_exact_mut(3).enumerate() {
-            let x = [0, 1, 2, 3, 4, 5].map(|i| &du[6 * i + j][..n]);
-            blockwise(x, prefixes(col, n), gt6);
-        }
-        // then G^T on each row a of G^T dU
-        for (a, row) in taps.chunks_exact_mut(3).enumerate() {
-            let x = [0, 1, 2, 3, 4, 5].map(|j| &cols[3 * j + a][..n]);
-            blockwise(x, prefixes(row, n), gt6);
-        }
+        transform_grad_rows(du, taps, n, gt6)
     }
 }
 

@@ -13,6 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::super::matmul::par_vec_uninit;
+use super::rows::blockwise;
 
 /// Kernels per block: a block's `P` rows stay in L1 (18 KB for F(4x4)'s 36 planes, 8 KB for
 /// F(2x2)'s 16).
@@ -123,9 +124,56 @@ pub(super) fn kernel_grad_with<const P: usize>(
     unsafe { par_vec_uninit(plane * 9, 9 * KERNEL_BLOCK, work) }
 }
 
+/// `U = G g G^T` on a block of kernels: the `K * K` rows of `U` (position-major) from the 9
+/// rows of taps (row-major), first `n` values of each, `g` applying the `K x 3` matrix `G`
+/// to three values. Inlined into each tiling's `kernel_rows`, which the CPU's instruction
+/// set compiles.
+#[inline(always)]
+pub(super) fn transform_rows<const K: usize, const P: usize>(
+    taps: &[Row; 9],
+    u: &mut [Row; P],
+    n: usize,
+    g: impl Fn([f32; 3]) -> [f32; K],
+) {
+    // cols[x][r] = (G g)[r][x]: G on the kernels' columns
+    let mut cols = [[[0f32; KERNEL_BLOCK]; K]; 3];
+    for (x, col) in cols.iter_mut().enumerate() {
+        let src = [&taps[x][..n], &taps[3 + x][..n], &taps[6 + x][..n]];
+        blockwise(src, prefixes(col, n), &g);
+    }
+    // then G on each row r of G g
+    for (r, row) in u.chunks_exact_mut(K).enumerate() {
+        let src = [&cols[0][r][..n], &cols[1][r][..n], &cols[2][r][..n]];
+        blockwise(src, prefixes(row, n), &g);
+    }
+}
+
+/// `dW = G^T dU G` on a block of kernels (the adjoint of [`transform_rows`]): the 9 rows of
+/// taps from the `K * K` rows of `dU`, first `n` values of each, `gt` applying `G^T` to `K`
+/// values.
+#[inline(always)]
+pub(super) fn transform_grad_rows<const K: usize, const P: usize>(
+    du: &[Row; P],
+    taps: &mut [Row; 9],
+    n: usize,
+    gt: impl Fn([f32; K]) -> [f32; 3],
+) {
+    // cols[j][a] = (G^T dU)[a][j]: G^T on the columns j of dU
+    let mut cols = [[[0f32; KERNEL_BLOCK]; 3]; K];
+    for (j, col) in cols.iter_mut().enumerate() {
+        let src: [&[f32]; K] = std::array::from_fn(|i| &du[K * i + j][..n]);
+        blockwise(src, prefixes(col, n), &gt);
+    }
+    // then G^T on each row a of G^T dU
+    for (a, row) in taps.chunks_exact_mut(3).enumerate() {
+        let src: [&[f32]; K] = std::array::from_fn(|j| &cols[j][a][..n]);
+        blockwise(src, prefixes(row, n), &gt);
+    }
+}
+
 /// The first `n` values of each of `rows`, as the `N` output rows of a row transform.
 #[inline(always)]
-pub(super) fn prefixes<const N: usize>(rows: &mut [Row], n: usize) -> [&mut [f32]; N] {
+fn prefixes<const N: usize>(rows: &mut [Row], n: usize) -> [&mut [f32]; N] {
     let rows: &mut [Row; N] = rows.try_into().expect("N rows");
     rows.each_mut().map(|r| &mut r[..n])
 }
