@@ -8,14 +8,13 @@
 use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
-use super::kernels::{Row, transform_grad_rows, transform_rows};
 use super::tiling;
 use crate::simd::multiversion;
 
 /// F(2x2, 3x3).
 pub(crate) struct F2;
 
-tiling!(F2, M = 2, GROUP_TILES = 128);
+tiling!(F2, M = 2, GROUP_TILES = 128, G = g3, GT = gt4);
 
 /// Tiles per image: `ceil(H / 2) x ceil(W / 2)`.
 fn tiles(g: &ConvGeometry) -> (usize, usize) {
@@ -32,20 +31,6 @@ fn g3([a, b, d]: [f32; 3]) -> [f32; 4] {
 #[inline(always)]
 fn gt4([x0, x1, x2, x3]: [f32; 4]) -> [f32; 3] {
     [x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3]
-}
-
-multiversion! {
-    /// `U = G g G^T` on a block of kernels ([`transform_rows`]).
-    fn kernel_rows(taps: &[Row; 9], u: &mut [Row; 16], n: usize) {
-        transform_rows(taps, u, n, g3)
-    }
-}
-
-multiversion! {
-    /// `dW = G^T dU G` on a block of kernels ([`transform_grad_rows`]).
-    fn kernel_grad_rows(du: &[Row; 16], taps: &mut [Row; 9], n: usize) {
-        transform_grad_rows(du, taps, n, gt4)
-    }
 }
 
 multiversion! {

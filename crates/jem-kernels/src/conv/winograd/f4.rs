@@ -21,7 +21,6 @@
 use std::mem::MaybeUninit;
 
 use super::super::geometry::ConvGeometry;
-use super::kernels::{Row, transform_grad_rows, transform_rows};
 use super::rows::blockwise;
 use super::tiling;
 use crate::simd::{Shuffles, multiversion, prefetch_all};
@@ -29,7 +28,7 @@ use crate::simd::{Shuffles, multiversion, prefetch_all};
 /// F(4x4, 3x3).
 pub(crate) struct F4;
 
-tiling!(F4, M = 4, GROUP_TILES = 128);
+tiling!(F4, M = 4, GROUP_TILES = 128, G = g3, GT = gt6);
 
 /// Tiles per image: `ceil(H / 4) x ceil(W / 4)`.
 fn tiles(g: &ConvGeometry) -> (usize, usize) {
@@ -165,20 +164,6 @@ fn gt6([x0, x1, x2, x3, x4, x5]: [f32; 6]) -> [f32; 3] {
         (x2 - x1) / 6.0 + (x3 - x4) / 12.0,
         (s34 - s12) / 6.0 + x5,
     ]
-}
-
-multiversion! {
-    /// `U = G g G^T` on a block of kernels ([`transform_rows`]).
-    fn kernel_rows(taps: &[Row; 9], u: &mut [Row; 36], n: usize) {
-        transform_rows(taps, u, n, g3)
-    }
-}
-
-multiversion! {
-    /// `dW = G^T dU G` on a block of kernels ([`transform_grad_rows`]).
-    fn kernel_grad_rows(du: &[Row; 36], taps: &mut [Row; 9], n: usize) {
-        transform_grad_rows(du, taps, n, gt6)
-    }
 }
 
 multiversion! {

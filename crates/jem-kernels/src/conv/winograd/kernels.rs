@@ -53,6 +53,7 @@ pub(super) fn kernel_planes<const P: usize>(
 ) -> Vec<f32> {
     let len = cout * c;
     let (Kernels::Forward(src) | Kernels::Flipped(src)) = w;
+    let flip = matches!(w, Kernels::Flipped(_));
     // the blocks of kernels must match those of the planes for every stretch to be written
     assert_eq!(src.len(), 9 * len, "kernels [Cout, C, 3, 3]");
     let mut u: Vec<f32> = Vec::with_capacity(P * len);
@@ -71,13 +72,12 @@ pub(super) fn kernel_planes<const P: usize>(
             let (start, n) = (b * KERNEL_BLOCK, planes[0].len());
             let mut taps = [[0f32; KERNEL_BLOCK]; 9];
             for i in 0..n {
-                let (k, flip) = match w {
-                    Kernels::Forward(w) => (&w[(start + i) * 9..][..9], false),
-                    Kernels::Flipped(w) => {
-                        let (o, ci) = ((start + i) / c, (start + i) % c);
-                        (&w[(ci * cout + o) * 9..][..9], true)
-                    }
+                // kernel `start + i` of the planes; flipped, it is `(o, ci)` of `W'`, `(ci, o)` of `W`
+                let at = match (start + i, flip) {
+                    (j, true) => j % c * cout + j / c,
+                    (j, false) => j,
                 };
+                let k = &src[at * 9..][..9];
                 for (t, row) in taps.iter_mut().enumerate() {
                     row[i] = k[if flip { 8 - t } else { t }];
                 }

@@ -88,13 +88,34 @@ pub(crate) trait Tiling {
 }
 
 /// `impl Tiling for $t` with these sizes, from the calling module's `transform_input`,
-/// `transform_output` and `transform_dy` and its row transforms `kernel_rows` (`G g G^T`)
-/// and `kernel_grad_rows` (`G^T dU G`).
+/// `transform_output` and `transform_dy`, and its kernel row transforms `kernel_rows`
+/// (`G g G^T`, from `$g` applying `G` to three values) and `kernel_grad_rows` (`G^T dU G`,
+/// from `$gt` applying `G^T`), which this macro defines for each instruction set.
 macro_rules! tiling {
-    ($t:ident, M = $m:expr, GROUP_TILES = $gt:expr) => {
+    ($t:ident, M = $m:expr, GROUP_TILES = $tiles:expr, G = $g:ident, GT = $gt:ident) => {
+        $crate::simd::multiversion! {
+            /// `U = G g G^T` on a block of kernels (`kernels::transform_rows`).
+            fn kernel_rows(
+                taps: &[super::kernels::Row; 9],
+                u: &mut [super::kernels::Row; ($m + 2) * ($m + 2)],
+                n: usize,
+            ) {
+                super::kernels::transform_rows(taps, u, n, $g)
+            }
+        }
+        $crate::simd::multiversion! {
+            /// `dW = G^T dU G` on a block of kernels (`kernels::transform_grad_rows`).
+            fn kernel_grad_rows(
+                du: &[super::kernels::Row; ($m + 2) * ($m + 2)],
+                taps: &mut [super::kernels::Row; 9],
+                n: usize,
+            ) {
+                super::kernels::transform_grad_rows(du, taps, n, $gt)
+            }
+        }
         impl super::Tiling for $t {
             const M: usize = $m;
-            const GROUP_TILES: usize = $gt;
+            const GROUP_TILES: usize = $tiles;
             fn kernel(w: super::Kernels, cout: usize, c: usize) -> Vec<f32> {
                 super::kernels::kernel_planes(w, cout, c, kernel_rows)
             }
@@ -151,7 +172,7 @@ pub(super) fn choose(g: &ConvGeometry) -> Option<Tile> {
 /// Whether one full group of F(4x4) tiles beats F(2x2) on a wide layer: with AVX-512 and
 /// maps of 16 x 16 or more (WRN-28-10's 320-channel stage at batch 8: `BENCHMARKS.md`,
 /// session 26). On smaller maps F(4x4)'s rows are two tiles long and its transforms lose
-/// (WRN-16-4's 8 x 8 stage at batch 32); on the AVX2 Zen 1, F(2x2) won this layer too.
+/// (WRN-16-4's 8 x 8 stage at batch 32); on the AVX2 AMD EPYC, F(2x2) won this layer too.
 fn one_f4_group_wins(g: &ConvGeometry) -> bool {
     crate::simd::has_avx512() && g.input[2].min(g.input[3]) >= 16
 }
